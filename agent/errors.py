@@ -1,0 +1,195 @@
+"""Every error llama-agent raises, grouped by who has to act.
+
+```
+LlamaAgentError
+├── DeveloperError              the program or its configuration is wrong: fix the code or the file
+│   ├── ConfigError             a YAML config is invalid (file, line, key)
+│   ├── ToolDefinitionError     a tool function cannot be turned into a tool
+│   ├── RenderError             messages or tools that the Llama 3 format cannot express
+│   └── SandboxUnavailableError code execution asked for without a usable sandbox
+├── ModelError                  the model wrote something unusable: sent back to it as an ipython result
+│   ├── MalformedCallError      a call that is cut off or cannot be parsed
+│   ├── UnknownToolError        a call to a tool that does not exist
+│   └── InvalidArgumentsError   arguments that do not match the tool's JSON schema
+├── ToolExecutionError          a tool raised or timed out (reported to the model as its result)
+└── RunError                    the run cannot go on: the operator must act
+    └── BackendError            talking to the model server failed
+        ├── OllamaUnreachableError  no server at the URL
+        ├── ModelNotFoundError      the model is not pulled
+        ├── ModelCapabilityError    the model cannot do what is asked (tools, completion)
+        ├── OllamaBusyError         503 after every retry
+        ├── StreamError             an error line inside a stream, a dropped or garbled stream
+        ├── BackendTimeoutError     connect, first chunk, between chunks or total deadline passed
+        ├── ContextOverflowError    the conversation does not fit the model's context
+        └── BackendResponseError    any other error status from the server
+```
+
+Messages say what is wrong and what to do. Exceptions never log themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "BackendError",
+    "BackendResponseError",
+    "BackendTimeoutError",
+    "ConfigError",
+    "ContextOverflowError",
+    "DeveloperError",
+    "InvalidArgumentsError",
+    "LlamaAgentError",
+    "MalformedCallError",
+    "ModelCapabilityError",
+    "ModelError",
+    "ModelNotFoundError",
+    "OllamaBusyError",
+    "OllamaUnreachableError",
+    "RenderError",
+    "RunError",
+    "SandboxUnavailableError",
+    "StreamError",
+    "ToolDefinitionError",
+    "ToolExecutionError",
+    "UnknownToolError",
+]
+
+
+class LlamaAgentError(Exception):
+    """Base of every error raised by llama-agent."""
+
+
+# --- the developer must act -------------------------------------------------------------------
+
+
+class DeveloperError(LlamaAgentError):
+    """The program or its configuration is wrong."""
+
+
+class ConfigError(DeveloperError):
+    """A YAML config is invalid. `str()` is `file:line: key: problem`, one line per problem."""
+
+    def __init__(self, message: str, *, path: str | None = None, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problems = tuple(problems) or (message,)
+
+
+class ToolDefinitionError(DeveloperError):
+    """A function cannot become a tool (missing annotation, *args, a type without JSON schema)."""
+
+
+class RenderError(DeveloperError):
+    """Messages or tools that the Llama 3 prompt format cannot express."""
+
+
+class SandboxUnavailableError(DeveloperError):
+    """Code execution was asked for, but no sandbox can run it."""
+
+
+# --- the model must act (its mistakes go back to it as ipython results) ------------------------
+
+
+class ModelError(LlamaAgentError):
+    """The model wrote something the runtime cannot act on. The message is meant for the model."""
+
+
+class MalformedCallError(ModelError):
+    """A tool call that is cut off or cannot be parsed."""
+
+
+class UnknownToolError(ModelError):
+    """A call to a tool that does not exist; the message lists the tools that do."""
+
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        listed = ", ".join(available) if available else "none"
+        super().__init__(f"unknown tool '{name}'; the tools are: {listed}")
+        self.name = name
+        self.available = tuple(available)
+
+
+class InvalidArgumentsError(ModelError):
+    """Arguments that do not match the tool's schema; one line per problem."""
+
+    def __init__(self, tool: str, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(f"{tool}: {p}" for p in problems))
+        self.tool = tool
+        self.problems = tuple(problems)
+
+
+class ToolExecutionError(LlamaAgentError):
+    """A tool raised or timed out. The message is what the model sees."""
+
+
+# --- the run cannot go on ----------------------------------------------------------------------
+
+
+class RunError(LlamaAgentError):
+    """The run cannot continue; someone operating the service must act."""
+
+
+class BackendError(RunError):
+    """Talking to the model server failed."""
+
+
+class OllamaUnreachableError(BackendError):
+    """Nothing answers at the Ollama URL."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        why = f" ({detail})" if detail else ""
+        super().__init__(
+            f"cannot reach Ollama at {url}{why}. Start it with `ollama serve`, or point "
+            "OLLAMA_HOST (or --host) at a running server."
+        )
+        self.url = url
+
+
+class ModelNotFoundError(BackendError):
+    """The model is not pulled on the server."""
+
+    def __init__(self, model: str, url: str = "") -> None:
+        where = f" on {url}" if url else ""
+        super().__init__(
+            f"model '{model}' is not available{where}. Pull it with `ollama pull {model}` "
+            "(or pass --pull)."
+        )
+        self.model = model
+
+
+class ModelCapabilityError(BackendError):
+    """The model cannot do what the run needs."""
+
+
+class OllamaBusyError(BackendError):
+    """Ollama kept answering 503 (its queue is full)."""
+
+
+class StreamError(BackendError):
+    """An error line inside a stream, or a stream that broke off or could not be read."""
+
+
+class BackendTimeoutError(BackendError):
+    """A deadline passed while waiting for the server."""
+
+
+class ContextOverflowError(BackendError):
+    """The conversation needs more tokens than the model's context holds. Never truncated silently."""
+
+    def __init__(self, *, needed: int, available: int, model: str) -> None:
+        super().__init__(
+            f"the conversation needs {needed} tokens but {model} holds {available}. "
+            "Start a new conversation, shorten the history or the tool results, "
+            "or use a model with a longer context."
+        )
+        self.needed = needed
+        self.available = available
+        self.model = model
+
+
+class BackendResponseError(BackendError):
+    """Any other error status from the server."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code

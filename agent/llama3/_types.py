@@ -1,0 +1,122 @@
+"""The values the format layer works on: messages, tool calls, tool specs and parse results.
+
+Frozen, keyword-only dataclasses. The renderer also accepts the neutral dict form of
+`../shared/llama3/render_cases.json` (see `Message.from_dict` / `ToolSpec.from_dict`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+StopReason = Literal["end_of_turn", "end_of_message"]
+BuiltinName = Literal["brave_search", "wolfram_alpha", "code_interpreter", "photogen"]
+ToolFormat = Literal["json", "function_tag", "python_list"]
+
+BUILTIN_NAMES: frozenset[str] = frozenset(
+    {"brave_search", "wolfram_alpha", "code_interpreter", "photogen"}
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCall:
+    """One call the model made. Built-in calls carry the built-in's name (`brave_search`)."""
+
+    name: str
+    arguments: Mapping[str, Any]
+    id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """One message of a conversation.
+
+    - `raw`: for assistant turns received from the model, the completion text exactly as generated;
+      the renderer re-emits it verbatim (prefix stability, DESIGN decision 4).
+    - `trusted`: user or system text the program vouches for; untrusted text (the default for
+      user and tool messages) is neutralized so it cannot forge special tokens.
+    - `tool_call_id` / `name`: for tool results; Meta's format ignores them, the runtime keeps them.
+    """
+
+    role: Role
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    stop_reason: StopReason = "end_of_turn"
+    raw: str | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    trusted: bool = False
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        """Build a message from the neutral dict form (FORMAT.md §1.1)."""
+        calls = tuple(
+            ToolCall(name=c["name"], arguments=c.get("arguments", {}), id=c.get("id", "") or "")
+            for c in data.get("tool_calls") or ()
+        )
+        return cls(
+            role=data["role"],
+            content=data.get("content", "") or "",
+            tool_calls=calls,
+            stop_reason=data.get("stop_reason", "end_of_turn") or "end_of_turn",
+            raw=data.get("raw"),
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+            trusted=bool(data.get("trusted", False)),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolSpec:
+    """What the model is told about one tool.
+
+    `builtin` names the Llama built-in this tool serves; such tools are listed the native way
+    (`Tools: brave_search, ...`) instead of as JSON definitions.
+    """
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    builtin: BuiltinName | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolSpec:
+        """Build a spec from the neutral dict form (`{"type": "builtin", "name": ...}` or a function)."""
+        if data.get("type") == "builtin":
+            return cls(name=data["name"], builtin=data["name"])
+        return cls(
+            name=data["name"],
+            description=data.get("description", "") or "",
+            parameters=data.get("parameters") or {"type": "object", "properties": {}},
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MalformedCall:
+    """Text that was meant as a tool call but cannot be used: cut off, garbled, or invalid JSON.
+
+    `reason` is a short sentence meant for the model (it goes back as an ipython result).
+    """
+
+    text: str
+    reason: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParsedCompletion:
+    """What the model wrote: prose, the calls it made, and calls it botched."""
+
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    malformed: tuple[MalformedCall, ...] = ()
+    stop_reason: StopReason = "end_of_turn"
+
+    @property
+    def wants_tools(self) -> bool:
+        """True when the loop must run tools (or report broken calls) before the model goes on."""
+        return bool(self.tool_calls or self.malformed)
