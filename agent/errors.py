@@ -30,6 +30,10 @@ Messages say what is wrong and what to do. Exceptions never log themselves.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent._loop._result import RunResult
 
 __all__ = [
     "BackendError",
@@ -70,7 +74,9 @@ class DeveloperError(LlamaAgentError):
 class ConfigError(DeveloperError):
     """A YAML config is invalid. `str()` is `file:line: key: problem`, one line per problem."""
 
-    def __init__(self, message: str, *, path: str | None = None, problems: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, problems: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.problems = tuple(problems) or (message,)
@@ -126,7 +132,13 @@ class ToolExecutionError(LlamaAgentError):
 
 
 class RunError(LlamaAgentError):
-    """The run cannot continue; someone operating the service must act."""
+    """The run cannot continue; someone operating the service must act.
+
+    `result`: when `Agent.run()` raises it, the conversation so far (an `agent.RunResult` with
+    status `"error"`), so nothing is lost; `None` elsewhere.
+    """
+
+    result: RunResult | None = None
 
 
 class BackendError(RunError):

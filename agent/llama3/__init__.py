@@ -1,8 +1,29 @@
 """The Llama 3.x native format: render prompts, parse completions, neutralize untrusted text.
 
-Pure: no I/O, nothing else of the project imported.
+Pure: no I/O, nothing else of the project imported (except `agent.errors`).
+
+- `render_prompt(messages, tools, ...)`: Meta's prompt text, byte for byte.
+- `parse_completion(text, tools=...)` / `StreamParser`: prose, tool calls, botched calls.
+- `neutralize` / `unneutralize`: keep special tokens out of untrusted text, reversibly.
+- `count_tokens`: exact with the `tokenizer` extra, a safe estimate without.
 """
 
+from agent.llama3._models import default_tool_format, model_family
+from agent.llama3._neutralize import neutralize, unneutralize
+from agent.llama3._parse import StreamParser, allowed_names, parse_completion
+from agent.llama3._render import render_prompt
+from agent.llama3._special import (
+    BEGIN_OF_TEXT,
+    END_HEADER,
+    END_OF_TEXT,
+    EOM,
+    EOT,
+    PYTHON_TAG,
+    SPECIAL_TOKENS,
+    START_HEADER,
+    STOP_TOKENS,
+)
+from agent.llama3._tokens import count_tokens, tokenizer_is_exact
 from agent.llama3._types import (
     BUILTIN_NAMES,
     BuiltinName,
@@ -17,14 +38,33 @@ from agent.llama3._types import (
 )
 
 __all__ = [
+    "BEGIN_OF_TEXT",
     "BUILTIN_NAMES",
+    "END_HEADER",
+    "END_OF_TEXT",
+    "EOM",
+    "EOT",
+    "PYTHON_TAG",
+    "SPECIAL_TOKENS",
+    "START_HEADER",
+    "STOP_TOKENS",
     "BuiltinName",
     "MalformedCall",
     "Message",
     "ParsedCompletion",
     "Role",
     "StopReason",
+    "StreamParser",
     "ToolCall",
     "ToolFormat",
     "ToolSpec",
+    "allowed_names",
+    "count_tokens",
+    "default_tool_format",
+    "model_family",
+    "neutralize",
+    "parse_completion",
+    "render_prompt",
+    "tokenizer_is_exact",
+    "unneutralize",
 ]

@@ -85,7 +85,7 @@ class ToolSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ToolSpec:
-        """Build a spec from the neutral dict form (`{"type": "builtin", "name": ...}` or a function)."""
+        """Build a spec from the neutral dict form (`{"type": "builtin", ...}` or a function)."""
         if data.get("type") == "builtin":
             return cls(name=data["name"], builtin=data["name"])
         return cls(

@@ -1,0 +1,157 @@
+"""`llama-agent check`: is everything a run needs in place? One line per thing, and why not."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rich.markup import escape
+
+from agent._cli._exit import ExitCode
+from agent._cli._output import Printer
+from agent._cli._session import pull_model
+from agent._config import AgentConfig, load_config
+from agent._config._build import build_tools
+from agent._config._spec import CodeEntry
+from agent.errors import (
+    ConfigError,
+    LlamaAgentError,
+    ModelNotFoundError,
+    SandboxUnavailableError,
+)
+
+__all__ = ["Finding", "run_checks"]
+
+Verdict = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One line of the check: what was looked at, the verdict, and the detail."""
+
+    what: str
+    verdict: Verdict
+    detail: str
+    code: ExitCode = ExitCode.OK  # the exit code when this fails
+
+
+class _Report:
+    def __init__(self, printer: Printer) -> None:
+        self.printer = printer
+        self.findings: list[Finding] = []
+
+    def add(self, what: str, verdict: Verdict, detail: str, code: ExitCode = ExitCode.OK) -> None:
+        finding = Finding(what=what, verdict=verdict, detail=detail, code=code)
+        self.findings.append(finding)
+        lines = detail.splitlines() or [""]
+        self.printer.note(f"{self.printer.mark(verdict)} [bold]{what}[/]: {escape(lines[0])}")
+        for line in lines[1:]:
+            self.printer.note(f"       {escape(line)}")
+
+    @property
+    def exit_code(self) -> ExitCode:
+        failed = [f.code for f in self.findings if f.verdict == "fail"]
+        return failed[0] if failed else ExitCode.OK
+
+
+async def run_checks(path: Path, printer: Printer, *, host: str | None, pull: bool) -> ExitCode:
+    """Check the config, its tools, Ollama, the model and the sandbox; print a line for each."""
+    report = _Report(printer)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        report.add("config", "fail", str(exc), ExitCode.CONFIG)
+        return report.exit_code
+    report.add("config", "ok", f"{path} is valid (model {config.model})")
+    with warnings.catch_warnings():
+        # `sandbox: none` warns at every creation; the sandbox line below says it once.
+        warnings.filterwarnings("ignore", message="tools.code", category=RuntimeWarning)
+        sandbox_problem = _check_tools(config, report)
+        await _check_server(config, report, host=host, pull=pull)
+        _check_sandbox(config, report, sandbox_problem)
+    return report.exit_code
+
+
+def _check_tools(config: AgentConfig, report: _Report) -> SandboxUnavailableError | None:
+    try:
+        tools = build_tools(config)
+    except ConfigError as exc:
+        report.add("tools", "fail", str(exc), ExitCode.CONFIG)
+    except SandboxUnavailableError as exc:
+        return exc
+    else:
+        names = ", ".join(t.name for t in tools) or "none"
+        report.add("tools", "ok", f"{len(tools)}: {names}")
+    return None
+
+
+async def _check_server(
+    config: AgentConfig, report: _Report, *, host: str | None, pull: bool
+) -> None:
+    from agent.backends import OllamaBackend
+
+    backend = OllamaBackend(host or config.ollama.host)
+    try:
+        try:
+            version = await backend.version()
+        except LlamaAgentError as exc:
+            report.add("ollama", "fail", str(exc), ExitCode.OLLAMA_UNREACHABLE)
+            return
+        report.add("ollama", "ok", f"{backend.url} answers, version {version}")
+        try:
+            info = await backend.model_info(config.model)
+        except ModelNotFoundError as exc:
+            if not pull:
+                report.add("model", "fail", str(exc), ExitCode.MODEL_MISSING)
+                return
+            await pull_model(backend, config.model, report.printer)
+            info = await backend.model_info(config.model)
+        except LlamaAgentError as exc:
+            report.add("model", "fail", str(exc), ExitCode.ERROR)
+            return
+        ceiling = config.ollama.options.num_ctx
+        context = f"context {info.context_length} tokens"
+        if ceiling is not None and ceiling < info.context_length:
+            context += f" (num_ctx ceiling {ceiling})"
+        family = f"Llama {info.family}" if info.family != "unknown" else "not a Llama 3.x model"
+        verdict: Verdict = "ok" if info.family != "unknown" else "warn"
+        report.add("model", verdict, f"{info.name}: {family}, {context}")
+        if info.supports_tools:
+            report.add("tool calling", "ok", "the model's template declares tool support")
+        else:
+            report.add(
+                "tool calling",
+                "warn",
+                "the model does not declare tool support; prompts are sent raw in Llama's format, "
+                "but a model not trained for tools will call them poorly",
+            )
+    finally:
+        await backend.aclose()
+
+
+def _uses_code(config: AgentConfig) -> bool:
+    return any(entry == "code" or isinstance(entry, CodeEntry) for entry in config.tools)
+
+
+def _check_sandbox(
+    config: AgentConfig, report: _Report, problem: SandboxUnavailableError | None
+) -> None:
+    if not _uses_code(config):
+        report.add("sandbox", "ok", "not needed (no code tool)")
+        return
+    if problem is not None:
+        report.add("sandbox", "fail", str(problem), ExitCode.CONFIG)
+        return
+    from tools import Sandbox, SandboxLimits
+
+    settings = config.sandbox
+    limits = SandboxLimits(**settings.model_dump(exclude={"mode"}, exclude_none=True))
+    try:
+        sandbox = Sandbox(mode=settings.mode, limits=limits, pool_size=0)
+    except SandboxUnavailableError as exc:
+        report.add("sandbox", "fail", str(exc), ExitCode.CONFIG)
+        return
+    verdict: Verdict = "ok" if sandbox.sandboxed else "warn"
+    report.add("sandbox", verdict, sandbox.description)

@@ -1,0 +1,34 @@
+"""Agents from YAML: the strict config spec, its JSON Schema, and the loader.
+
+```python
+from agent import load_agent
+
+agent = load_agent("config.yaml")
+result = await agent.run("What is 2**100?")
+```
+"""
+
+from agent._config._load import config_json_schema, load_agent, load_config, parse_config
+from agent._config._spec import (
+    AgentConfig,
+    CustomTool,
+    LimitsSettings,
+    OllamaOptions,
+    OllamaSettings,
+    SandboxSettings,
+    SearchSettings,
+)
+
+__all__ = [
+    "AgentConfig",
+    "CustomTool",
+    "LimitsSettings",
+    "OllamaOptions",
+    "OllamaSettings",
+    "SandboxSettings",
+    "SearchSettings",
+    "config_json_schema",
+    "load_agent",
+    "load_config",
+    "parse_config",
+]

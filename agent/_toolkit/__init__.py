@@ -1,0 +1,35 @@
+"""Tools from plain Python functions: JSON schemas, strict validation, safe execution.
+
+`@tool` / `Tool.from_function` read a typed function; `Tool.from_schema` takes a JSON schema and
+a callable. `Tool.validate` checks model-written arguments against the schema the model was
+shown (`InvalidArgumentsError`, one line per problem) and returns a `BoundCall`;
+`Tool.execute` runs it under the tool's timeout and returns a `ToolResult`. `Toolbox` holds an
+agent's tools and resolves calls, built-ins included.
+"""
+
+from agent._toolkit._calls import BoundCall, ToolResult
+from agent._toolkit._checks import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    SERVED_BUILTINS,
+)
+from agent._toolkit._context import RunContext
+from agent._toolkit._execute import set_thread_limit, tool_thread_limiter
+from agent._toolkit._tool import Tool, tool
+from agent._toolkit._toolbox import Toolbox
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "SERVED_BUILTINS",
+    "BoundCall",
+    "RunContext",
+    "Tool",
+    "ToolResult",
+    "Toolbox",
+    "set_thread_limit",
+    "tool",
+    "tool_thread_limiter",
+]

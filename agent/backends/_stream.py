@@ -1,0 +1,163 @@
+"""One attempt at streaming a raw completion: deadlines per line, and failures classified."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import ollama
+
+from agent.backends._base import Done, DoneReason, TextChunk, Usage
+from agent.backends._config import Timeouts
+from agent.backends._translate import transport_kind
+from agent.errors import BackendError, BackendTimeoutError
+
+
+class Dropped(Exception):
+    """The stream broke off; safe to send again (the backend decides whether to)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@dataclass(frozen=True, kw_only=True)
+class Final:
+    """The final line of an attempt, with the text that attempt produced."""
+
+    done: Done
+    text: str
+
+
+_DONE_REASONS: dict[str, DoneReason] = {"stop": "stop", "length": "length", "unload": "unload"}
+
+
+@contextlib.asynccontextmanager
+async def closing_iterator(iterator: AsyncIterator[Any]) -> AsyncGenerator[None, None]:
+    """Close an async generator on the way out (what stops an HTTP stream on early exit)."""
+    try:
+        yield
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class StreamAttempt:
+    """Sends one `generate(raw=True, stream=True)` and yields `TextChunk`s, then one `Final`.
+
+    Raises `ollama.ResponseError` for an error status or an in-band error line (the caller
+    decides about 503), `Dropped` when the connection broke, `BackendTimeoutError` when a
+    deadline passed, and the project's errors for everything else.
+    """
+
+    def __init__(
+        self,
+        client: ollama.AsyncClient,
+        *,
+        url: str,
+        model: str,
+        prompt: str,
+        options: dict[str, Any],
+        keep_alive: str | float | None,
+        timeouts: Timeouts,
+        deadline: float,
+        sent: int,
+        num_ctx: int,
+        translate_other: Callable[..., BackendError],
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._model = model
+        self._prompt = prompt
+        self._options = options
+        self._keep_alive = keep_alive
+        self._timeouts = timeouts
+        self._deadline = deadline
+        self._sent = sent
+        self._num_ctx = num_ctx
+        self._translate_other = translate_other
+
+    def _limit(self, *, first: bool) -> tuple[float, str]:
+        step = self._timeouts.first_chunk if first else self._timeouts.between_chunks
+        which = "first chunk" if first else "next chunk"
+        remaining = self._deadline - anyio.current_time()
+        if step is None or remaining < step:
+            return max(remaining, 0.0), "total"
+        return step, which
+
+    def _timeout(self, which: str, limit: float) -> BackendTimeoutError:
+        advice = {
+            "first chunk": "Ollama may be loading the model or queueing requests; raise "
+            "Timeouts.first_chunk, or lower the backend's concurrency",
+            "next chunk": "the server stalled mid-answer; check it (`ollama ps`) or raise "
+            "Timeouts.between_chunks",
+            "total": "the whole generation took too long; raise Timeouts.total or lower "
+            "num_predict",
+        }[which]
+        return BackendTimeoutError(
+            f"no {which if which != 'total' else 'end of the answer'} from Ollama at {self._url} "
+            f"for {self._model} within the deadline ({limit:.1f} s): {advice}."
+        )
+
+    async def events(self) -> AsyncGenerator[TextChunk | Final, None]:
+        stream = await self._client.generate(
+            model=self._model,
+            prompt=self._prompt,
+            raw=True,
+            stream=True,
+            options=self._options,
+            keep_alive=self._keep_alive,
+        )
+        pieces: list[str] = []
+        first = True
+        async with closing_iterator(stream):
+            while True:
+                limit, which = self._limit(first=first)
+                with anyio.move_on_after(limit) as scope:
+                    part = await self._next(stream)
+                if scope.cancelled_caught:
+                    raise self._timeout(which, limit)
+                first = False
+                if part is None:
+                    raise Dropped("the stream ended without its final line")
+                if part.done:
+                    yield Final(done=self._done(part), text="".join(pieces))
+                    return
+                if part.response:
+                    pieces.append(part.response)
+                    yield TextChunk(text=part.response)
+
+    async def _next(
+        self, stream: AsyncIterator[ollama.GenerateResponse]
+    ) -> ollama.GenerateResponse | None:
+        try:
+            return await anext(stream)
+        except StopAsyncIteration:
+            return None
+        except ollama.ResponseError:
+            raise
+        except Exception as exc:
+            kind = transport_kind(exc)
+            if kind == "dropped":
+                raise Dropped(f"{type(exc).__name__}: {exc}") from exc
+            if kind == "read_timeout":
+                raise self._timeout("next chunk", self._timeouts.between_chunks or 0.0) from exc
+            raise self._translate_other(exc, model=self._model, what="generate") from exc
+
+    def _done(self, part: ollama.GenerateResponse) -> Done:
+        usage = Usage(
+            prompt_eval_count=part.prompt_eval_count or 0,
+            eval_count=part.eval_count or 0,
+            total_duration=part.total_duration or 0,
+            load_duration=part.load_duration or 0,
+            prompt_eval_duration=part.prompt_eval_duration or 0,
+            eval_duration=part.eval_duration or 0,
+            prompt_tokens_sent=self._sent,
+            num_ctx=self._num_ctx,
+        )
+        reason = _DONE_REASONS.get(part.done_reason or "", "other")
+        return Done(done_reason=reason, usage=usage)

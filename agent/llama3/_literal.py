@@ -1,0 +1,182 @@
+"""Low-level pieces of the parser: bracket balancing that respects strings, lenient literals.
+
+Nothing here raises on any input (the parser promises never to raise).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from typing import Any
+
+_CLOSER = {"{": "}", "[": "]", "(": ")"}
+_OUT = re.compile(r"[][{}()\"'\\]")
+_VALUE_START = frozenset("{[(,:=")
+_DECODER = json.JSONDecoder(strict=False)  # strict=False: raw newlines inside strings happen
+_NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+
+
+class Balance:
+    """Finds where a bracketed span closes, fed a growing buffer (O(n) over all calls).
+
+    `feed` is given the whole buffer, which must still hold the span from its opening bracket,
+    and the index to resume from. A quote opens a string only where a value can start (after
+    `{[(,:=` or right after the opener), so apostrophes and quotes in prose inside brackets do
+    not derail it. Backslash escapes inside strings are honoured. `open_at` holds the
+    positions of the brackets still open.
+    """
+
+    __slots__ = ("_quote", "_stack", "failed", "open_at")
+
+    def __init__(self, opener: str, at: int) -> None:
+        self._stack = [_CLOSER[opener]]
+        self.open_at = [at]
+        self._quote = ""
+        self.failed = False
+
+    def feed(self, text: str, start: int) -> int | None:
+        """Scan `text[start:]`; return the index just past the closing bracket, or None.
+
+        After a mismatched closer, `failed` is True and the index past it is returned.
+        """
+        i = start
+        n = len(text)
+        while i < n:
+            if self._quote:
+                j = _skip_string(text, i, self._quote)
+                if j < 0:
+                    return None
+                self._quote = ""
+                i = j
+                continue
+            m = _OUT.search(text, i)
+            if m is None:
+                return None
+            j = m.start()
+            ch = text[j]
+            if ch in "\"'":
+                if _previous(text, j) in _VALUE_START:
+                    self._quote = ch
+            elif ch in _CLOSER:
+                self._stack.append(_CLOSER[ch])
+                self.open_at.append(j)
+            elif ch in "}])":
+                if ch != self._stack[-1]:
+                    self.failed = True
+                    return j + 1
+                self._stack.pop()
+                self.open_at.pop()
+                if not self._stack:
+                    return j + 1
+            i = j + 1
+        return None
+
+    @property
+    def in_string(self) -> bool:
+        """True while the scan is inside a quoted string."""
+        return bool(self._quote)
+
+
+def _previous(text: str, j: int) -> str:
+    # The span's opener is never whitespace, so this stops inside the span.
+    k = j - 1
+    while k >= 0 and text[k] in " \t\r\n":
+        k -= 1
+    return text[k] if k >= 0 else ""
+
+
+def _skip_string(text: str, i: int, quote: str) -> int:
+    """Index past the closing `quote` of a string whose body continues at `i`, or -1."""
+    while True:
+        q = text.find(quote, i)
+        if q < 0:
+            return -1
+        backslashes = 0
+        k = q - 1
+        while k >= 0 and text[k] == "\\":
+            backslashes += 1
+            k -= 1
+        if backslashes % 2 == 0:
+            return q + 1
+        i = q + 1
+
+
+class Missing:
+    """Marks a value that could not be read."""
+
+
+MISSING = Missing()
+
+
+def loads(text: str) -> Any:
+    """JSON, or failing that a Python literal (single quotes, True/None, trailing commas).
+
+    Returns `MISSING` when neither reads the whole text.
+    """
+    stripped = text.strip()
+    try:
+        value, end = _DECODER.raw_decode(stripped)
+        if end == len(stripped):
+            return value
+    except (ValueError, RecursionError):
+        pass
+    try:
+        node = ast.parse(stripped, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return MISSING
+    return literal(node)
+
+
+def literal(node: ast.AST) -> Any:
+    """The JSON-like value of a literal expression node, or `MISSING`."""
+    try:
+        return _literal(node)
+    except (_NotLiteral, RecursionError, ValueError, TypeError):
+        return MISSING
+
+
+class _NotLiteral(Exception):
+    pass
+
+
+def _literal(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, str | int | float | bool) or node.value is None:
+            return node.value
+        raise _NotLiteral
+    if isinstance(node, ast.Name) and node.id in _NAMES:
+        return _NAMES[node.id]
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return [_literal(e) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        out: dict[str, Any] = {}
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:
+                raise _NotLiteral
+            # {name: "x"}: models sometimes leave keys unquoted, as in JavaScript.
+            k = key.id if isinstance(key, ast.Name) else _literal(key)
+            out[k if isinstance(k, str) else json.dumps(k)] = _literal(value)
+        return out
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        value = _literal(node.operand)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    raise _NotLiteral
+
+
+def parse_expression(text: str) -> ast.expr | None:
+    """The expression `text` holds, or None."""
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def is_python(text: str) -> bool:
+    """True when `text` is syntactically valid Python (a module)."""
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        return False
+    return True

@@ -1,0 +1,93 @@
+"""What a parse found, and the decision about each block of candidate calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.llama3._calls import Call, Reading
+from agent.llama3._types import MalformedCall
+
+_WEAK = frozenset({"json", "python_list", "bare"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Found:
+    """One candidate of a block: its text and how it reads."""
+
+    text: str
+    reading: Reading
+
+
+@dataclass(kw_only=True)
+class Block:
+    """Adjacent candidates meant as calls; `text` spans them with what separates them."""
+
+    before: bool
+    bare: bool
+    found: list[Found] = field(default_factory=list)
+    last_end: int = 0
+    text: str = ""
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    """Content pieces in text order, calls, botched calls, and the forms the calls came in."""
+
+    content: list[str] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    malformed: list[MalformedCall] = field(default_factory=list)
+    forms: set[str] = field(default_factory=set)
+
+
+def unknown_tool(name: str, allowed: frozenset[str] | None) -> str:
+    """The reason given to the model for a call to a tool that does not exist."""
+    tools = ", ".join(sorted(allowed or ())) or "none"
+    return f"'{name}' is not one of the tools; the tools are: {tools}"
+
+
+def decide_block(
+    block: Block, allowed: frozenset[str] | None, outcome: Outcome, *, strong: bool
+) -> None:
+    """Turn a block into calls, malformed calls and content.
+
+    Weak forms (JSON, python list, bare call) naming no tool are data, unless another call in
+    the same block names a tool (then they are botched calls). `strong` (after the python tag)
+    makes every form count as meant.
+    """
+
+    def known(name: str) -> bool:
+        return allowed is None or name in allowed
+
+    readings = [f.reading for f in block.found]
+    any_known = any(not r.is_broken and any(known(c.name) for c in r.calls) for r in readings)
+    decided: list[tuple[Found, list[Call], list[MalformedCall]]] = []
+    for found in block.found:
+        r = found.reading
+        weak = not strong and r.form in _WEAK
+        if r.is_broken:
+            if weak and r.name is not None and not known(r.name) and not any_known:
+                decided.append((found, [], []))
+            else:
+                decided.append((found, [], [_malformed(found, r.broken, r.name)]))
+            continue
+        unknown = [c for c in r.calls if not known(c.name)]
+        if unknown and weak and not any_known:
+            decided.append((found, [], []))
+            continue
+        good = [c for c in r.calls if known(c.name)]
+        bad = [_malformed(found, unknown_tool(c.name, allowed), c.name) for c in unknown]
+        decided.append((found, good, bad))
+    if not any(calls or bad for _, calls, bad in decided):
+        outcome.content.append(block.text)
+        return
+    for found, calls, bad in decided:
+        outcome.calls.extend(calls)
+        outcome.malformed.extend(bad)
+        if calls or bad:
+            outcome.forms.add(found.reading.form)
+        if not calls:
+            outcome.content.append(found.text)
+
+
+def _malformed(found: Found, reason: str, name: str | None) -> MalformedCall:
+    return MalformedCall(text=found.text, reason=reason, name=name)

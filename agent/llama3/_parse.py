@@ -1,0 +1,227 @@
+"""Parse what Llama 3.x wrote: prose, tool calls in every form it uses, and botched calls.
+
+`parse_completion` and `StreamParser` share one incremental machine, so the streamed result is
+the one-shot result by construction. The machine splits special tokens off the text:
+
+- a leading `<|start_header_id|>assistant<|end_header_id|>` is skipped;
+- `<|eot_id|>`, `<|eom_id|>`, `<|end_of_text|>` (or a later `<|start_header_id|>`) end the text;
+  anything after them is ignored. When none is there (Ollama strips them), the stop reason is
+  inferred: `end_of_message` when a built-in, code or JSON call (or `<|python_tag|>`) was made;
+- `<|python_tag|>` starts a call payload (see `_payload`); several tags make several calls.
+
+The text before the first tag goes through the scanner (`_scan`), which finds calls written
+without a tag (Ollama may strip it) and leaves prose alone.
+
+Names: with `tools` given, a call written in a form that could just be data (a JSON object, a
+python list, a bare `f(x=1)`) whose name is no tool is not a call: it stays prose. In a form
+that can only be a call (`<function=...>`, `brave_search.call(...)`, anything after the python
+tag) it is reported as malformed, so the loop can tell the model. Malformed calls keep their text
+in `content`; calls do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agent.llama3._outcome import Outcome
+from agent.llama3._payload import read_payload
+from agent.llama3._scan import Scanner
+from agent.llama3._special import (
+    END_HEADER,
+    EOM,
+    PYTHON_TAG,
+    SPECIAL_TOKEN_RE,
+    SPECIAL_TOKENS,
+    START_HEADER,
+    STOP_TOKENS,
+)
+from agent.llama3._types import ParsedCompletion, StopReason, ToolCall, ToolSpec
+
+_SPECIAL_PREFIXES = frozenset(t[:k] for t in SPECIAL_TOKENS for k in range(1, len(t)))
+_SPECIAL_LONGEST = max(map(len, SPECIAL_TOKENS))
+
+
+def allowed_names(tools: Iterable[Any] | None) -> frozenset[str] | None:
+    """The call names `tools` allows: names as given; a `ToolSpec` (or an object with a
+    `.spec`, or a neutral dict) gives its built-in name when it serves a built-in."""
+    if tools is None:
+        return None
+    names: set[str] = set()
+    for tool in tools:
+        if isinstance(tool, str):
+            names.add(tool)
+            continue
+        spec = tool if isinstance(tool, ToolSpec) else getattr(tool, "spec", None)
+        if isinstance(spec, ToolSpec):
+            names.add(spec.builtin or spec.name)
+        elif isinstance(tool, Mapping) and isinstance(tool.get("name"), str):
+            names.add(tool["name"])
+    return frozenset(names)
+
+
+class _Machine:
+    def __init__(self, tools: Iterable[Any] | None) -> None:
+        self.allowed = allowed_names(tools)
+        self.prose = Scanner(allowed=self.allowed)
+        self.payloads: list[list[str]] = []
+        self.stop: str | None = None
+        self._pending = ""
+        self._mode = "prose"  # prose | header | payload | done
+        self._started = False
+
+    def feed(self, chunk: str, *, final: bool = False) -> None:
+        text = self._pending + chunk
+        i = 0
+        while True:
+            j = text.find("<|", i)
+            if j < 0:
+                end = len(text) - 1 if not final and text.endswith("<") else len(text)
+                self._plain(text[i:end])
+                self._pending = text[end:]
+                return
+            m = SPECIAL_TOKEN_RE.match(text, j)
+            if m is not None:
+                self._plain(text[i:j])
+                self._special(m.group())
+                i = m.end()
+                continue
+            tail = text[j : j + _SPECIAL_LONGEST]
+            if not final and tail == text[j:] and tail in _SPECIAL_PREFIXES:
+                self._plain(text[i:j])
+                self._pending = tail
+                return
+            self._plain(text[i : j + 1])
+            i = j + 1
+
+    def _plain(self, text: str) -> None:
+        if not text:
+            return
+        if self._mode == "prose":
+            self._started = self._started or not text.isspace()
+            self.prose.feed(text)
+        elif self._mode == "payload":
+            self.payloads[-1].append(text)
+
+    def _special(self, token: str) -> None:
+        if self._mode == "done":
+            return
+        if self._mode == "header":
+            if token == END_HEADER:
+                self._mode = "prose"
+            return
+        if token == START_HEADER and self._mode == "prose" and not self._started:
+            self._mode = "header"
+        elif token in STOP_TOKENS or token == START_HEADER:
+            self.stop = token if token in STOP_TOKENS else None
+            self.prose.finish()
+            self._mode = "done"
+        elif token == PYTHON_TAG:
+            self.prose.finish()
+            self.payloads.append([])
+            self._mode = "payload"
+
+    def finish(self) -> ParsedCompletion:
+        self.feed("", final=True)
+        self.prose.finish()
+        outcome = self.prose.outcome
+        for payload in self.payloads:
+            read_payload("".join(payload), self.allowed, outcome)
+        return ParsedCompletion(
+            content="".join(outcome.content).strip(),
+            tool_calls=tuple(ToolCall(name=c.name, arguments=c.arguments) for c in outcome.calls),
+            malformed=tuple(outcome.malformed),
+            stop_reason=self._stop_reason(outcome),
+        )
+
+    def _stop_reason(self, outcome: Outcome) -> StopReason:
+        if self.stop is not None:
+            return "end_of_message" if self.stop == EOM else "end_of_turn"
+        if self.payloads or outcome.forms & {"json", "builtin", "code"}:
+            return "end_of_message"
+        return "end_of_turn"
+
+
+def parse_completion(text: str, *, tools: Iterable[Any] | None = None) -> ParsedCompletion:
+    """Read a completion: its prose (`content`), its `tool_calls` and its `malformed` calls.
+
+    `tools`: the names of the tools the model was offered (or their `ToolSpec`s / `Tool`s);
+    built-ins count under their built-in name (`brave_search`). With `tools`, JSON or a list
+    that names no tool is taken as an answer, not a call. Never raises.
+    """
+    try:
+        machine = _Machine(tools)
+        machine.feed(text)
+        return machine.finish()
+    except Exception:  # the promise is "never raises"; the fuzz tests keep this path unused
+        return _fallback(text)
+
+
+def _fallback(text: str) -> ParsedCompletion:
+    return ParsedCompletion(content=SPECIAL_TOKEN_RE.sub("", text).strip())
+
+
+class StreamParser:
+    """Parse a completion chunk by chunk, showing prose as soon as it cannot be a call.
+
+    `feed(chunk)` returns the text that is now safe to show; `finish()` returns the same result
+    as `parse_completion` on the whole text, and its `content` starts with everything `feed`
+    returned (the rest is `content[len(parser.shown):]`). Linear in the text overall.
+    """
+
+    def __init__(self, *, tools: Iterable[Any] | None = None) -> None:
+        self._tools = allowed_names(tools)
+        self._machine = _Machine(self._tools)
+        self._chunks: list[str] = []
+        self._seen = 0
+        self._hold = ""
+        self._shown: list[str] = []
+        self._lead = True
+        self._broken = False
+
+    @property
+    def shown(self) -> str:
+        """Everything `feed` has returned so far."""
+        return "".join(self._shown)
+
+    def feed(self, chunk: str) -> str:
+        """Take the next chunk; return the newly safe text (maybe empty)."""
+        self._chunks.append(chunk)
+        if self._broken:
+            return ""
+        try:
+            self._machine.feed(chunk)
+            return self._emit()
+        except Exception:
+            self._broken = True
+            return ""
+
+    def _emit(self) -> str:
+        # Content pieces only ever get appended; show them with the surrounding whitespace held
+        # back, since the final content is stripped.
+        content = self._machine.prose.outcome.content
+        out: list[str] = []
+        while self._seen < len(content):
+            text = self._hold + content[self._seen]
+            self._seen += 1
+            if self._lead:
+                text = text.lstrip()
+                if not text:
+                    continue
+                self._lead = False
+            body = text.rstrip()
+            self._hold = text[len(body) :]
+            out.append(body)
+        shown = "".join(out)
+        if shown:
+            self._shown.append(shown)
+        return shown
+
+    def finish(self) -> ParsedCompletion:
+        """The parse of the whole completion (equal to `parse_completion` on it)."""
+        if self._broken:
+            return parse_completion("".join(self._chunks), tools=self._tools)
+        try:
+            return self._machine.finish()
+        except Exception:
+            return _fallback("".join(self._chunks))

@@ -1,0 +1,299 @@
+"""Render a conversation as Meta's Llama 3.x prompt text, byte for byte (FORMAT.md §3-4).
+
+Assistant turns received from the model carry `raw`, the completion exactly as streamed, and are
+re-emitted verbatim (DESIGN decision 4). Ollama strips the stop token from what it streams, so
+`raw` usually has none; the renderer then appends `<|eom_id|>` or `<|eot_id|>` after it, from
+`stop_reason`. The loop stores the completion as streamed, so each new prompt begins with the
+previous prompt plus that completion, byte for byte: the only new text is the end token and
+what follows it. A `raw` that already ends with `<|eot_id|>` or `<|eom_id|>` (a server that keeps
+stop tokens) is kept as it is, with no second end token.
+
+Untrusted text is neutralized (DESIGN decision 5): tool results, tool names and descriptions, and
+user and neutral-form assistant text unless the message is `trusted`. System messages come from
+the program and are kept as they are; so is `raw`, which is the model's own output.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, get_args
+
+from agent.errors import RenderError
+from agent.llama3 import _templates as tpl
+from agent.llama3._models import default_tool_format, model_family
+from agent.llama3._neutralize import neutralize
+from agent.llama3._special import BEGIN_OF_TEXT, END_HEADER, EOM, EOT, PYTHON_TAG, START_HEADER
+from agent.llama3._types import BUILTIN_NAMES, Message, ToolCall, ToolFormat, ToolSpec
+
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+_FORMATS = frozenset(get_args(ToolFormat))
+
+
+def render_prompt(
+    messages: Iterable[Message | Mapping[str, Any]],
+    tools: Iterable[ToolSpec | Mapping[str, Any] | Any] = (),
+    *,
+    model: str = "llama3.1",
+    today: dt.date | None = None,
+    tool_format: ToolFormat | None = None,
+    tool_choice: str = "auto",
+    system_message_behavior: Literal["append", "replace"] = "append",
+    add_system_prompt: bool = True,
+) -> str:
+    """Meta's full prompt for `messages`, from `<|begin_of_text|>` to the open assistant header.
+
+    - `messages`: `Message` objects or neutral dicts (FORMAT.md §1.1), mixed as you like.
+    - `tools`: `ToolSpec`, neutral dicts, or objects with a `.spec` `ToolSpec` (the `Tool` class).
+      A spec with `builtin=` is listed the native way (`Tools: brave_search`) whatever its name.
+    - `model`: an Ollama name; picks the 3.1 assembly or the 3.2/3.3 one (`model_family`).
+    - `today`: the date in the 3.1 system prompt (default: today). Pin it for a whole run: a
+      date that changes mid-run changes the prompt's start and defeats the server's cache.
+    - `tool_format`: `"json"`, `"function_tag"` (3.1) or `"python_list"` (3.2/3.3); None picks the
+      model's default. Like Meta, custom tools in a format the model family does not take are
+      refused with `RenderError`.
+    - `tool_choice`: `"auto"`, `"required"`, `"none"` (tools are left out, as llama-stack does)
+      or the name of one tool.
+    - `system_message_behavior`: 3.2/3.3 only; `"replace"` puts the tool list where the system
+      message says `{{ function_description }}` instead of using Meta's preamble.
+    - `add_system_prompt=False`: the messages exactly as given, no system prompt or tool block.
+    """
+    msgs = [_coerce_message(m) for m in messages]
+    specs = [_coerce_tool(t) for t in tools]
+    fmt = tool_format or default_tool_format(model)
+    if fmt not in _FORMATS:
+        raise RenderError(f"unknown tool_format {fmt!r}; use one of {sorted(_FORMATS)}")
+    if system_message_behavior not in ("append", "replace"):
+        raise RenderError(
+            f"unknown system_message_behavior {system_message_behavior!r}; "
+            "use 'append' or 'replace'"
+        )
+    choice = _tool_choice(tool_choice, specs)
+    custom_names = frozenset(s.name for s in specs if s.builtin is None)
+    if add_system_prompt:
+        offered = [] if tool_choice == "none" else specs
+        if model_family(model) == "3.1":
+            msgs = _augment_3_1(msgs, offered, fmt=fmt, today=today, choice=choice)
+        else:
+            msgs = _augment_3_2(
+                msgs, offered, fmt=fmt, choice=choice, behavior=system_message_behavior
+            )
+    parts = [BEGIN_OF_TEXT]
+    parts.extend(_encode_message(m, fmt, custom_names) for m in msgs)
+    parts.append(_header("assistant"))
+    return "".join(parts)
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def _coerce_message(message: Message | Mapping[str, Any]) -> Message:
+    if isinstance(message, Message):
+        msg = message
+    elif isinstance(message, Mapping):
+        data = dict(message)
+        if data.get("role") == "ipython":
+            data["role"] = "tool"
+        if data.get("role") not in _ROLES:
+            raise RenderError(
+                f"message role {data.get('role')!r} is not one of {sorted(_ROLES)} (or 'ipython')"
+            )
+        try:
+            msg = Message.from_dict(data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise RenderError(f"cannot read message {message!r}: {exc}") from exc
+    else:
+        raise RenderError(
+            f"a message must be an agent.llama3.Message or a dict, not {type(message).__name__}"
+        )
+    if msg.role not in _ROLES:
+        raise RenderError(f"message role {msg.role!r} is not one of {sorted(_ROLES)}")
+    if not isinstance(msg.content, str) or (msg.raw is not None and not isinstance(msg.raw, str)):
+        raise RenderError(f"message content must be text; got {type(msg.content).__name__}")
+    return msg
+
+
+def _coerce_tool(tool: ToolSpec | Mapping[str, Any] | Any) -> ToolSpec:
+    attached = getattr(tool, "spec", None)
+    if isinstance(tool, ToolSpec):
+        spec = tool
+    elif isinstance(attached, ToolSpec):
+        spec = attached
+    elif isinstance(tool, Mapping):
+        data: Mapping[str, Any] = tool
+        if isinstance(data.get("function"), Mapping):  # OpenAI's {"type": "function", ...}
+            data = data["function"]
+        if not isinstance(data.get("name"), str) or not data["name"]:
+            raise RenderError(f"a tool needs a 'name': {tool!r}")
+        spec = ToolSpec.from_dict(data)
+    else:
+        raise RenderError(
+            "a tool must be a ToolSpec, a dict or an object with a .spec ToolSpec, "
+            f"not {type(tool).__name__}"
+        )
+    if spec.builtin is not None and spec.builtin not in BUILTIN_NAMES:
+        raise RenderError(
+            f"tool '{spec.name}': unknown built-in {spec.builtin!r}; "
+            f"the built-ins are {sorted(BUILTIN_NAMES)}"
+        )
+    return spec
+
+
+def _tool_choice(choice: str, specs: Sequence[ToolSpec]) -> str:
+    if choice in ("auto", "required", "none"):
+        return tpl.tool_choice_text(choice)
+    for spec in specs:
+        if choice in (spec.name, spec.builtin):
+            return tpl.tool_choice_text(spec.builtin or spec.name)
+    names = sorted({s.builtin or s.name for s in specs})
+    raise RenderError(
+        f"tool_choice {choice!r} is not 'auto', 'required', 'none' or one of the tools: {names}"
+    )
+
+
+# --- Meta's system-prompt assembly (llama-stack prompt_adapter) ------------------------------
+
+
+def _split_system(msgs: list[Message]) -> tuple[Message | None, list[Message]]:
+    system = msgs[0] if msgs and msgs[0].role == "system" else None
+    rest = msgs[1:] if system else msgs
+    if rest and rest[0].role == "system":
+        raise RenderError(
+            "two system messages in a row at the start: Meta's format has one; merge them"
+        )
+    return system, rest
+
+
+def _augment_3_1(
+    msgs: list[Message], specs: list[ToolSpec], *, fmt: str, today: dt.date | None, choice: str
+) -> list[Message]:
+    system, rest = _split_system(msgs)
+    custom = [s for s in specs if s.builtin is None]
+    content = ""
+    if specs:
+        content += tpl.builtin_block(_builtins(specs)) + "\n"
+    content += tpl.system_default(today or dt.date.today())
+    if system is not None:
+        content += "\n" + system.content
+    if choice:
+        content += "\n" + choice
+    out = [Message(role="system", content=content, trusted=True)]
+    if custom:
+        if fmt == "json":
+            block = tpl.json_tools(custom)
+        elif fmt == "function_tag":
+            block = tpl.function_tag_tools(custom)
+        else:
+            raise RenderError(
+                f"tool_format {fmt!r} does not work with Llama 3.1 custom tools (Meta refuses "
+                "it too); use 'json' or 'function_tag', or a llama3.2 / llama3.3 model"
+            )
+        out.append(Message(role="user", content=block, trusted=True))
+    return out + rest
+
+
+def _augment_3_2(
+    msgs: list[Message], specs: list[ToolSpec], *, fmt: str, choice: str, behavior: str
+) -> list[Message]:
+    system, rest = _split_system(msgs)
+    custom = [s for s in specs if s.builtin is None]
+    builtins = _builtins(specs)
+    content = ""
+    if builtins:
+        content += tpl.builtin_block(builtins) + "\n"
+    if custom:
+        if fmt != "python_list":
+            raise RenderError(
+                f"tool_format {fmt!r} does not work with Llama 3.2 / 3.3 custom tools (Meta "
+                "refuses it too); use 'python_list', or a llama3.1 model"
+            )
+        replacement = system.content if system and behavior == "replace" else None
+        content += tpl.python_list_system(tpl.python_list_functions(custom), replacement) + "\n"
+    if system is not None and (behavior == "append" or not custom):
+        content += system.content
+    if choice:
+        content += "\n" + choice
+    return [Message(role="system", content=content.strip("\n"), trusted=True), *rest]
+
+
+def _builtins(specs: Sequence[ToolSpec]) -> list[str]:
+    names: list[str] = []
+    for spec in specs:
+        if spec.builtin is not None and spec.builtin not in names:
+            names.append(spec.builtin)
+    return names
+
+
+# --- ChatFormat.encode_message ---------------------------------------------------------------
+
+
+def _header(role: str) -> str:
+    return f"{START_HEADER}{role}{END_HEADER}\n\n"
+
+
+def _encode_message(msg: Message, fmt: str, custom_names: frozenset[str]) -> str:
+    header = _header("ipython" if msg.role == "tool" else msg.role)
+    end = EOM if msg.role == "assistant" and msg.stop_reason == "end_of_message" else EOT
+    if msg.role == "assistant" and msg.raw is not None:
+        if msg.raw.endswith((EOT, EOM)):
+            return header + msg.raw
+        return header + msg.raw + end
+    guard = _same if msg.role == "system" or msg.trusted else neutralize
+    body = guard(msg.content)
+    if msg.role == "assistant" and msg.tool_calls:
+        calls = "".join(_encode_call(c, fmt, custom_names) for c in msg.tool_calls)
+        first_is_code = _is_builtin(msg.tool_calls[0].name, custom_names) and (
+            msg.tool_calls[0].name == "code_interpreter"
+        )
+        body = (PYTHON_TAG if first_is_code else "") + body + guard(calls)
+    return header + body + end
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _is_builtin(name: str, custom_names: frozenset[str]) -> bool:
+    return name in BUILTIN_NAMES and name not in custom_names
+
+
+def _encode_call(call: ToolCall, fmt: str, custom_names: frozenset[str]) -> str:
+    """Meta's `ToolUtils.encode_tool_call`, quirks included (FORMAT.md §3.1)."""
+    args = call.arguments
+    if _is_builtin(call.name, custom_names):
+        if call.name == "code_interpreter":
+            return str(args.get("code", next(iter(args.values()), "")))
+        query = args.get("query", next(iter(args.values()), ""))
+        return f'{call.name}.call(query="{query}")'  # not escaped, as Meta writes it
+    if fmt == "python_list":
+        inner = ", ".join(f"{k}={_python_value(v)}" for k, v in args.items())
+        return f"[{call.name}({inner})]"
+    try:
+        if fmt == "function_tag":
+            return f"<function={call.name}>{json.dumps(args, default=_jsonable)}</function>"
+        payload = {"type": "function", "name": call.name, "parameters": args}
+        return json.dumps(payload, default=_jsonable)
+    except (TypeError, ValueError) as exc:
+        raise RenderError(f"tool call '{call.name}': arguments are not JSON: {exc}") from exc
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _python_value(value: Any) -> str:
+    # Meta's format_value: strings unescaped in double quotes, dicts as {k=v} (sic).
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None or isinstance(value, bool | int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_python_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}={_python_value(v)}" for k, v in value.items()) + "}"
+    raise RenderError(f"cannot write a {type(value).__name__} argument in the python-list format")

@@ -1,0 +1,371 @@
+"""`OllamaEmulator`: a real HTTP server on 127.0.0.1 that speaks Ollama's wire protocol."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+
+from agent.llama3 import count_tokens as llama_count_tokens
+from agent.testing import _completion
+from agent.testing._faults import Fault, FaultBook
+from agent.testing._generation import Engine
+from agent.testing._http import HttpRequest, HttpServer, Responder
+from agent.testing._models import EmulatedModel, default_models, family_of, normalize_name
+from agent.testing._pull import pull
+from agent.testing._records import RecordedRequest
+from agent.testing._scripts import Script, echo
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """`"0.12.6"` → `(0, 12, 6)`; pre-release suffixes are ignored."""
+    parts: list[int] = []
+    for part in version.lstrip("v").split("-")[0].split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+class OllamaEmulator:
+    """An Ollama server for tests, examples and benchmarks, scripted by a function.
+
+    ```python
+    from agent.testing import OllamaEmulator, call_tool
+
+    async with OllamaEmulator(call_tool("get_weather", {"city": "Paris"}, then="Sunny.")) as emu:
+        client = ollama.AsyncClient(emu.url)  # or OLLAMA_HOST=emu.url for a subprocess
+        ...
+        assert emu.requests[-1].prompt_eval_count == ...
+    ```
+
+    As a pytest fixture (anyio plugin; `anyio_backend` pins asyncio)::
+
+        @pytest.fixture
+        async def emu():
+            async with OllamaEmulator(sequence("Hello.<|eot_id|>")) as emu:
+                yield emu
+
+    From synchronous code (a CLI test running `llama-agent` in a subprocess)::
+
+        with OllamaEmulator(answer("Hi.")).start_in_thread() as emu:
+            subprocess.run(["llama-agent", ...], env={**os.environ, "OLLAMA_HOST": emu.url})
+
+    Knobs: `models` (names or `EmulatedModel`s), `pullable` (what `/api/pull` can fetch; None:
+    any Llama 3.x name), `latency` (seconds before the first chunk, reported as prompt
+    evaluation), `token_rate` (chunks per second after it; None: as fast as possible),
+    `chunk_chars` (group tokens into chunks of about this many characters; None: one token per
+    chunk, like Ollama), `load_delay` (seconds to load a model on first use or when `num_ctx`
+    changes), `version` (what `/api/version` says, and which behaviours apply: tool-call ids
+    from 0.12.10, `capabilities` from 0.6.4, streamed tool calls from 0.8), `engine`
+    (`"llamarunner"` for ≤ 0.29, `"llama-server"` for ≥ 0.30; derived from `version` by
+    default), `faults`, `num_parallel` and `max_queue` (Ollama's scheduler: extra requests
+    wait; beyond the queue they get 503), `default_num_ctx` (None: by version), `count_tokens`.
+    """
+
+    def __init__(
+        self,
+        script: Script | None = None,
+        *,
+        models: Iterable[str | EmulatedModel] | None = None,
+        pullable: Iterable[str | EmulatedModel] | None = None,
+        latency: float = 0.0,
+        token_rate: float | None = None,
+        chunk_chars: int | None = None,
+        load_delay: float = 0.0,
+        version: str = "0.12.6",
+        engine: Engine | None = None,
+        faults: Iterable[Fault] = (),
+        num_parallel: int | None = None,
+        max_queue: int = 512,
+        default_num_ctx: int | None = None,
+        count_tokens: Callable[[str], int] = llama_count_tokens,
+        port: int = 0,
+    ) -> None:
+        self.script: Script = script if script is not None else echo()
+        self.latency = latency
+        self.token_rate = token_rate
+        self.chunk_chars = chunk_chars
+        self.load_delay = load_delay
+        self.version = version
+        self.engine: Engine = engine or (
+            "llama-server" if version_tuple(version) >= (0, 30) else "llamarunner"
+        )
+        self.num_parallel = num_parallel
+        self.max_queue = max_queue
+        self.default_num_ctx = default_num_ctx or (
+            2048 if version_tuple(version) < (0, 6, 7) else 4096
+        )
+        self.count_tokens = count_tokens
+        self._models: dict[str, EmulatedModel] = {}
+        for model in default_models() if models is None else models:
+            self.add_model(model)
+        self._pullable = (
+            None
+            if pullable is None
+            else {_as_model(m).name.lower(): _as_model(m) for m in pullable}
+        )
+        self._faults = FaultBook(tuple(faults))
+        self._records: list[RecordedRequest] = []
+        self._port = port
+        self._server: HttpServer | None = None
+        self.loaded: dict[str, tuple[int, datetime]] = {}  # model -> (num_ctx, expires_at)
+        self.cache: dict[str, str] = {}  # model -> prompt + completion held in its KV cache
+        self.script_calls = 0
+        self.in_flight = 0
+        self.waiting = 0
+        self._gate: anyio.Semaphore | None = None
+        self._idle = anyio.Event()
+        self._errors: list[BaseException] = []
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> OllamaEmulator:
+        if self.num_parallel:
+            self._gate = anyio.Semaphore(self.num_parallel)
+        self._server = HttpServer(self._dispatch, port=self._port)
+        self._errors = self._server.errors
+        await self._server.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            await self._server.__aexit__(*exc_info)
+            self._server = None
+
+    @contextlib.contextmanager
+    def start_in_thread(self) -> Iterator[OllamaEmulator]:
+        """Run the emulator on an event loop in a background thread, for synchronous code.
+
+        Async methods (`refuse_connections`, ...) can be called through `emu.portal.call(...)`.
+        """
+        with anyio.from_thread.start_blocking_portal() as portal:
+            self.portal: anyio.from_thread.BlockingPortal = portal
+            with portal.wrap_async_context_manager(self):
+                yield self
+
+    def version_at_least(self, *version: int) -> bool:
+        """Whether the emulated server is at least this version (behaviours are versioned)."""
+        return version_tuple(self.version) >= version
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """Exceptions raised inside the emulator's handlers (each closed its connection)."""
+        return list(self._errors)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the emulator is not running: use `async with`"
+        return self._server.port
+
+    @property
+    def url(self) -> str:
+        """`http://127.0.0.1:PORT`: pass it as the client's host or as `OLLAMA_HOST`."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def refuse_connections(self) -> None:
+        """Close the listening socket and every connection: clients get 'connection refused'."""
+        assert self._server is not None
+        await self._server.stop_listening()
+
+    async def accept_connections(self) -> None:
+        """Listen again on the same port."""
+        assert self._server is not None
+        await self._server.listen()
+
+    # --- models, faults, records ---------------------------------------------------------------
+
+    def add_model(self, model: str | EmulatedModel) -> EmulatedModel:
+        """Make a model available ("pulled")."""
+        emulated = _as_model(model)
+        self._models[emulated.name.lower()] = emulated
+        return emulated
+
+    def find_model(self, name: str) -> EmulatedModel | None:
+        return self._models.get(normalize_name(name).lower())
+
+    @property
+    def models(self) -> tuple[EmulatedModel, ...]:
+        return tuple(self._models.values())
+
+    def pullable_model(self, name: str) -> EmulatedModel | None:
+        if self._pullable is None:
+            return EmulatedModel.llama(name) if family_of(name) else None
+        return self._pullable.get(normalize_name(name).lower())
+
+    def inject(self, fault: Fault) -> None:
+        """Add a fault; it hits the next `fault.times` matching requests."""
+        self._faults.add(fault)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def take_fault(self, path: str) -> Fault | None:
+        return self._faults.take(path)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first."""
+        return list(self._records)
+
+    @property
+    def completions(self) -> list[RecordedRequest]:
+        """The `/api/generate` and `/api/chat` requests, oldest first."""
+        return [r for r in self._records if r.path in ("/api/generate", "/api/chat")]
+
+    def reset(self) -> None:
+        """Forget recorded requests, loaded models and prompt caches."""
+        self._records.clear()
+        self.loaded.clear()
+        self.cache.clear()
+
+    async def wait_idle(self) -> None:
+        """Wait until no request is in progress (e.g. to see a cancellation recorded).
+
+        Wrap it in `anyio.fail_after(...)` to bound the wait.
+        """
+        while self.in_flight:
+            await self._idle.wait()
+
+    def record(self, record: RecordedRequest) -> int:
+        self._records.append(record)
+        return len(self._records) - 1
+
+    def update(self, index: int, **changes: Any) -> RecordedRequest:
+        record = dataclasses.replace(self._records[index], **changes)
+        self._records[index] = record
+        return record
+
+    @property
+    def gate(self) -> anyio.Semaphore | None:
+        return self._gate
+
+    def mark_loaded(self, model: EmulatedModel, num_ctx: int, keep_alive: Any) -> bool:
+        """Load `model` with `num_ctx`; True when that meant a (re)load, which clears its cache."""
+        seconds = _keep_alive_seconds(keep_alive)
+        expires = datetime.now(UTC) + timedelta(seconds=seconds if seconds >= 0 else 10**8)
+        previous = self.loaded.get(model.name)
+        self.loaded[model.name] = (num_ctx, expires)
+        if previous is None or previous[0] != num_ctx:
+            self.cache.pop(model.name, None)
+            return True
+        return False
+
+    # --- routing -------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: HttpRequest, responder: Responder) -> None:
+        route = (request.method, request.path)
+        if route in (("GET", "/"), ("HEAD", "/")):
+            self.record(RecordedRequest(method=request.method, path=request.path))
+            await responder.respond(200, "text/plain; charset=utf-8", b"Ollama is running")
+            return
+        handlers = {
+            ("GET", "/api/version"): self._version,
+            ("HEAD", "/api/version"): self._version,
+            ("GET", "/api/tags"): self._tags,
+            ("GET", "/api/ps"): self._ps,
+            ("POST", "/api/show"): self._show,
+            ("POST", "/api/pull"): self._pull,
+            ("POST", "/api/generate"): self._generate,
+            ("POST", "/api/chat"): self._chat,
+        }
+        handler = handlers.get(route)
+        if handler is None:
+            self.record(RecordedRequest(method=request.method, path=request.path, status=404))
+            await responder.respond(404, "text/plain", b"404 page not found")
+            return
+        if not self.in_flight:
+            self._idle = anyio.Event()
+        self.in_flight += 1
+        try:
+            await handler(request, responder)
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
+
+    async def _version(self, request: HttpRequest, responder: Responder) -> None:
+        self.record(RecordedRequest(method=request.method, path=request.path))
+        await responder.json(200, {"version": self.version})
+
+    async def _tags(self, request: HttpRequest, responder: Responder) -> None:
+        self.record(RecordedRequest(method=request.method, path=request.path))
+        await responder.json(200, {"models": [m.tags_entry() for m in self._models.values()]})
+
+    async def _ps(self, request: HttpRequest, responder: Responder) -> None:
+        self.record(RecordedRequest(method=request.method, path=request.path))
+        now = datetime.now(UTC)
+        entries = []
+        for name, (num_ctx, expires) in sorted(
+            self.loaded.items(), key=lambda item: item[1][1], reverse=True
+        ):
+            model = self._models.get(name.lower())
+            if model is None or expires < now:
+                continue
+            entry = {
+                **{k: v for k, v in model.tags_entry().items() if k != "modified_at"},
+                "expires_at": expires.isoformat().replace("+00:00", "Z"),
+                "size_vram": model.size,
+            }
+            if version_tuple(self.version) >= (0, 10):
+                entry["context_length"] = num_ctx
+            entries.append(entry)
+        await responder.json(200, {"models": entries})
+
+    async def _show(self, request: HttpRequest, responder: Responder) -> None:
+        body = await _completion.read_body(self, request, responder)
+        if body is None:
+            return
+        name = str(body.get("model") or body.get("name") or "")
+        model = self.find_model(name)
+        if model is None:
+            message = f"model '{name}' not found"
+            self.record(
+                RecordedRequest(
+                    method="POST", path=request.path, body=body, status=404, error=message
+                )
+            )
+            await responder.json(404, {"error": message})
+            return
+        self.record(RecordedRequest(method="POST", path=request.path, body=body, model=name))
+        capabilities = version_tuple(self.version) >= (0, 6, 4)
+        await responder.json(200, model.show(with_capabilities=capabilities))
+
+    async def _pull(self, request: HttpRequest, responder: Responder) -> None:
+        await pull(self, request, responder)
+
+    async def _generate(self, request: HttpRequest, responder: Responder) -> None:
+        await _completion.handle(self, request, responder, endpoint="generate")
+
+    async def _chat(self, request: HttpRequest, responder: Responder) -> None:
+        await _completion.handle(self, request, responder, endpoint="chat")
+
+
+def _as_model(model: str | EmulatedModel) -> EmulatedModel:
+    return model if isinstance(model, EmulatedModel) else EmulatedModel.llama(model)
+
+
+def _line(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def _keep_alive_seconds(keep_alive: Any) -> float:
+    if keep_alive is None:
+        return 300.0
+    if isinstance(keep_alive, int | float):
+        return float(keep_alive)
+    text = str(keep_alive).strip()
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "h", "m", "s"):
+        if text.endswith(unit):
+            with contextlib.suppress(ValueError):
+                return float(text[: -len(unit)]) * units[unit]
+    with contextlib.suppress(ValueError):
+        return float(text)
+    return 300.0

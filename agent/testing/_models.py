@@ -1,0 +1,239 @@
+"""The emulator's model registry: what `/api/tags`, `/api/show` and `/api/ps` report.
+
+Values follow the published `llama3.1` / `llama3.2` / `llama3.3` models (PROTOCOL.md §1.7, §3.1):
+`llama.context_length` 131072, the Modelfile stop list, capabilities `["completion","tools"]`, the
+Go template read back by `/api/show`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Family = Literal["3.1", "3.2", "3.3"]
+
+LLAMA3_STOPS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")
+MODIFIED_AT = "2025-07-01T12:00:00.000000000Z"
+
+LLAMA31_TEMPLATE = "\n".join(
+    [
+        "{{- if or .System .Tools }}<|start_header_id|>system<|end_header_id|>",
+        "{{- if .System }}",
+        "",
+        "{{ .System }}",
+        "{{- end }}",
+        "{{- if .Tools }}",
+        "",
+        "Cutting Knowledge Date: December 2023",
+        "",
+        "When you receive a tool call response, use the output to format an answer to "
+        "the orginal user question.",
+        "",
+        "You are a helpful assistant with tool calling capabilities.",
+        "{{- end }}<|eot_id|>",
+        "{{- end }}",
+        "{{- range $i, $_ := .Messages }}",
+        "{{- $last := eq (len (slice $.Messages $i)) 1 }}",
+        '{{- if eq .Role "user" }}<|start_header_id|>user<|end_header_id|>',
+        "{{- if and $.Tools $last }}",
+        "",
+        "Given the following functions, please respond with a JSON for a function call "
+        "with its proper arguments that best answers the given prompt.",
+        "",
+        'Respond in the format {"name": function name, "parameters": dictionary of '
+        "argument name and its value}. Do not use variables.",
+        "",
+        "{{ range $.Tools }}",
+        "{{- . }}",
+        "{{ end }}",
+        "Question: {{ .Content }}<|eot_id|>",
+        "{{- else }}",
+        "",
+        "{{ .Content }}<|eot_id|>",
+        "{{- end }}{{ if $last }}<|start_header_id|>assistant<|end_header_id|>",
+        "",
+        "{{ end }}",
+        '{{- else if eq .Role "assistant" }}<|start_header_id|>assistant<|end_header_id|>',
+        "{{- if .ToolCalls }}",
+        "{{ range .ToolCalls }}",
+        '{"name": "{{ .Function.Name }}", "parameters": {{ .Function.Arguments }}}{{ end }}',
+        "{{- else }}",
+        "",
+        "{{ .Content }}",
+        "{{- end }}{{ if not $last }}<|eot_id|>{{ end }}",
+        '{{- else if eq .Role "tool" }}<|start_header_id|>ipython<|end_header_id|>',
+        "",
+        "{{ .Content }}<|eot_id|>{{ if $last }}<|start_header_id|>assistant<|end_header_id|>",
+        "",
+        "{{ end }}",
+        "{{- end }}",
+        "{{- end }}",
+    ]
+)
+
+_SIZES: dict[str, tuple[str, int]] = {
+    "1b": ("1.2B", 1321083232),
+    "3b": ("3.2B", 2019393189),
+    "8b": ("8.0B", 4920753328),
+    "70b": ("70.6B", 42520413916),
+    "405b": ("405.9B", 243323423640),
+}
+_DEFAULT_SIZE = {"3.1": "8b", "3.2": "3b", "3.3": "70b"}
+
+
+def common_prefix_length(a: str, b: str) -> int:
+    """Length of the longest common prefix (binary search over C-speed slice compares)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def normalize_name(name: str) -> str:
+    """`llama3.1` → `llama3.1:latest`, the way Ollama completes a name without a tag."""
+    base = name.rsplit("/", 1)[-1]
+    return name if ":" in base else f"{name}:latest"
+
+
+def family_of(name: str) -> Family | None:
+    """The Llama 3.x release a model name refers to, if any."""
+    match = re.search(r"llama-?3\.([123])", name.lower())
+    if match is None:
+        return None
+    return {"1": "3.1", "2": "3.2", "3": "3.3"}[match.group(1)]  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmulatedModel:
+    """A model the emulator has "pulled". Build one with `EmulatedModel.llama(name)`."""
+
+    name: str
+    family: Family | None = "3.1"
+    context_length: int = 131072
+    capabilities: tuple[str, ...] = ("completion", "tools")
+    parameter_size: str = "8.0B"
+    quantization_level: str = "Q4_K_M"
+    size: int = 4920753328
+    template: str = LLAMA31_TEMPLATE
+    stop: tuple[str, ...] = LLAMA3_STOPS
+    system: str = ""
+    # The most context the server gives this model whatever a request asks (memory, a proxy):
+    # longer prompts are truncated. None: requests get the `num_ctx` they ask for.
+    max_num_ctx: int | None = None
+    extra_model_info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def llama(cls, name: str, **overrides: Any) -> EmulatedModel:
+        """A published Llama 3.x model: family and size from the name (`llama3.2:1b`, ...)."""
+        full = normalize_name(name)
+        family = family_of(full) or "3.1"
+        tag = full.rsplit(":", 1)[1]
+        size_key = next((k for k in _SIZES if tag.startswith(k)), _DEFAULT_SIZE[family])
+        parameter_size, size = _SIZES[size_key]
+        values: dict[str, Any] = {
+            "name": full,
+            "family": family,
+            "parameter_size": parameter_size,
+            "size": size,
+        }
+        values.update(overrides)
+        values["name"] = normalize_name(values["name"])
+        return cls(**values)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.name.encode()).hexdigest()
+
+    @property
+    def full_name(self) -> str:
+        """The name Ollama uses in capability errors: `registry.ollama.ai/library/x:tag`."""
+        if "/" in self.name:
+            return self.name
+        return f"registry.ollama.ai/library/{self.name}"
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "parent_model": "",
+            "format": "gguf",
+            "family": "llama",
+            "families": ["llama"],
+            "parameter_size": self.parameter_size,
+            "quantization_level": self.quantization_level,
+        }
+
+    def tags_entry(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.name,
+            "modified_at": MODIFIED_AT,
+            "size": self.size,
+            "digest": self.digest,
+            "details": self.details(),
+        }
+
+    def parameters_text(self) -> str:
+        # Go's `%-30s %#v` per Modelfile PARAMETER line.
+        return "\n".join(f"{'stop':<30} {_go_quote(s)}" for s in self.stop)
+
+    def show(self, *, with_capabilities: bool) -> dict[str, Any]:
+        basename = {"3.1": "Meta-Llama-3.1", "3.2": "Llama-3.2", "3.3": "Llama-3.3"}
+        model_info: dict[str, Any] = {
+            "general.architecture": "llama",
+            "general.basename": basename.get(self.family or "", self.name.split(":")[0]),
+            "general.file_type": 15,
+            "general.parameter_count": _parameter_count(self.parameter_size),
+            "general.quantization_version": 2,
+            "llama.attention.head_count": 32,
+            "llama.attention.head_count_kv": 8,
+            "llama.block_count": 32,
+            "llama.context_length": self.context_length,
+            "llama.embedding_length": 4096,
+            "llama.vocab_size": 128256,
+            "tokenizer.ggml.bos_token_id": 128000,
+            "tokenizer.ggml.eos_token_id": 128009,
+            "tokenizer.ggml.merges": None,
+            "tokenizer.ggml.model": "gpt2",
+            "tokenizer.ggml.pre": "llama-bpe",
+            "tokenizer.ggml.token_type": None,
+            "tokenizer.ggml.tokens": None,
+        }
+        model_info.update(self.extra_model_info)
+        modelfile = (
+            '# Modelfile generated by "ollama show"\n'
+            f"# To build a new Modelfile based on this, replace FROM with:\n# FROM {self.name}\n\n"
+            f'FROM /usr/share/ollama/.ollama/models/blobs/sha256-{self.digest}\nTEMPLATE """'
+            f'{self.template}"""\n' + "".join(f"PARAMETER stop {s}\n" for s in self.stop)
+        )
+        payload: dict[str, Any] = {
+            "license": "LLAMA 3.1 COMMUNITY LICENSE AGREEMENT",
+            "modelfile": modelfile,
+            "parameters": self.parameters_text(),
+            "template": self.template,
+            "details": self.details(),
+            "model_info": model_info,
+        }
+        if self.system:
+            payload["system"] = self.system
+        if with_capabilities:
+            payload["capabilities"] = list(self.capabilities)
+        payload["modified_at"] = MODIFIED_AT
+        return payload
+
+
+def _parameter_count(size: str) -> int:
+    return int(float(size.rstrip("B")) * 1_000_000_000)
+
+
+def _go_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def default_models() -> tuple[EmulatedModel, ...]:
+    """`llama3.1:latest`, `llama3.2:latest` and `llama3.3:latest`."""
+    return tuple(EmulatedModel.llama(n) for n in ("llama3.1", "llama3.2", "llama3.3"))

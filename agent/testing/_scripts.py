@@ -1,0 +1,198 @@
+"""Scripts: what the emulated model writes, as a function of the request.
+
+A script is any callable `(ScriptRequest) -> str | Sequence[str]` (or an async one). It returns
+the completion the model generates, Llama-native, end token included, e.g.
+`'<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}<|eom_id|>'`; the emulator
+then does what Ollama does with it (see `agent.testing._generation`). A sequence of strings sets
+the streamed pieces exactly.
+
+The ready-made scripts are stateless where they can be (`echo`, `answer`, `call_tool`,
+`call_tools`): they read the prompt, so hundreds of concurrent runs can share one. `sequence` is
+the stateful exception: it hands out its replies in order across all requests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Endpoint = Literal["generate", "chat"]
+ScriptOutput = str | Sequence[str]
+Script = Callable[["ScriptRequest"], ScriptOutput | Awaitable[ScriptOutput]]
+
+_TURN_RE = re.compile(
+    r"<\|start_header_id\|>(?P<role>[a-z_]+)<\|end_header_id\|>\n\n(?P<content>.*?)"
+    r"(?=<\|eot_id\|>|<\|eom_id\|>|<\|start_header_id\|>|\Z)",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Turn:
+    """One `<|start_header_id|>role<|end_header_id|>` block of a prompt."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptRequest:
+    """What the script sees: the prompt as the model sees it (minus the BOS Ollama adds)."""
+
+    endpoint: Endpoint
+    model: str
+    prompt: str
+    raw: bool
+    options: Mapping[str, Any] = field(default_factory=dict)
+    system: str | None = None
+    messages: Sequence[Mapping[str, Any]] = ()
+    tools: Sequence[Mapping[str, Any]] = ()
+    index: int = 0  # how many requests the script has answered before this one
+
+    @property
+    def turns(self) -> list[Turn]:
+        """The prompt's turns in order; the open assistant header at the end has empty content."""
+        return [
+            Turn(role=m.group("role"), content=m.group("content"))
+            for m in _TURN_RE.finditer(self.prompt)
+        ]
+
+    @property
+    def partial(self) -> str:
+        """Assistant text already in the prompt after its open header (a continuation), or ""."""
+        head = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+        at = self.prompt.rfind(head)
+        if at < 0:
+            return ""
+        tail = self.prompt[at + len(head) :]
+        return "" if "<|eot_id|>" in tail or "<|eom_id|>" in tail else tail
+
+    @property
+    def last_user(self) -> str:
+        """The content of the last user turn ("" if none)."""
+        return next((t.content for t in reversed(self.turns) if t.role == "user"), "")
+
+    @property
+    def tool_results(self) -> list[str]:
+        """The `ipython` results that follow the last user turn, in order."""
+        results: list[str] = []
+        for turn in reversed(self.turns):
+            if turn.role == "user":
+                break
+            if turn.role == "ipython":
+                results.append(turn.content)
+        return results[::-1]
+
+
+class ScriptExhaustedError(RuntimeError):
+    """`sequence()` was asked for more replies than it has."""
+
+
+def answer(text: str) -> Script:
+    """Always answer `text` (end of turn)."""
+
+    def script(request: ScriptRequest) -> str:
+        return f"{text}<|eot_id|>"
+
+    return script
+
+
+def echo(prefix: str = "") -> Script:
+    """Answer with the last tool result after the user's turn if any, else the user's text."""
+
+    def script(request: ScriptRequest) -> str:
+        results = request.tool_results
+        return f"{prefix}{results[-1] if results else request.last_user}<|eot_id|>"
+
+    return script
+
+
+def sequence(*replies: str | Sequence[str], repeat_last: bool = False) -> Script:
+    """Reply with `replies` in order, one per request. A reply without an end token ends the turn.
+
+    When they run out, the request fails with HTTP 500 (so a test notices), unless `repeat_last`.
+    A continuation (a prompt ending in part of the last reply, as after a resumed stream) gets
+    the last reply again; the emulator sends only the part not yet in the prompt.
+    """
+    lock = threading.Lock()
+    position = 0
+
+    def script(request: ScriptRequest) -> ScriptOutput:
+        nonlocal position
+        with lock:
+            if (
+                request.partial
+                and position
+                and _text(replies[position - 1]).startswith(request.partial)
+            ):
+                return replies[position - 1]
+            if position >= len(replies):
+                if not repeat_last or not replies:
+                    raise ScriptExhaustedError(
+                        f"sequence() has {len(replies)} replies and request {position + 1} "
+                        "asked for another"
+                    )
+                return replies[-1]
+            position += 1
+            return replies[position - 1]
+
+    return script
+
+
+def _text(reply: str | Sequence[str]) -> str:
+    return reply if isinstance(reply, str) else "".join(reply)
+
+
+def tool_call_text(
+    name: str, arguments: Mapping[str, Any], *, python_tag: bool = True, key: str = "parameters"
+) -> str:
+    """A Llama 3.1 JSON tool call as the model writes it, with its end token."""
+    body = json.dumps({"name": name, key: dict(arguments)})
+    if python_tag:
+        return f"<|python_tag|>{body}<|eom_id|>"
+    return f"{body}<|eot_id|>"
+
+
+ThenReply = str | Callable[[str], str]
+
+
+def call_tool(
+    name: str,
+    arguments: Mapping[str, Any] | None = None,
+    *,
+    then: ThenReply = "Done.",
+    python_tag: bool | None = None,
+) -> Script:
+    """Call tool `name` with `arguments`, then answer `then` once its result is in the prompt.
+
+    `then` is a string or a function of the tool result (the last `ipython` turn's text).
+    `python_tag=None` writes what a real model writes: `<|python_tag|>{...}<|eom_id|>` for a raw
+    prompt, bare JSON through `/api/chat` (whose published template has no ipython environment).
+    """
+    return call_tools([(name, arguments or {})], then=then, python_tag=python_tag)
+
+
+def call_tools(
+    calls: Sequence[tuple[str, Mapping[str, Any]]],
+    *,
+    then: ThenReply = "Done.",
+    python_tag: bool | None = None,
+) -> Script:
+    """Make one call per step, in order (one per model turn); then answer `then`."""
+
+    def script(request: ScriptRequest) -> str:
+        step = len(request.tool_results)
+        if step < len(calls):
+            tag = request.raw if python_tag is None else python_tag
+            name, arguments = calls[step]
+            return tool_call_text(name, arguments, python_tag=tag)
+        results = request.tool_results
+        last = results[-1] if results else ""
+        reply = then(last) if callable(then) else then
+        return f"{reply}<|eot_id|>"
+
+    return script

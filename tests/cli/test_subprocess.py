@@ -1,0 +1,89 @@
+"""The installed command in real processes, against the emulator: what a user runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent._cli import ExitCode
+from agent.testing import answer, call_tool
+from tests.cli.conftest import StartEmulator
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(sys.executable).with_name("llama-agent")
+
+
+def llama_agent(
+    *args: str, host: str | None = None, module: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OLLAMA_HOST"}
+    if host is not None:
+        env["OLLAMA_HOST"] = host
+    command = [sys.executable, "-m", "agent"] if module else [str(SCRIPT)]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    if not SCRIPT.exists():
+        pytest.skip("the llama-agent script is not installed in this environment")
+
+
+def test_run_with_a_tool_call(config: Path, emulator: StartEmulator) -> None:
+    emu = emulator(call_tool("calculate", {"expression": "3*7"}, then="21."))
+    done = llama_agent("run", str(config), "3*7?", host=emu.url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "21.\n"
+    assert '-> calculate(expression="3*7")' in done.stderr
+
+
+def test_python_dash_m_agent_json(config: Path, emulator: StartEmulator) -> None:
+    emu = emulator(answer("Hi."))
+    done = llama_agent("run", str(config), "hello", "--json", host=emu.url, module=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["answer"] == "Hi."
+
+
+def test_prompt_and_tools(config: Path) -> None:
+    prompt = llama_agent("prompt", str(config), "hello")
+    assert prompt.returncode == 0, prompt.stderr
+    assert prompt.stdout.startswith("<|begin_of_text|>")
+    tools = llama_agent("tools", str(config), "--json")
+    assert [t["name"] for t in json.loads(tools.stdout)] == ["wolfram_alpha", "calculate"]
+
+
+def test_check(config: Path, emulator: StartEmulator) -> None:
+    emu = emulator(answer("x"))
+    done = llama_agent("check", str(config), host=emu.url)
+    assert done.returncode == 0, done.stderr
+    assert "ok   model: llama3.1" in done.stderr
+
+
+def test_dead_ollama_and_missing_model_exit_codes(
+    config: Path, emulator: StartEmulator, dead_url: str
+) -> None:
+    dead = llama_agent("run", str(config), "hi", host=dead_url)
+    assert dead.returncode == ExitCode.OLLAMA_UNREACHABLE
+    assert dead.stderr.startswith(f"error: cannot reach Ollama at {dead_url}")
+    assert "Traceback" not in dead.stderr
+
+    emu = emulator(answer("x"))
+    missing = llama_agent("run", str(config), "hi", "--model", "llama3.2:1b", host=emu.url)
+    assert missing.returncode == ExitCode.MODEL_MISSING
+    assert missing.stderr.startswith("error: model 'llama3.2:1b' is not available")
+
+
+def test_config_error_exit_code(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: llama3.1\ntools: [serch]\n")
+    done = llama_agent("run", str(path), "hi")
+    assert done.returncode == ExitCode.CONFIG
+    assert done.stderr == f"{path}:2: tools[0]: unknown built-in 'serch' (did you mean 'search'?)\n"

@@ -1,0 +1,65 @@
+"""Every parse case of ../shared/llama3/parse_cases.json, by the README's comparison rule,
+whole and streamed with random chunk boundaries."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.llama3 import ParsedCompletion, StreamParser, parse_completion
+from tests.llama3.cases import expected_parse, parse_cases
+
+CASES = parse_cases()
+
+
+def assert_matches(got: ParsedCompletion, expected: dict[str, Any]) -> None:
+    """README rule: calls exactly (names, arguments, order); without calls, content after
+    stripping surrounding whitespace; with calls, prose may be kept or dropped."""
+    calls = [{"name": c.name, "arguments": dict(c.arguments)} for c in got.tool_calls]
+    want = [{"name": c["name"], "arguments": c["arguments"]} for c in expected["tool_calls"]]
+    assert calls == want
+    if not want:
+        assert got.content.strip() == expected["content"].strip()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
+def test_parse_case(case: dict[str, Any]) -> None:
+    assert_matches(parse_completion(case["raw"]), expected_parse(case))
+
+
+def test_all_cases_present() -> None:
+    assert len(CASES) >= 70
+
+
+def stream(raw: str, cuts: list[int], tools: list[str] | None = None) -> tuple[str, StreamParser]:
+    parser = StreamParser(tools=tools)
+    shown = ""
+    bounds = sorted({0, len(raw), *(c % (len(raw) + 1) for c in cuts)})
+    for a, b in pairwise(bounds):
+        shown += parser.feed(raw[a:b])
+    return shown, parser
+
+
+@settings(max_examples=150, deadline=None)
+@given(index=st.integers(0, len(CASES) - 1), cuts=st.lists(st.integers(0, 10_000), max_size=40))
+def test_streamed_equals_whole_on_every_case(index: int, cuts: list[int]) -> None:
+    raw = CASES[index]["raw"]
+    shown, parser = stream(raw, cuts)
+    whole = parse_completion(raw)
+    assert parser.finish() == whole
+    assert whole.content.startswith(shown)
+    assert parser.shown == shown
+    assert not parser._broken
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c["id"])
+def test_streamed_char_by_char(case: dict[str, Any]) -> None:
+    raw = case["raw"]
+    shown, parser = stream(raw, list(range(len(raw))))
+    whole = parse_completion(raw)
+    assert parser.finish() == whole
+    assert whole.content.startswith(shown)

@@ -1,0 +1,178 @@
+"""The code tools: what the model sees, the missing-bubblewrap refusal, and `sandbox: none`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+import anyio
+import pytest
+
+from agent.errors import DeveloperError, SandboxUnavailableError, ToolExecutionError
+from tools import BUILTIN_TOOLSETS
+from tools.code import Sandbox, SandboxLimits, SandboxResult, code_tools, format_result
+
+LIMITS = SandboxLimits(wall_seconds=5.0, cpu_seconds=2, output_bytes=64 << 10)
+
+
+def result(**fields: object) -> SandboxResult:
+    base: dict[str, object] = {"stdout": "", "stderr": "", "exit_code": 0}
+    return SandboxResult(**(base | fields))  # type: ignore[arg-type]
+
+
+# --- the text the model sees ----------------------------------------------------------------
+
+
+def test_format_follows_metas_code_interpreter() -> None:
+    assert format_result(result(stdout="42\n"), LIMITS) == "completed\n[stdout]\n42\n[/stdout]"
+    assert format_result(result(), LIMITS) == "completed"
+    text = format_result(result(stdout="a\n", stderr="Traceback...\n", exit_code=1), LIMITS)
+    assert text == (
+        "completed with exit status 1\n[stdout]\na\n[/stdout]\n[stderr]\nTraceback...\n[/stderr]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        ({"stopped": "timeout", "exit_code": None}, "the wall-clock limit of 5 s was reached"),
+        ({"stopped": "cpu", "exit_code": 121}, "the CPU-time limit of 2 s was reached"),
+        ({"stopped": "memory", "exit_code": 120}, "out of memory (limit 1024 MiB per process)"),
+        ({"stopped": "output", "exit_code": None}, "printed more than 64 KiB"),
+        ({"stopped": "signal", "exit_code": None, "signal": 11}, "killed by SIGSEGV"),
+        ({"stopped": "signal", "exit_code": None, "signal": 9}, "CPU-time hard limit"),
+    ],
+)
+def test_format_says_why_a_run_was_stopped(fields: dict[str, object], status: str) -> None:
+    first_line = format_result(result(**fields), LIMITS).split("\n")[0]
+    assert first_line.startswith("stopped: ")
+    assert status in first_line
+
+
+def test_long_output_keeps_its_head_and_its_tail() -> None:
+    text = format_result(result(stderr="".join(f"line {i}\n" for i in range(5000))), LIMITS)
+    assert "line 0\n" in text
+    assert "line 4999\n[/stderr]" in text  # where a traceback ends
+    assert "characters omitted" in text
+    assert len(text) < 9000
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(DeveloperError, match=r"SandboxLimits.wall_seconds must be positive"):
+        SandboxLimits(wall_seconds=0)
+
+
+# --- the tools over the real sandbox --------------------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("bwrap")
+async def test_code_tools_serve_code_interpreter_and_run_python() -> None:
+    runner = Sandbox(limits=LIMITS, pool_size=1)
+    interpreter, run_python = code_tools(runner=runner)
+    try:
+        assert (interpreter.name, interpreter.builtin) == ("code_interpreter", "code_interpreter")
+        assert (run_python.name, run_python.builtin) == ("run_python", None)
+        assert run_python.parameters["required"] == ["code"]
+        assert "no network" in run_python.description
+        assert interpreter.timeout == LIMITS.wall_seconds + 10
+
+        done = await interpreter.execute(interpreter.validate({"code": "print(6 * 7)"}))
+        assert (done.text, done.is_error) == ("completed\n[stdout]\n42\n[/stdout]", False)
+
+        done = await run_python.execute(run_python.validate({"code": "1 / 0"}))
+        assert done.text.startswith("completed with exit status 1\n[stderr]\nTraceback")
+        assert done.text.endswith("ZeroDivisionError: division by zero\n[/stderr]")
+    finally:
+        await runner.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("bwrap")
+async def test_oversized_code_is_refused() -> None:
+    async with Sandbox(limits=SandboxLimits(code_bytes=100), pool_size=0) as runner:
+        with pytest.raises(ToolExecutionError, match="the code is 101 bytes; the limit is 100"):
+            await runner.run("#" * 101)
+
+
+@pytest.mark.usefixtures("bwrap")
+def test_timeout_sets_the_wall_clock_limit() -> None:
+    interpreter, _ = BUILTIN_TOOLSETS["code"](timeout=3.5, pool_size=0)
+    assert interpreter.timeout == 13.5
+
+
+# --- without bubblewrap ---------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_missing_bubblewrap_is_refused_with_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    with pytest.raises(SandboxUnavailableError, match=r"apt-get install bubblewrap") as caught:
+        code_tools()
+    assert "sandbox: none" in str(caught.value)
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_a_bubblewrap_that_cannot_create_namespaces_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = tmp_path / "bwrap"  # what bwrap prints under Docker's default seccomp profile
+    fake.write_text(
+        "#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    with pytest.raises(SandboxUnavailableError) as caught:
+        Sandbox()
+    message = str(caught.value)
+    assert "No permissions to creating new namespace" in message
+    assert "unprivileged user namespaces" in message
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("fresh_probe")
+async def test_sandbox_none_runs_code_and_warns_every_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # works without bubblewrap
+    with pytest.warns(RuntimeWarning, match="WITHOUT a sandbox"):
+        runner = Sandbox(mode="none", limits=LIMITS, pool_size=1)
+    _, run_python = code_tools(runner=runner)
+    assert "WITHOUT a sandbox" in run_python.description
+    try:
+        for _ in range(2):
+            with caplog.at_level(logging.WARNING, logger="tools.code"):
+                caplog.clear()
+                done = await run_python.execute(run_python.validate({"code": "print(2 + 2)"}))
+            assert done.text == (
+                "warning: this code ran WITHOUT a sandbox (sandbox: none): it could read and "
+                "change anything the agent's user can\ncompleted\n[stdout]\n4\n[/stdout]"
+            )
+            assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    finally:
+        await runner.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("fresh_probe")
+async def test_sandbox_none_keeps_the_limits_but_isolates_nothing() -> None:
+    ours = (await anyio.Path(f"/proc/{os.getpid()}/environ").read_bytes()).decode()
+    with pytest.warns(RuntimeWarning):
+        runner = Sandbox(mode="none", limits=LIMITS, pool_size=0)
+    code = (
+        "import os\n"
+        "print(sorted(os.environ))\n"
+        "print(repr(open(f'/proc/{os.getppid()}/environ').read()))\n"
+        "while True:\n"
+        "    pass\n"
+    )
+    done = await runner.run(code)
+    assert done.stopped == "cpu"  # rlimits still apply
+    lines = done.stdout.splitlines()
+    assert lines[0] == "['HOME', 'LANG', 'PATH']"  # its own environment is clean...
+    assert lines[1] == repr(ours)  # ...but nothing stops it reading the runtime's: no sandbox
+    assert not done.sandboxed

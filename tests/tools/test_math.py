@@ -1,0 +1,191 @@
+"""The math evaluator and tools: exact answers, and every denial-of-service input refused fast."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.errors import ToolExecutionError
+from tools.math import evaluate, format_value, math_tools
+
+# Refusals must take milliseconds; the bound is generous for a loaded 2-core machine, and the
+# unbounded computations take minutes to forever, so the test still fails if a guard is missing.
+FAST = 1.0
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("2**100", "1267650600228229401496703205376"),
+        ("2^64 - 1", "18446744073709551615"),
+        ("factorial(25)", "15511210043330985984000000"),
+        ("comb(52, 5)", "2598960"),
+        ("perm(10, 3)", "720"),
+        ("0.1 + 0.2", "0.3"),
+        ("10 / 4", "2.5"),
+        ("7 // 2", "3"),
+        ("-7 % 3", "2"),
+        ("-2**2", "-4"),
+        ("(1 + 2) * (3 + 4)", "21"),
+        ("sqrt(2) * pi", "4.44288293815837"),
+        ("log(8, 2)", "3"),
+        ("log10(1000)", "3"),
+        ("exp(0)", "1"),
+        ("sin(pi / 2)", "1"),
+        ("cos(0) + tan(0) + asin(0) + acos(1) + atan(0)", "1"),
+        ("floor(2.7) + ceil(2.1)", "5"),
+        ("gcd(12, 18, 30)", "6"),
+        ("lcm(4, 6)", "12"),
+        ("abs(-3) + round(2.5) + round(3.14159, 2)", "8.14"),
+        ("min(3, 1, 2) + max(1, 2.5)", "3.5"),
+        ("3 > 2 > 1", "True"),
+        ("1 == 1.0 and not 2 < 1", "True"),
+        ("e", "2.71828182845905"),
+        ("2 ** -1", "0.5"),
+        ("12 × 3 ÷ 4 − 1", "8"),
+        ("1e308 * 10", "inf"),
+    ],
+)
+def test_exact_and_float_results(expression: str, expected: str) -> None:
+    assert format_value(evaluate(expression)) == expected
+
+
+def test_big_integers_are_exact_past_the_str_digit_limit() -> None:
+    # CPython refuses str() of ints over 4300 digits by default; the formatter must not.
+    assert format_value(evaluate("10**9000")) == "1" + "0" * 9000
+    assert format_value(evaluate("-(10**5000) - 1")) == "-1" + "0" * 4999 + "1"
+    value = evaluate("2**99999")
+    assert value == 2**99999
+    assert len(format_value(value)) == 30103
+
+
+def test_types_are_kept() -> None:
+    assert type(evaluate("2**10")) is int
+    assert type(evaluate("2**10 / 1")) is float
+    assert type(evaluate("1 < 2")) is bool
+
+
+@given(st.integers(-(10**30), 10**30), st.integers(-(10**30), 10**30))
+def test_integer_arithmetic_matches_python(a: int, b: int) -> None:
+    assert evaluate(f"({a}) + ({b})") == a + b
+    assert evaluate(f"({a}) * ({b})") == a * b
+    assert evaluate(f"({a}) - ({b})") == a - b
+    if b:
+        assert evaluate(f"({a}) // ({b})") == a // b
+        assert evaluate(f"({a}) % ({b})") == a % b
+
+
+@given(st.integers(-1000, 1000), st.integers(0, 300))
+def test_powers_match_python(base: int, exponent: int) -> None:
+    assert evaluate(f"({base}) ** {exponent}") == base**exponent
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("9**9**9**9", "too large"),
+        ("10**10**10", "too large"),
+        ("2**(10**8)", "too large"),
+        ("(2**99999) * (2**99999)", "too large"),
+        ("7**50000", "too large"),
+        ("factorial(10**8)", "from 0 to 5000"),
+        ("factorial(5001)", "from 0 to 5000"),
+        ("comb(10**9, 5 * 10**8)", "comb() takes integers"),
+        ("perm(20000, 20000)", "too large"),
+        ("lcm(2**60000, 3**40000)", "too large"),
+        ("round(1, -10**9)", "round() takes integers"),
+        ("'a' * 10**10", "strings"),
+        ("(" * 10_000 + "1" + ")" * 10_000, "characters long"),
+        ("(" * 150 + "1" + ")" * 150, "parentheses deep"),
+        ("-" * 1990 + "1", "nested too deeply"),
+        ("1+" * 999 + "1", "too long or nested too deeply"),
+        ("1+" * 1_000_000 + "1", "characters long"),
+        ("1.5 ** 100000", "overflows"),
+        ("10**400 / 3**0.5", "out of range"),
+        ("exp(1000)", "out of range"),
+        ("1 / 0", "division by zero"),
+        ("sqrt(-1)", "invalid argument"),
+        ("(-8) ** (1/3)", "undefined"),
+    ],
+)
+def test_denial_of_service_is_refused_fast(expression: str, words: str) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ToolExecutionError, match=re.escape(words)):
+        evaluate(expression)
+    assert time.perf_counter() - start < FAST
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "__import__('os').system('id')",
+        "().__class__.__bases__[0].__subclasses__()",
+        "(lambda: 1)()",
+        "open('/etc/passwd').read()",
+        "'{0.__class__}'.format(1)",
+        "[x for x in range(10**9)]",
+        "exec('1')",
+        "globals()",
+        "math.pi",
+        "x = 1",
+        "1j",
+        "{1: 2}",
+        "population of France",
+        "solve x^2 = 4",
+    ],
+)
+def test_anything_but_arithmetic_is_refused_with_what_is_accepted(expression: str) -> None:
+    with pytest.raises(ToolExecutionError) as caught:
+        evaluate(expression)
+    message = str(caught.value)
+    assert "The calculator accepts" in message
+    assert "sqrt" in message
+    assert "**" in message
+
+
+def test_keyword_arguments_and_argument_counts_are_checked() -> None:
+    with pytest.raises(ToolExecutionError, match="unknown function or bad call"):
+        evaluate("round(2.5, ndigits=1)")
+    with pytest.raises(ToolExecutionError, match="1 to 1 arguments"):
+        evaluate("sqrt(1, 2)")
+    with pytest.raises(ToolExecutionError, match="takes integers"):
+        evaluate("gcd(1.5, 2)")
+
+
+def test_floats_near_integers_are_accepted_by_integer_functions() -> None:
+    assert evaluate("factorial(5.0)") == 120
+    assert math.isclose(float(evaluate("log(2**1000)")), 1000 * math.log(2))
+
+
+@pytest.mark.anyio
+async def test_tools_serve_wolfram_alpha_and_calculate() -> None:
+    wolfram, calculate = math_tools()
+    assert (wolfram.name, wolfram.builtin) == ("wolfram_alpha", "wolfram_alpha")
+    assert (calculate.name, calculate.builtin) == ("calculate", None)
+    assert calculate.parameters["required"] == ["expression"]
+    assert "sqrt" in calculate.description
+
+    result = await wolfram.execute(wolfram.validate({"query": "2^64 - 1 = ?"}))
+    assert (result.text, result.is_error) == ("18446744073709551615", False)
+
+    result = await calculate.execute(calculate.validate({"expression": "factorial(30)"}))
+    assert result.text == str(math.factorial(30))
+
+
+@pytest.mark.anyio
+async def test_tool_errors_reach_the_model_as_text() -> None:
+    wolfram, calculate = math_tools()
+    result = await wolfram.execute(wolfram.validate({"query": "weather in Paris"}))
+    assert result.is_error
+    assert result.text.startswith("wolfram_alpha failed: unknown name 'weather': this is a calc")
+    assert "The calculator accepts" in result.text
+
+    result = await calculate.execute(calculate.validate({"expression": "9**9**9**9"}))
+    assert result.is_error
+    assert "too large" in result.text
+    assert "log10" in result.text  # says what to do instead

@@ -1,0 +1,39 @@
+"""Built-in tools, written with the same public `@tool` API users have.
+
+Each toolset serves one of Llama 3.1's trained built-ins and the same tool under an ordinary
+custom name:
+
+| toolset | built-in           | custom tool                  | module         |
+|---------|--------------------|------------------------------|----------------|
+| search  | `brave_search`     | `web_search(query, max_results?)` | `tools.search` |
+| code    | `code_interpreter` | `run_python(code)`           | `tools.code`   |
+| math    | `wolfram_alpha`    | `calculate(expression)`      | `tools.math`   |
+
+A config names them (`tools: [search, code, math]`); `BUILTIN_TOOLSETS[name](**options)` builds
+each one's tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agent import Tool
+from tools.code import Sandbox, SandboxLimits, code_tools
+from tools.math import math_tools
+from tools.search import search_tools
+
+__all__ = [
+    "BUILTIN_TOOLSETS",
+    "Sandbox",
+    "SandboxLimits",
+    "code_tools",
+    "math_tools",
+    "search_tools",
+]
+
+BUILTIN_TOOLSETS: dict[str, Callable[..., list[Tool[..., Any]]]] = {
+    "search": search_tools,
+    "code": code_tools,
+    "math": math_tools,
+}

@@ -1,0 +1,238 @@
+"""How a sandboxed interpreter is started, and the probe that proves it works on this host.
+
+bubblewrap (`--unshare-all --die-with-parent --new-session --clearenv`) gives every run its own
+user, pid, network, ipc, uts and cgroup namespaces, a read-only `/usr` and interpreter prefix,
+fresh `/proc` and `/dev`, and size-limited tmpfs `/tmp` and `/work`. Nothing else of the host is
+mounted: no `/etc`, `/home`, `/root`, no sockets. When the runtime is root, bwrap itself is started
+as uid 65534: as root the kernel ignores RLIMIT_NPROC, so a fork bomb would be contained but not
+limited (SANDBOX.md §1c).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import SandboxUnavailableError
+from tools._sandbox._types import SandboxLimits
+
+__all__ = ["INSTALL_HINT", "Launch", "resolve_launch"]
+
+NOBODY = 65534
+_CHILD_SOURCE = (Path(__file__).parent / "_child.py").read_text(encoding="utf-8")
+_PATH = "/usr/local/bin:/usr/bin:/bin"
+INSTALL_HINT = (
+    "Install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
+    "`dnf install bubblewrap`, Arch: `pacman -S bubblewrap`, Alpine: `apk add bubblewrap`), "
+    "or set `sandbox: none` to run code WITHOUT isolation (only for code you trust)."
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Launch:
+    """Everything needed to start one worker, and what it offers."""
+
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    wrapper: tuple[str, ...] = ()
+    """Runs before bwrap: `setpriv` dropping to uid 65534."""
+    user: int | None = None
+    """Real uid and gid for `Popen` to switch to (when there is no `setpriv`)."""
+    sandboxed: bool = True
+    description: str = ""
+
+    def command(self, info_fd: int | None = None) -> list[str]:
+        """The full command; bwrap reports the sandbox's pid on `info_fd`."""
+        info = ["--info-fd", str(info_fd)] if info_fd is not None else []
+        return [*self.wrapper, self.argv[0], *info, *self.argv[1:]]
+
+    def identity(self) -> dict[str, Any]:
+        """`Popen` arguments for the uid switch. `setpriv` is preferred: a Popen that switches
+        uid cannot use vfork, and copying a large runtime's page tables costs milliseconds."""
+        if self.user is None:
+            return {}
+        return {"user": self.user, "group": self.user, "extra_groups": []}
+
+
+def _child_argv(
+    python: str, limits: SandboxLimits, paths: Sequence[str], *, count: bool
+) -> list[str]:
+    numbers = (limits.cpu_seconds, limits.memory_bytes, limits.processes, limits.file_bytes)
+    return [python, "-I", "-S", "-c", _CHILD_SOURCE, *map(str, numbers), str(int(count)), *paths]
+
+
+@functools.cache
+def _bwrap_options(bwrap: str) -> frozenset[str]:
+    """The options this bwrap knows (`--size` and `--disable-userns` are recent)."""
+    try:
+        done = subprocess.run(
+            [bwrap, "--help"], capture_output=True, timeout=10, check=False, env={"PATH": _PATH}
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset(re.findall(r"--[a-z][a-z0-9-]*", done.stdout.decode(errors="replace")))
+
+
+def _root_entries() -> list[str]:
+    """Mount `/bin`, `/lib*`, `/sbin` as the host has them: symlinks into /usr, or directories."""
+    args: list[str] = []
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/", name)
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _bwrap_argv(bwrap: str, python: str, limits: SandboxLimits, paths: Sequence[str]) -> list[str]:
+    known = _bwrap_options(bwrap)
+    size = ["--size", str(limits.tmpfs_bytes)] if "--size" in known else []
+    # --unshare-user explicitly: --unshare-all only *tries* it, and --disable-userns needs it.
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session"]
+    # The snippet's interpreter is the namespace's pid 1, without bwrap's reaper: bwrap then
+    # exits only after the kernel has killed everything in the namespace. (With the reaper,
+    # bwrap exits when the main process does, and the reaper is left to the host's init.)
+    argv.append("--as-pid-1")
+    argv += ["--clearenv", "--cap-drop", "ALL", "--uid", str(NOBODY), "--gid", str(NOBODY)]
+    if "--disable-userns" in known:  # no nested user namespaces: less kernel attack surface
+        argv.append("--disable-userns")
+    argv += ["--ro-bind", "/usr", "/usr", *_root_entries()]
+    for path in (_prefix(python), *paths):
+        if path != "/usr" and not path.startswith("/usr/"):
+            argv += ["--ro-bind", path, path]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for scratch in ("/tmp", "/work", "/dev/shm"):  # /dev/shm: multiprocessing's semaphores
+        argv += [*size, "--tmpfs", scratch]
+    # bwrap's root and /dev are tmpfs without a size limit: read-only, or writes there could
+    # fill the host's memory. The mounts inside them stay as they are.
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/work"]
+    argv += ["--hostname", "sandbox"]
+    for name, value in (("HOME", "/work"), ("PATH", _PATH), ("LANG", "C.UTF-8")):
+        argv += ["--setenv", name, value]
+    # Each sandbox has its own user namespace, where RLIMIT_NPROC counts only its own processes.
+    return [*argv, "--", *_child_argv(python, limits, paths, count=False)]
+
+
+def _prefix(python: str) -> str:
+    """The installation prefix of an interpreter: `/x/bin/python3.11` -> `/x`."""
+    return str(Path(python).parent.parent)
+
+
+def _candidates(python: str | None) -> list[str]:
+    if python is not None:
+        found = shutil.which(python)
+        if found is None:
+            raise SandboxUnavailableError(f"the sandbox interpreter {python!r} does not exist")
+        return [os.path.realpath(found)]
+    seen: list[str] = []
+    # The runtime's own interpreter first (same version); then system ones, which uid 65534 can
+    # read even when the runtime's lives in a private home directory (pyenv under /root).
+    own = getattr(sys, "_base_executable", sys.executable)
+    for path in (own, shutil.which("python3"), "/usr/bin/python3"):
+        if path and os.path.exists(path) and (real := os.path.realpath(path)) not in seen:
+            seen.append(real)
+    return seen
+
+
+def _open_to_others(python: str) -> bool:
+    """Whether uid 65534 can reach the interpreter (pyenv under a 0700 /root cannot)."""
+    path = Path(python)
+    try:
+        if path.stat().st_mode & 0o005 != 0o005:
+            return False
+        return all(parent.stat().st_mode & 0o001 for parent in path.parents)
+    except OSError:
+        return False
+
+
+def _probe(launch: Launch) -> str:
+    """Run `print(6 * 7)` the way a real run goes; return "" on success or what went wrong."""
+    try:
+        done = subprocess.run(
+            launch.command(),
+            input=b"print(6 * 7)",
+            capture_output=True,
+            timeout=30,
+            check=False,
+            env=launch.env,
+            cwd="/",
+            start_new_session=True,
+            **launch.identity(),
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    if done.returncode == 0 and done.stdout == b"42\n":
+        return ""
+    return done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+
+
+def _unsandboxed(python: str | None, limits: SandboxLimits, paths: Sequence[str]) -> Launch:
+    interpreter = _candidates(python)[0] if python else sys.executable
+    # Without a user namespace RLIMIT_NPROC counts every process of this uid: the child adds
+    # the ones that already exist (root is exempt anyway).
+    count = os.getuid() != 0
+    return Launch(
+        argv=tuple(_child_argv(interpreter, limits, paths, count=count)),
+        env={"PATH": _PATH, "LANG": "C.UTF-8"},
+        sandboxed=False,
+        description=f"NO SANDBOX (sandbox: none), {interpreter}",
+    )
+
+
+@functools.cache
+def resolve_launch(
+    mode: str, limits: SandboxLimits, python: str | None, paths: tuple[str, ...]
+) -> Launch:
+    """Find a way to start workers that works here, or say why there is none.
+
+    Raises:
+        SandboxUnavailableError: bubblewrap is missing or cannot create namespaces here.
+    """
+    if mode == "none":
+        return _unsandboxed(python, limits, paths)
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailableError(f"bubblewrap (bwrap) is not installed. {INSTALL_HINT}")
+    attempts: list[tuple[int | None, str]] = []
+    if os.getuid() == 0:
+        attempts += [(NOBODY, p) for p in _candidates(python) if _open_to_others(p)]
+    attempts += [(None, p) for p in _candidates(python)[:1]]
+    problems: list[str] = []
+    setpriv = shutil.which("setpriv")
+    for user, interpreter in attempts:
+        drop = (setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups")
+        launch = Launch(
+            argv=tuple(_bwrap_argv(bwrap, interpreter, limits, paths)),
+            env={"PATH": _PATH},  # no secrets: the sandbox's pid 1 starts with this environment
+            wrapper=drop if user is not None and setpriv else (),
+            user=user if not setpriv else None,
+            description=_describe(bwrap, interpreter, user),
+        )
+        problem = _probe(launch)
+        if not problem:
+            return launch
+        problems.append(f"{interpreter} as uid {os.getuid() if user is None else user}: {problem}")
+    raise SandboxUnavailableError(
+        "bubblewrap cannot start a sandbox here: "
+        + "; ".join(problems)
+        + ". Namespaces may be blocked (Docker's default seccomp profile, "
+        "kernel.apparmor_restrict_unprivileged_userns=1 on Ubuntu 24.04, "
+        "user.max_user_namespaces=0). Allow unprivileged user namespaces, or set "
+        "`sandbox: none` to run code WITHOUT isolation (only for code you trust)."
+    )
+
+
+def _describe(bwrap: str, python: str, user: int | None) -> str:
+    if user is None and os.getuid() == 0:
+        return f"bubblewrap ({bwrap}) as root, {python}: process count NOT limited"
+    who = f"uid {user}" if user is not None else f"uid {os.getuid()}"
+    return f"bubblewrap ({bwrap}) started as {who}, {python}"

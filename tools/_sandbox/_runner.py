@@ -1,0 +1,144 @@
+"""`Sandbox`: runs Python snippets in bubblewrap, with a small warm pool of started workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+import weakref
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Literal
+
+from agent.errors import ToolExecutionError
+from tools._sandbox._launch import Launch, resolve_launch
+from tools._sandbox._process import Worker
+from tools._sandbox._types import SandboxLimits, SandboxResult
+
+__all__ = ["Sandbox"]
+
+logger = logging.getLogger("tools.code")
+
+UNSANDBOXED_WARNING = (
+    "this code ran WITHOUT a sandbox (sandbox: none): it could read and change anything the "
+    "agent's user can"
+)
+
+
+class Sandbox:
+    """Runs untrusted Python snippets, one fresh interpreter per snippet.
+
+    Creating a `Sandbox` checks that bubblewrap works here (one test run, ~50 ms, cached per
+    process) and raises `SandboxUnavailableError` if not, so configuration errors show up when
+    the agent is built, not when the model first writes code. `mode="none"` runs code without any
+    isolation (rlimits, the timeouts and the output cap still apply) and warns on every run.
+
+    `pool_size` workers are started ahead of time (on the first run, or by `start()`) and each
+    serves one snippet; a warm run costs a few milliseconds instead of ~25 ms. Call `aclose()` (or
+    use `async with`) to stop the idle workers; any left at interpreter exit are killed then, and
+    bubblewrap's `--die-with-parent` kills them if the runtime dies.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: Literal["bwrap", "none"] = "bwrap",
+        limits: SandboxLimits | None = None,
+        pool_size: int = 2,
+        python: str | None = None,
+        python_path: Sequence[str] = (),
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        self.pool_size = max(pool_size, 0)
+        self.python_path = tuple(python_path)
+        self._launch: Launch = resolve_launch(mode, self.limits, python, tuple(python_path))
+        self._pool: list[Worker] = []
+        self._lock = threading.Lock()  # one Sandbox may serve event loops in several threads
+        self._finalizer = weakref.finalize(self, _close_all, self._pool, self._lock)
+        if not self.sandboxed:
+            warnings.warn(f"tools.code: {UNSANDBOXED_WARNING}", RuntimeWarning, stacklevel=2)
+
+    @property
+    def sandboxed(self) -> bool:
+        """False when code runs without isolation (`mode="none"`)."""
+        return self._launch.sandboxed
+
+    @property
+    def description(self) -> str:
+        """How code is run here, e.g. for `llama-agent check`."""
+        return self._launch.description
+
+    def start(self) -> None:
+        """Start the warm pool now instead of at the first run."""
+        self._refill()
+
+    async def run(self, code: str) -> SandboxResult:
+        """Run one snippet and return what it printed and how it ended.
+
+        The snippet's own failures (an exception, a non-zero exit, a limit) are in the result.
+
+        Raises:
+            ToolExecutionError: the snippet is too large, or no worker could be started.
+        """
+        data = code.encode("utf-8", "surrogateescape")
+        if len(data) > self.limits.code_bytes:
+            raise ToolExecutionError(
+                f"the code is {len(data)} bytes; the limit is {self.limits.code_bytes}. "
+                "Send a shorter program."
+            )
+        worker = self._take()
+        try:
+            self._refill()
+        except OSError as exc:  # the run can still go ahead; only the next one is slower
+            logger.warning("could not refill the sandbox pool: %s", exc)
+        if not self.sandboxed:
+            logger.warning("%s", UNSANDBOXED_WARNING)
+        return await worker.run(data, self.limits)
+
+    async def aclose(self) -> None:
+        """Kill the idle workers. The sandbox stays usable; a later run starts a new pool."""
+        _close_all(self._pool, self._lock)
+
+    async def __aenter__(self) -> Sandbox:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _take(self) -> Worker:
+        while True:
+            with self._lock:
+                worker = self._pool.pop(0) if self._pool else None
+            if worker is None:
+                return self._spawn()
+            if worker.alive:
+                return worker
+            worker.close()  # died while idle (killed, or its spawning thread ended)
+
+    def _refill(self) -> None:
+        while True:
+            with self._lock:
+                if len(self._pool) >= self.pool_size:
+                    return
+            worker = Worker(self._launch)
+            with self._lock:
+                self._pool.append(worker)
+
+    def _spawn(self) -> Worker:
+        try:
+            return Worker(self._launch)
+        except OSError as exc:
+            raise ToolExecutionError(f"could not start the Python sandbox: {exc}") from exc
+
+
+def _close_all(pool: list[Worker], lock: threading.Lock) -> None:
+    with lock:
+        workers = list(pool)
+        pool.clear()
+    for worker in workers:
+        worker.close()

@@ -1,0 +1,124 @@
+"""Run Python for the model: `code_interpreter` (Llama's trained built-in) and `run_python`.
+
+Code runs in bubblewrap (see `tools._sandbox`): a fresh interpreter per snippet, no network, no
+host files but a read-only `/usr` and interpreter, in-memory `/work` and `/tmp`, uid 65534, and
+limits on wall time, CPU time, memory, processes, file size and output. Without bubblewrap,
+`code_tools()` raises `SandboxUnavailableError` unless `sandbox="none"` is asked for explicitly.
+
+```python
+tools = code_tools(limits=SandboxLimits(wall_seconds=20))
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from agent import Tool, tool
+from tools._sandbox import (
+    INSTALL_HINT,
+    UNSANDBOXED_WARNING,
+    Sandbox,
+    SandboxLimits,
+    SandboxResult,
+    StopReason,
+    format_result,
+)
+
+__all__ = [
+    "INSTALL_HINT",
+    "Sandbox",
+    "SandboxLimits",
+    "SandboxResult",
+    "StopReason",
+    "code_tools",
+    "format_result",
+]
+
+_GRACE = 10.0  # the tool's own deadline leaves the sandbox time to start, kill and report
+
+
+def code_tools(
+    *,
+    sandbox: Literal["bwrap", "none"] = "bwrap",
+    limits: SandboxLimits | None = None,
+    pool_size: int = 2,
+    timeout: float | None = None,
+    python: str | None = None,
+    python_path: Sequence[str] = (),
+    runner: Sandbox | None = None,
+) -> list[Tool[..., Any]]:
+    """The `code_interpreter` built-in and the `run_python` custom tool, sharing one sandbox.
+
+    Args:
+        sandbox: `"bwrap"` (bubblewrap, the default) or `"none"`: run code WITHOUT isolation,
+            which warns at creation and on every run.
+        limits: what each run may use; `SandboxLimits()` by default.
+        pool_size: interpreters kept started ahead of time (0 disables the warm pool).
+        timeout: wall-clock seconds per run; overrides `limits.wall_seconds`.
+        python: the interpreter to run code with; by default the runtime's own if the sandbox
+            can read it, else the system's `python3`.
+        python_path: extra directories (e.g. a site-packages) mounted read-only and importable.
+        runner: an existing `Sandbox` to use instead (the arguments above are then ignored), so
+            the program can `await runner.aclose()` when it is done.
+
+    Raises:
+        SandboxUnavailableError: bubblewrap is missing or cannot run here (the message says how
+            to install it).
+    """
+    if runner is None:
+        limits = limits or SandboxLimits()
+        if timeout is not None:
+            limits = dataclasses.replace(limits, wall_seconds=timeout)
+        runner = Sandbox(
+            mode=sandbox, limits=limits, pool_size=pool_size, python=python, python_path=python_path
+        )
+    box = runner
+    warning = "" if box.sandboxed else UNSANDBOXED_WARNING
+    deadline = box.limits.wall_seconds + _GRACE
+
+    async def run(code: str) -> str:
+        return format_result(await box.run(code), box.limits, warning=warning)
+
+    @tool(name="code_interpreter", builtin="code_interpreter", timeout=deadline)
+    async def code_interpreter(code: str) -> str:
+        """Run Python 3 code and return its output.
+
+        Args:
+            code: The program; print what you want to see.
+        """
+        return await run(code)
+
+    @tool(name="run_python", timeout=deadline, description=_describe(box))
+    async def run_python(code: str) -> str:
+        """Run Python code.
+
+        Args:
+            code: A complete Python 3 program. Print the results you need; the value of a final
+                bare expression is printed too.
+        """
+        return await run(code)
+
+    return [code_interpreter, run_python]
+
+
+def _describe(box: Sandbox) -> str:
+    limits = box.limits
+    where = (
+        "in an isolated sandbox: no network, no access to the host's files; "
+        "/work and /tmp are writable and discarded after the run"
+        if box.sandboxed
+        else "WITHOUT a sandbox"
+    )
+    return (
+        f"Run a Python 3 program {where}. Standard library only"
+        f"{' plus the configured packages' if _has_paths(box) else ''}. Each run starts fresh; "
+        f"limits: {limits.wall_seconds:g} s, {limits.memory_bytes >> 20} MiB. "
+        "Returns the status, stdout and stderr."
+    )
+
+
+def _has_paths(box: Sandbox) -> bool:
+    return bool(box.python_path)

@@ -1,0 +1,221 @@
+"""Web search for the model: `brave_search` (Llama's trained built-in name) and `web_search`.
+
+Both search with `ddgs` (the maintained successor of `duckduckgo-search`), DuckDuckGo by default.
+`ddgs` is synchronous, so each search runs in a worker thread under a deadline. Results come back
+as compact numbered text (title, URL, snippet), neutralized so that no special-token text from a
+web page reaches the prompt. Failures (no results, rate limiting, timeouts, network errors) become
+a tool error the model can read and act on; nothing raises into the run.
+
+```python
+tools = search_tools(region="de-de", timelimit="m", max_results=5)
+```
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+from ddgs import DDGS
+from ddgs.exceptions import DDGSException, TimeoutException
+
+from agent import Tool, tool
+from agent._toolkit import tool_thread_limiter
+from agent.errors import DeveloperError, ToolExecutionError
+from agent.llama3 import neutralize
+
+__all__ = [
+    "MAX_RESULTS",
+    "MODEL_MAX_RESULTS",
+    "SearchOptions",
+    "format_results",
+    "search",
+    "search_tools",
+]
+
+MAX_RESULTS = 50  # per search, from the configuration
+MODEL_MAX_RESULTS = 10  # what the model may ask `web_search` for: ~6,000 characters
+_TITLE, _URL, _BODY = 200, 500, 500  # characters kept per field of each result
+_QUERY_CHARS = 500
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions:
+    """How searches are made."""
+
+    region: str = "wt-wt"
+    """`wt-wt` (no region), `us-en`, `de-de`, `fr-fr`, ..."""
+    safesearch: Literal["on", "moderate", "off"] = "moderate"
+    timelimit: Literal["d", "w", "m", "y"] | None = None
+    """Only results from the last day, week, month or year."""
+    max_results: int = 5
+    backend: str = "duckduckgo"
+    """A `ddgs` text backend, or several comma-separated, or `auto` (all of them)."""
+    timeout: float = 15.0
+    """Seconds for the whole search."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_results <= MAX_RESULTS:
+            raise DeveloperError(
+                f"max_results must be from 1 to {MAX_RESULTS}, got {self.max_results!r}"
+            )
+        if not self.timeout > 0:
+            raise DeveloperError(f"the search timeout must be positive, got {self.timeout!r}")
+        if self.safesearch not in ("on", "moderate", "off"):
+            raise DeveloperError(
+                f"safesearch must be 'on', 'moderate' or 'off', got {self.safesearch!r}"
+            )
+        if self.timelimit not in (None, "d", "w", "m", "y"):
+            raise DeveloperError(
+                f"timelimit must be 'd', 'w', 'm', 'y' or None, got {self.timelimit!r}"
+            )
+
+
+def _clean(value: Any, limit: int) -> str:
+    """One line, bounded, special tokens neutralized: a result cannot fake the list's layout."""
+    text = _SPACE.sub(" ", str(value or "")).strip()
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return neutralize(text)
+
+
+def format_results(results: Sequence[Mapping[str, Any]]) -> str:
+    """Numbered results: title, then URL and snippet indented below it."""
+    lines: list[str] = []
+    for number, result in enumerate(results, start=1):
+        lines.append(f"{number}. {_clean(result.get('title'), _TITLE) or '(no title)'}")
+        lines.append(f"   {_clean(result.get('href') or result.get('url'), _URL)}")
+        if body := _clean(result.get("body"), _BODY):
+            lines.append(f"   {body}")
+    return "\n".join(lines)
+
+
+def _search_sync(query: str, options: SearchOptions, count: int) -> list[dict[str, Any]]:
+    with DDGS(timeout=math.ceil(options.timeout)) as ddgs:
+        return ddgs.text(
+            query,
+            region=options.region,
+            safesearch=options.safesearch,
+            timelimit=options.timelimit,
+            max_results=count,
+            backend=options.backend,
+        )
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # ddgs re-raises an engine's TimeoutException wrapped in a plain DDGSException.
+    causes = (exc, *exc.args)
+    return any(isinstance(c, TimeoutException) for c in causes) or "timed out" in str(exc).lower()
+
+
+async def search(query: str, options: SearchOptions, *, max_results: int | None = None) -> str:
+    """Search the web and return the results as numbered text.
+
+    Raises:
+        ToolExecutionError: no results, rate limiting, a timeout or a network error; the message
+            tells the model what happened and what to do.
+    """
+    query = _SPACE.sub(" ", query).strip()
+    if not query:
+        raise ToolExecutionError("the search query is empty; say what to search for")
+    query = query[:_QUERY_CHARS]
+    count = options.max_results
+    if max_results is not None:
+        count = min(max(max_results, 1), MODEL_MAX_RESULTS)
+    work = functools.partial(_search_sync, query, options, count)
+    try:
+        with anyio.fail_after(options.timeout):
+            # The thread cannot be interrupted: it is abandoned at the deadline, and ddgs' own
+            # per-request timeout ends it soon after.
+            results = await anyio.to_thread.run_sync(
+                work, abandon_on_cancel=True, limiter=tool_thread_limiter()
+            )
+    except TimeoutError as exc:
+        raise _timeout_error(options) from exc
+    except DDGSException as exc:
+        if _timed_out(exc):
+            raise _timeout_error(options) from exc
+        if "no results" in str(exc).lower():
+            raise ToolExecutionError(
+                f"no results for {neutralize(query)!r}. Try other or fewer keywords. (The search "
+                "engine gives the same answer when it is rate-limiting; if every search comes "
+                "back empty, wait a minute before searching again.)"
+            ) from exc
+        raise ToolExecutionError(
+            f"web search is unavailable ({_clean(exc, 200)}). Try again later, or answer "
+            "without searching and say so."
+        ) from exc
+    except Exception as exc:  # a parsing bug in ddgs must not end the run
+        raise ToolExecutionError(
+            f"web search failed ({type(exc).__name__}: {_clean(exc, 200)}). Try again, or "
+            "answer without searching and say so."
+        ) from exc
+    if not results:
+        raise ToolExecutionError(f"no results for {neutralize(query)!r}. Try other keywords.")
+    return format_results(results[:count])
+
+
+def _timeout_error(options: SearchOptions) -> ToolExecutionError:
+    return ToolExecutionError(
+        f"web search timed out after {options.timeout:g} s. Try again, perhaps with a shorter "
+        "query, or answer without searching and say so."
+    )
+
+
+def search_tools(
+    *,
+    region: str = "wt-wt",
+    safesearch: Literal["on", "moderate", "off"] = "moderate",
+    timelimit: Literal["d", "w", "m", "y"] | None = None,
+    max_results: int = 5,
+    backend: str = "duckduckgo",
+    timeout: float = 15.0,
+) -> list[Tool[..., Any]]:
+    """The `brave_search` built-in and the `web_search` custom tool.
+
+    Args:
+        region: `wt-wt` (no region), `us-en`, `de-de`, ...
+        safesearch: `on`, `moderate` or `off`.
+        timelimit: only results from the last day (`d`), week, month or year; None: any time.
+        max_results: results per search, up to 50 (the model may ask `web_search` for 1 to 10).
+            DuckDuckGo gives about 10 per page.
+        backend: the `ddgs` backend; `duckduckgo` by default.
+        timeout: seconds per search.
+    """
+    options = SearchOptions(
+        region=region,
+        safesearch=safesearch,
+        timelimit=timelimit,
+        max_results=max_results,
+        backend=backend,
+        timeout=timeout,
+    )
+    deadline = timeout + 5.0  # the search's own deadline fires first, with a better message
+
+    @tool(name="brave_search", builtin="brave_search", timeout=deadline)
+    async def brave_search(query: str) -> str:
+        """Search the web.
+
+        Args:
+            query: What to search for.
+        """
+        return await search(query, options)
+
+    @tool(name="web_search", timeout=deadline)
+    async def web_search(query: str, max_results: int | None = None) -> str:
+        """Search the web and return numbered results: title, URL and snippet.
+
+        Args:
+            query: What to search for, as keywords or a question.
+            max_results: How many results to return, from 1 to 10.
+        """
+        return await search(query, options, max_results=max_results)
+
+    return [brave_search, web_search]
