@@ -7,7 +7,7 @@ LlamaAgentError
 │   ├── ToolDefinitionError     a tool function cannot be turned into a tool
 │   ├── RenderError             messages or tools that the Llama 3 format cannot express
 │   └── SandboxUnavailableError code execution asked for without a usable sandbox
-├── ModelError                  the model wrote something unusable: sent back to it as an ipython result
+├── ModelError                  the model wrote something unusable: sent back to it as ipython
 │   ├── MalformedCallError      a call that is cut off or cannot be parsed
 │   ├── UnknownToolError        a call to a tool that does not exist
 │   └── InvalidArgumentsError   arguments that do not match the tool's JSON schema
@@ -186,7 +186,10 @@ class BackendTimeoutError(BackendError):
 
 
 class ContextOverflowError(BackendError):
-    """The conversation needs more tokens than the model's context holds. Never truncated silently."""
+    """The conversation needs more tokens than the model's context holds.
+
+    Never truncated silently.
+    """
 
     def __init__(self, *, needed: int, available: int, model: str) -> None:
         super().__init__(

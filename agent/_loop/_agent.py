@@ -15,7 +15,6 @@ from agent.errors import DeveloperError, RunError
 from agent.llama3 import Message, ToolFormat
 
 from ._conversation import History, opening_messages
-from ._events import RunFinished
 from ._limits import Limits
 from ._result import RunResult
 from ._run import RunSpec, run_events
@@ -96,14 +95,15 @@ class Agent:
         attribute (status `"error"`), so nothing is lost. Cancelling the call cancels the HTTP
         stream and every running tool call, and propagates.
 
+        `task`: the user's request, untrusted (special-token text in it is neutralized); pass
+        `Message(role="user", content=..., trusted=True)` for text the program vouches for.
         `history`: an earlier `RunResult` (or its messages) to continue. `deps`: handed to
         tools that take a `RunContext`.
         """
         stream = self.stream(task, history=history, deps=deps)
         async with stream:
-            async for event in stream:
-                if isinstance(event, RunFinished):
-                    break
+            async for _ in stream:
+                pass
         result = stream.result
         if isinstance(result.exception, RunError):
             result.exception.result = result
