@@ -106,7 +106,7 @@ async def hand_run(client: ollama.AsyncClient, prompt: str) -> None:
             MODEL, prompt, raw=True, stream=True, options={"num_ctx": NUM_CTX}
         )
         async for part in stream:
-            parts.append(part.response)
+            parts.append(part.response or "")
         text = "".join(parts)
         if not text.startswith(PYTHON_TAG):
             check_answer(text)

@@ -105,9 +105,25 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), path) if p)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class Emulator:
+    """A running emulator process."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (0.0 if /proc cannot say)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def emulator_process(*arguments: str) -> Iterator[str]:
-    """`python -m agent.testing serve ARGUMENTS` in a child process; yields its URL.
+def emulator_process(*arguments: str) -> Iterator[Emulator]:
+    """`python -m agent.testing serve ARGUMENTS` in a child process.
 
     A separate process, so the emulator does not share (and slow) the event loop being measured.
     """
@@ -123,7 +139,7 @@ def emulator_process(*arguments: str) -> Iterator[str]:
         first = process.stdout.readline().strip()
         if not first.startswith("listening on "):
             raise RuntimeError(f"the emulator did not start (it said {first!r})")
-        yield first.removeprefix("listening on ")
+        yield Emulator(url=first.removeprefix("listening on "), pid=process.pid)
     finally:
         process.terminate()
         try:

@@ -22,8 +22,9 @@ Run it against Ollama (`ollama pull llama3.1` first; `OLLAMA_HOST` is honoured):
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import anyio
 from pydantic import BaseModel, Field
@@ -51,6 +52,8 @@ class Address(BaseModel):
 
 @dataclass(frozen=True, kw_only=True)
 class Order:
+    """An order as the shop records it."""
+
     number: int
     customer: str
     items: tuple[Item, ...]
@@ -81,7 +84,10 @@ async def check_stock(ctx: RunContext[Shop], sku: Sku) -> str:
 
 @tool(retries=2)
 async def place_order(
-    ctx: RunContext[Shop], items: list[Item], ship_to: Address, express: bool = False
+    ctx: RunContext[Shop],
+    items: Annotated[list[Item], Field(min_length=1)],
+    ship_to: Address,
+    express: bool = False,
 ) -> str:
     """Place an order for the current customer.
 
@@ -92,14 +98,16 @@ async def place_order(
         express: true to ship by express courier (default false).
     """
     shop = ctx.deps
-    if not items:
-        # A ToolExecutionError goes back to the model as the call's result; it can fix the call.
-        raise ToolExecutionError("an order needs at least one item")
-    short = [i.sku for i in items if shop.stock.get(i.sku, 0) < i.quantity]
-    if short:
-        raise ToolExecutionError(f"not enough stock for: {', '.join(short)}; order fewer")
+    wanted = Counter[str]()
     for item in items:
-        shop.stock[item.sku] -= item.quantity
+        wanted[item.sku] += item.quantity
+    short = [sku for sku, count in wanted.items() if shop.stock.get(sku, 0) < count]
+    if short:
+        # A ToolExecutionError goes back to the model as the call's result: it can change the
+        # order, or tell the customer.
+        raise ToolExecutionError(f"not enough stock for: {', '.join(short)}; order fewer")
+    for sku, count in wanted.items():
+        shop.stock[sku] -= count
     order = Order(
         number=len(shop.orders) + 1,
         customer=shop.customer,  # from the program, not from the model
@@ -121,7 +129,9 @@ SYSTEM = (
 async def main(task: str, *, host: str | None = None, shop: Shop | None = None) -> RunResult:
     """Run one task for a customer of a shop (`host`: Ollama's URL, else `OLLAMA_HOST`)."""
     shop = shop or Shop(customer="ada@example.com", stock={"mug": 12, "teapot": 3, "kettle": 0})
-    async with Agent("llama3.1", tools=[check_stock, place_order], system=SYSTEM, host=host) as agent:
+    async with Agent(
+        "llama3.1", tools=[check_stock, place_order], system=SYSTEM, host=host
+    ) as agent:
         result = await agent.run(task, deps=shop)
     for message in result.new_messages:
         for call in message.tool_calls:

@@ -114,11 +114,7 @@ def _describe(box: Sandbox) -> str:
     )
     return (
         f"Run a Python 3 program {where}. Standard library only"
-        f"{' plus the configured packages' if _has_paths(box) else ''}. Each run starts fresh; "
+        f"{' plus the configured packages' if box.python_path else ''}. Each run starts fresh; "
         f"limits: {limits.wall_seconds:g} s, {limits.memory_bytes >> 20} MiB. "
         "Returns the status, stdout and stderr."
     )
-
-
-def _has_paths(box: Sandbox) -> bool:
-    return bool(box.python_path)

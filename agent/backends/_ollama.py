@@ -44,7 +44,12 @@ from agent.backends._context import PromptHistory, size_context
 from agent.backends._modelinfo import check_capabilities, describe, wire_options
 from agent.backends._pull import stream_pull
 from agent.backends._stream import Dropped, Final, StreamAttempt
-from agent.backends._translate import response_error, transport_kind, unreadable
+from agent.backends._translate import (
+    response_error,
+    transport_kind,
+    unreachable_reason,
+    unreadable,
+)
 from agent.errors import (
     BackendError,
     BackendResponseError,
@@ -160,7 +165,7 @@ class OllamaBackend(Backend):
     def _translate_other(self, exc: BaseException, *, model: str, what: str) -> BackendError:
         kind = transport_kind(exc)
         if kind == "unreachable":
-            return OllamaUnreachableError(self.url, type(exc).__name__)
+            return OllamaUnreachableError(self.url, unreachable_reason(exc))
         if kind == "connect_timeout":
             return BackendTimeoutError(
                 f"connecting to Ollama at {self.url} took longer than {self.timeouts.connect} s. "

@@ -10,6 +10,7 @@ even mislead: a refused connection arrives as `httpx.ConnectTimeout` whose cause
 from __future__ import annotations
 
 import json
+import socket
 from typing import Literal
 
 import aiohttp
@@ -82,6 +83,19 @@ def transport_kind(exc: BaseException) -> TransportKind | None:
         if (kind := _httpx_kind(item)) is not None:
             return kind
     return None
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """Why nothing answered, in words: the OS error at the bottom of the chain, not the wrapper's
+    type (through `httpx_aiohttp` a refused connection is dressed as `ConnectTimeout`)."""
+    for item in reversed(_chain(exc)):
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, socket.gaierror):
+            return "unknown host"
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror.lower()
+    return type(exc).__name__
 
 
 def response_error(

@@ -91,6 +91,7 @@ async def test_unreachable_server(transport: str) -> None:
             await collect(backend)
     message = str(caught.value)
     assert url in message
+    assert "(connection refused)" in message  # the real cause, not the transport's wrapper type
     assert "ollama serve" in message
     assert "OLLAMA_HOST" in message
 

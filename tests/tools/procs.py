@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 
 
 def processes() -> dict[int, tuple[int, str]]:
@@ -22,8 +23,10 @@ def processes() -> dict[int, tuple[int, str]]:
     return table
 
 
-def descendants(pid: int | None = None) -> dict[int, str]:
-    """Living processes below `pid` (default: this test process), zombies included."""
+def descendants(pid: int | None = None, *, besides: Collection[int] = ()) -> dict[int, str]:
+    """Processes below `pid` (default: this test process), zombies included, leaving out the
+    processes in `besides` and everything below them (e.g. a pool's idle workers, which may
+    still be starting their own children)."""
     root = os.getpid() if pid is None else pid
     table = processes()
     found: dict[int, str] = {}
@@ -31,7 +34,7 @@ def descendants(pid: int | None = None) -> dict[int, str]:
     while frontier:
         parent = frontier.pop()
         for child, (ppid, command) in table.items():
-            if ppid == parent and child not in found:
+            if ppid == parent and child not in found and child not in besides:
                 found[child] = command
                 frontier.append(child)
     return found

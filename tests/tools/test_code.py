@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -176,3 +178,47 @@ async def test_sandbox_none_keeps_the_limits_but_isolates_nothing() -> None:
     assert lines[0] == "['HOME', 'LANG', 'PATH']"  # its own environment is clean...
     assert lines[1] == repr(ours)  # ...but nothing stops it reading the runtime's: no sandbox
     assert not done.sandboxed
+
+
+@pytest.fixture
+def packages() -> Iterator[str]:
+    """A directory with one module, open to everyone, so that only the read-only mount can
+    refuse a write there."""
+    with tempfile.TemporaryDirectory(prefix="llama-agent-pkgs-") as folder:
+        os.chmod(folder, 0o777)
+        module = Path(folder, "greeting.py")
+        module.write_text("WORD = 'hello'\n")
+        module.chmod(0o644)
+        yield folder
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("bwrap")
+async def test_python_path_makes_packages_importable_read_only(packages: str) -> None:
+    code = (
+        "import greeting\n"
+        "print(greeting.WORD)\n"
+        "try:\n"
+        "    open(greeting.__file__ + '.new', 'w')\n"
+        "except OSError as exc:\n"
+        "    print(exc.strerror)\n"
+    )
+    async with Sandbox(limits=LIMITS, pool_size=0, python_path=[packages]) as runner:
+        done = await runner.run(code)
+    assert done.stdout == "hello\nRead-only file system\n"
+
+
+@pytest.mark.usefixtures("bwrap")
+def test_what_uid_65534_cannot_read_makes_a_loud_fallback_to_root(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if os.getuid() != 0:
+        pytest.skip("as a normal user bwrap runs as that user and can read the directory")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    with caplog.at_level(logging.WARNING, logger="tools.code"):
+        sandbox = Sandbox(python_path=[str(private)], pool_size=0)
+    assert "process count NOT limited" in sandbox.description
+    [record] = caplog.records
+    assert "failed as uid 65534" in record.getMessage()
+    assert f"Can't find source path {private}: Permission denied" in record.getMessage()

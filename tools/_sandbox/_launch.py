@@ -1,16 +1,21 @@
 """How a sandboxed interpreter is started, and the probe that proves it works on this host.
 
 bubblewrap (`--unshare-all --die-with-parent --new-session --clearenv`) gives every run its own
-user, pid, network, ipc, uts and cgroup namespaces, a read-only `/usr` and interpreter prefix,
-fresh `/proc` and `/dev`, and size-limited tmpfs `/tmp` and `/work`. Nothing else of the host is
-mounted: no `/etc`, `/home`, `/root`, no sockets. When the runtime is root, bwrap itself is started
-as uid 65534: as root the kernel ignores RLIMIT_NPROC, so a fork bomb would be contained but not
-limited (SANDBOX.md §1c).
+user, pid, network, ipc, uts and cgroup namespaces (uid 65534 inside, no capabilities, no nested
+user namespaces), a read-only `/usr`, interpreter prefix and `python_path`, fresh `/proc` and
+`/dev`, and size-limited tmpfs `/work`, `/tmp` and `/dev/shm`; everything else is read-only.
+Nothing else of the host is mounted: no `/etc`, `/home`, `/root`, no sockets.
+
+When the runtime is root, bwrap itself is started as uid 65534 (through `setpriv`): for root the
+kernel ignores RLIMIT_NPROC, so a fork bomb would be contained but not limited (SANDBOX.md §1c).
+The interpreter must then be readable by that uid; the runtime's own is tried first, then the
+system's `python3`.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import shutil
@@ -25,6 +30,8 @@ from agent.errors import SandboxUnavailableError
 from tools._sandbox._types import SandboxLimits
 
 __all__ = ["INSTALL_HINT", "Launch", "resolve_launch"]
+
+logger = logging.getLogger("tools.code")
 
 NOBODY = 65534
 _CHILD_SOURCE = (Path(__file__).parent / "_child.py").read_text(encoding="utf-8")
@@ -105,13 +112,12 @@ def _bwrap_argv(bwrap: str, python: str, limits: SandboxLimits, paths: Sequence[
     argv += ["--clearenv", "--cap-drop", "ALL", "--uid", str(NOBODY), "--gid", str(NOBODY)]
     if "--disable-userns" in known:  # no nested user namespaces: less kernel attack surface
         argv.append("--disable-userns")
-    argv += ["--ro-bind", "/usr", "/usr", *_root_entries()]
-    for path in (_prefix(python), *paths):
-        if path != "/usr" and not path.startswith("/usr/"):
-            argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--ro-bind", "/usr", "/usr", *_root_entries(), "--proc", "/proc", "--dev", "/dev"]
     for scratch in ("/tmp", "/work", "/dev/shm"):  # /dev/shm: multiprocessing's semaphores
         argv += [*size, "--tmpfs", scratch]
+    for path in (_prefix(python), *paths):  # after the scratch dirs, which would hide them
+        if path != "/usr" and not path.startswith("/usr/"):
+            argv += ["--ro-bind", path, path]
     # bwrap's root and /dev are tmpfs without a size limit: read-only, or writes there could
     # fill the host's memory. The mounts inside them stay as they are.
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/work"]
@@ -209,16 +215,25 @@ def resolve_launch(
     problems: list[str] = []
     setpriv = shutil.which("setpriv")
     for user, interpreter in attempts:
-        drop = (setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups")
+        wrapper: tuple[str, ...] = ()
+        if user is not None and setpriv is not None:
+            wrapper = (setpriv, f"--reuid={user}", f"--regid={user}", "--clear-groups")
         launch = Launch(
             argv=tuple(_bwrap_argv(bwrap, interpreter, limits, paths)),
             env={"PATH": _PATH},  # no secrets: the sandbox's pid 1 starts with this environment
-            wrapper=drop if user is not None and setpriv else (),
-            user=user if not setpriv else None,
+            wrapper=wrapper,
+            user=None if wrapper else user,
             description=_describe(bwrap, interpreter, user),
         )
         problem = _probe(launch)
         if not problem:
+            if problems:
+                logger.warning(
+                    "the code sandbox runs bwrap as root, where the process limit does not "
+                    "apply, because it failed as uid %d: %s",
+                    NOBODY,
+                    "; ".join(problems),
+                )
             return launch
         problems.append(f"{interpreter} as uid {os.getuid() if user is None else user}: {problem}")
     raise SandboxUnavailableError(

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 
 import anyio
 
@@ -89,21 +90,32 @@ class Worker:
                 start_new_session=True,
                 **launch.identity(),
             )
+        except BaseException:
+            if info_read >= 0:
+                os.close(info_read)
+            if self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
         finally:
             if info_write >= 0:
                 os.close(info_write)
         self._init = InitPid(info_read) if info_read >= 0 else None
         self._init_watch: PidWatch | None = None
         self._watch = PidWatch(self.proc.pid)
-        self.born = time.monotonic()
 
     @property
     def alive(self) -> bool:
         """Still waiting for code (a worker that died in the pool is useless)."""
         return self.proc.returncode is None and not self._watch.gone()
 
-    async def run(self, code: bytes, limits: SandboxLimits) -> SandboxResult:
-        """Send the code, collect the output under every limit, then kill and reap everything."""
+    async def run(
+        self, code: bytes, limits: SandboxLimits, *, sent: Callable[[], None] | None = None
+    ) -> SandboxResult:
+        """Send the code, collect the output under every limit, then kill and reap everything.
+
+        `sent` is called once the code is on its way: work to overlap with the run (the pool
+        starts the next worker then, while this one runs on another core).
+        """
         output = _Output(limits.output_bytes)
         started = time.monotonic()
         stopped: StopReason | None = None
@@ -111,7 +123,7 @@ class Worker:
             with anyio.move_on_after(limits.wall_seconds) as deadline:
                 await self._find_init()
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._feed, code)
+                    tg.start_soon(self._feed, code, sent)
                     for index in (0, 1):
                         tg.start_soon(self._drain, index, output)
                     await self._wait_exit()
@@ -161,7 +173,7 @@ class Worker:
             if pid is not None:
                 self._init_watch = PidWatch(pid)
 
-    async def _feed(self, code: bytes) -> None:
+    async def _feed(self, code: bytes, sent: Callable[[], None] | None) -> None:
         assert self.proc.stdin is not None
         fd, view = self.proc.stdin.fileno(), memoryview(code)
         os.set_blocking(fd, False)
@@ -175,6 +187,8 @@ class Worker:
             pass  # the worker died; its exit status says why
         finally:
             self.proc.stdin.close()
+        if sent is not None:
+            sent()
 
     async def _drain(self, index: int, output: _Output) -> None:
         pipe = self.proc.stdout if index == 0 else self.proc.stderr

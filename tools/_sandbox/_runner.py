@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal
 
-from agent.errors import ToolExecutionError
+from agent.errors import DeveloperError, ToolExecutionError
 from tools._sandbox._launch import Launch, resolve_launch
 from tools._sandbox._process import Worker
 from tools._sandbox._types import SandboxLimits, SandboxResult
@@ -36,7 +36,8 @@ class Sandbox:
     `pool_size` workers are started ahead of time (on the first run, or by `start()`) and each
     serves one snippet; a warm run costs a few milliseconds instead of ~25 ms. Call `aclose()` (or
     use `async with`) to stop the idle workers; any left at interpreter exit are killed then, and
-    bubblewrap's `--die-with-parent` kills them if the runtime dies.
+    bubblewrap's `--die-with-parent` kills them if the runtime dies. (A worker belongs to the
+    thread that started it and dies with it: one that did is replaced at the next run.)
     """
 
     def __init__(
@@ -48,6 +49,8 @@ class Sandbox:
         python: str | None = None,
         python_path: Sequence[str] = (),
     ) -> None:
+        if mode not in ("bwrap", "none"):
+            raise DeveloperError(f"the sandbox mode must be 'bwrap' or 'none', got {mode!r}")
         self.limits = limits or SandboxLimits()
         self.pool_size = max(pool_size, 0)
         self.python_path = tuple(python_path)
@@ -87,13 +90,9 @@ class Sandbox:
                 "Send a shorter program."
             )
         worker = self._take()
-        try:
-            self._refill()
-        except OSError as exc:  # the run can still go ahead; only the next one is slower
-            logger.warning("could not refill the sandbox pool: %s", exc)
         if not self.sandboxed:
             logger.warning("%s", UNSANDBOXED_WARNING)
-        return await worker.run(data, self.limits)
+        return await worker.run(data, self.limits, sent=self._refill_quietly)
 
     async def aclose(self) -> None:
         """Kill the idle workers. The sandbox stays usable; a later run starts a new pool."""
@@ -119,6 +118,12 @@ class Sandbox:
             if worker.alive:
                 return worker
             worker.close()  # died while idle (killed, or its spawning thread ended)
+
+    def _refill_quietly(self) -> None:
+        try:
+            self._refill()
+        except Exception as exc:  # this run goes on; only the next one starts cold
+            logger.warning("could not refill the sandbox pool: %s", exc)
 
     def _refill(self) -> None:
         while True:

@@ -1,0 +1,284 @@
+"""Section 2: hundreds of concurrent five-step runs in one process, 200 ms per request.
+
+Each case runs in a fresh child process (`python -m bench._concurrency ...`), so the peaks of
+resident memory do not mix; the emulator runs in a process of its own. A case warms up with one
+run (the tokenizer, `/api/show`, the first connection), takes the resident size as the baseline,
+starts every run at once and waits for all of them.
+
+Clients: `agent` (`Agent.run`, its default `OllamaBackend`), `agent-pool` (the same with
+`OllamaBackend(max_connections=runs)`), `bare` (the hand loop on bare aiohttp with no connection
+cap: the floor), `ollama` (the hand loop on `ollama.AsyncClient` and its default httpx
+transport: for reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bench._common import (
+    ROOT,
+    Goal,
+    SectionResult,
+    Table,
+    child_env,
+    emulator_process,
+    mb,
+    rss_bytes,
+)
+
+LATENCY = 0.2
+QUICK_LATENCY = 0.05  # --quick only checks the runner
+REQUESTS = 6  # five calls and the answer
+# The emulator sends each completion in chunks of about this many characters (a call is 3-4
+# chunks). One chunk per token, as Ollama streams, makes the emulator itself (one Python process
+# on a shared core) the bottleneck long before the client is: see RESULTS.md.
+CHUNK_CHARS = 16
+GOAL_RUNS = 1000
+GOAL_SECONDS = 2.0
+GOAL_BYTES = 300 * 2**20
+
+LABELS = {
+    "agent": "Agent.run, default OllamaBackend",
+    "agent-pool": "Agent.run, OllamaBackend(max_connections=runs)",
+    "bare": "hand loop, bare aiohttp (the floor)",
+    "ollama": "hand loop, ollama.AsyncClient (httpx)",
+}
+
+
+# --- the child ----------------------------------------------------------------------------------
+
+
+async def _measure(client: str, url: str, runs: int) -> dict[str, Any]:
+    import aiohttp
+    import anyio
+    import ollama
+
+    from agent import Agent
+    from agent.backends import OllamaBackend
+    from bench import _chain as chain
+
+    agent = chain.make_agent(url)
+    prompt = chain.first_prompt(agent)
+    one: Callable[[], Awaitable[None]]
+    session: aiohttp.ClientSession | None = None
+    hand: ollama.AsyncClient | None = None
+    if client == "agent-pool":
+        await agent.aclose()
+        backend = OllamaBackend(url, max_connections=runs)
+        agent = Agent(chain.MODEL, tools=[chain.add], backend=backend, today=chain.TODAY)
+    if client in ("agent", "agent-pool"):
+
+        async def one() -> None:
+            await chain.agent_run(agent)
+
+    elif client == "bare":
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+        async def one() -> None:
+            assert session is not None
+            await chain.bare_run(session, url, prompt)
+
+    else:
+        hand = ollama.AsyncClient(url)
+
+        async def one() -> None:
+            assert hand is not None
+            await chain.hand_run(hand, prompt)
+
+    try:
+        await one()  # warm up
+        before, _ = rss_bytes()
+        cpu = time.process_time()
+        started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            for _ in range(runs):
+                group.start_soon(one)
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        _, peak = rss_bytes()
+    finally:
+        if client == "agent-pool":
+            await backend.aclose()
+        await agent.aclose()
+        if session is not None:
+            await session.close()
+        if hand is not None:
+            await hand._client.aclose()
+    return {"wall": wall, "cpu": cpu, "rss_before": before, "rss_peak": peak}
+
+
+def child_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench._concurrency")
+    parser.add_argument("--client", choices=sorted(LABELS), required=True)
+    parser.add_argument("--runs", type=int, required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile summary too")
+    args = parser.parse_args(argv)
+    import anyio
+
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    outcome = anyio.run(_measure, args.client, args.url, args.runs)
+    if profiler is not None:
+        profiler.disable()
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(r"agent/|ollama/|httpx|aiohttp/|tiktoken", 40)
+        outcome["profile"] = text.getvalue()
+    print(json.dumps(outcome), flush=True)
+    return 0
+
+
+# --- the parent ---------------------------------------------------------------------------------
+
+
+def run_case(
+    client: str, runs: int, *, latency: float = LATENCY, profile: bool = False
+) -> dict[str, Any]:
+    """One case in a fresh child process, against a fresh emulator process."""
+    emulator = ["--script", "bench._chain:chain", "--latency", str(latency)]
+    with emulator_process(*emulator, "--chunk-chars", str(CHUNK_CHARS)) as server:
+        command = [sys.executable, "-m", "bench._concurrency"]
+        command += ["--client", client, "--runs", str(runs), "--url", server.url]
+        server_cpu = server.cpu_seconds()
+        done = subprocess.run(
+            [*command, *(["--profile"] if profile else [])],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=ROOT,
+            timeout=600,
+            check=False,
+        )
+        server_cpu = server.cpu_seconds() - server_cpu
+    if done.returncode != 0:
+        raise RuntimeError(f"{client} x {runs} failed:\n{done.stderr[-3000:]}")
+    outcome: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome.update(client=client, runs=runs, latency=latency, emulator_cpu=server_cpu)
+    return outcome
+
+
+def cases(quick: bool, sizes: list[int]) -> list[tuple[str, int]]:
+    chosen: list[tuple[str, int]] = []
+    for runs in sizes:
+        chosen += [("agent", runs), ("bare", runs)]
+        if runs > 512:  # the default pool holds 512 connections
+            chosen.append(("agent-pool", runs))
+        if runs <= 200 and not quick:
+            chosen.append(("ollama", runs))
+    return chosen
+
+
+def _row(o: dict[str, Any], floor: float) -> list[str]:
+    return [
+        str(o["runs"]),
+        LABELS[o["client"]],
+        f"{o['wall']:.2f} s",
+        f"{o['wall'] / (REQUESTS * o['latency']):.2f}x",
+        f"{o['wall'] / floor:.2f}x",
+        f"{o['cpu'] / (o['runs'] * REQUESTS) * 1e6:.0f} µs",
+        f"{o['emulator_cpu']:.1f} s",
+        mb(o["rss_peak"]),
+        mb(o["rss_peak"] - o["rss_before"]),
+    ]
+
+
+def run(*, quick: bool, sizes: list[int] | None = None) -> SectionResult:
+    sizes = sizes or ([20] if quick else [200, GOAL_RUNS])
+    latency = QUICK_LATENCY if quick else LATENCY
+    ideal = REQUESTS * latency
+    outcomes = [run_case(c, runs, latency=latency) for c, runs in cases(quick, sizes)]
+    floors = {o["runs"]: o for o in outcomes if o["client"] == "bare"}
+    table = Table(
+        title=(
+            f"Concurrent five-step runs, {latency * 1000:.0f} ms per request (ideal {ideal:.1f} s)"
+        ),
+        headers=[
+            "runs",
+            "client",
+            "wall",
+            "/ ideal",
+            "/ floor",
+            "client CPU / request",
+            "emulator CPU",
+            "peak RSS",
+            "RSS growth",
+        ],
+        rows=[_row(o, floors[o["runs"]]["wall"]) for o in outcomes],
+    )
+    result = SectionResult(key="concurrency", title="2. Concurrency", tables=[table])
+    result.data = {
+        "latency": latency,
+        "ideal_seconds": ideal,
+        "chunk_chars": CHUNK_CHARS,
+        "cases": outcomes,
+    }
+    result.notes.append(
+        f"Each case: a fresh client process and a fresh emulator process; completions stream in "
+        f"chunks of about {CHUNK_CHARS} characters. Client CPU per request: the client "
+        "process's CPU time over the runs divided by the requests (the machine-independent "
+        "measure of the client's own cost); emulator CPU: the emulator process's."
+    )
+    agents = [o for o in outcomes if o["runs"] == GOAL_RUNS and o["client"].startswith("agent")]
+    if quick or not agents:  # the goals are for the full sizes and latency
+        return result
+    best = min(agents, key=lambda o: o["wall"])
+    floor = floors[GOAL_RUNS]
+    peak = max(o["rss_peak"] for o in agents)
+    result.goals = [
+        Goal(
+            name=f"{GOAL_RUNS} runs: wall time",
+            target=f"< {GOAL_SECONDS:.1f} s",
+            measured=f"{best['wall']:.2f} s ({LABELS[best['client']]}); floor "
+            f"{floor['wall']:.2f} s",
+            met=best["wall"] < GOAL_SECONDS,
+        ),
+        Goal(
+            name=f"{GOAL_RUNS} runs: peak memory",
+            target=f"< {mb(GOAL_BYTES)}",
+            measured=f"{mb(peak)} peak RSS (growth {mb(peak - best['rss_before'])})",
+            met=peak < GOAL_BYTES,
+        ),
+    ]
+    requests = GOAL_RUNS * REQUESTS
+    if floor["wall"] >= GOAL_SECONDS:
+        result.notes.append(
+            f"The floor itself (bare aiohttp) took {floor['wall']:.2f} s for {GOAL_RUNS} runs: "
+            f"the emulator process used {floor['emulator_cpu']:.1f} s of CPU for {requests} "
+            f"requests ({floor['emulator_cpu'] / requests * 1e3:.2f} ms each), so on this "
+            "machine the server, not the client, sets the floor."
+        )
+    per_request = best["cpu"] / requests
+    result.notes.append(
+        f"The Agent's process used {best['cpu']:.1f} s of CPU in {best['wall']:.2f} s "
+        f"({per_request * 1e6:.0f} µs per request, bare aiohttp "
+        f"{floor['cpu'] / requests * 1e6:.0f} µs): on one core, {GOAL_RUNS} runs cannot take "
+        f"less than {requests * per_request:.1f} s of client CPU, whatever the server."
+    )
+    if not result.goals[0].met:
+        result.profile = (
+            f"Agent, {GOAL_RUNS} concurrent runs, cProfile in the client process:\n"
+            + profile_agent(GOAL_RUNS)
+        )
+    return result
+
+
+def profile_agent(runs: int) -> str:
+    """cProfile of the Agent case at `runs` (its own child process)."""
+    outcome = run_case("agent-pool" if runs > 512 else "agent", runs, profile=True)
+    return str(outcome.get("profile", ""))
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
