@@ -58,14 +58,15 @@ def describe() -> dict[str, Any]:
     """The machine and software, as JSON-ready data."""
     from agent.llama3 import tokenizer_is_exact
 
-    memory = _proc_field("/proc/meminfo", "MemTotal")
+    memory_kb = int((_proc_field("/proc/meminfo", "MemTotal") or "0 kB").split()[0])
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
         "cores": os.cpu_count(),
         "usable_cores": usable,
-        "memory": memory,
+        "memory": f"{memory_kb / 2**20:.1f} GiB" if memory_kb else "unknown",
+        "memory_kb": memory_kb,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "platform": platform.platform(),
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",

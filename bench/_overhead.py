@@ -11,8 +11,6 @@ Then the CPU work of one step without I/O, at 40 messages and 10 tools (`bench._
 from __future__ import annotations
 
 import cProfile
-import io
-import pstats
 import time
 from collections.abc import Awaitable, Callable
 
@@ -21,6 +19,7 @@ import anyio
 import ollama
 
 from bench import _chain as chain
+from bench import _profile
 from bench import _step_cost as step_cost
 from bench._common import Goal, SectionResult, Table, emulator_process, median, ms, us
 
@@ -33,7 +32,6 @@ LABELS = {
     "hand": "hand loop, ollama.AsyncClient",
     "bare": "hand loop, bare aiohttp",
 }
-_PROFILED = r"agent/|ollama/|httpx|aiohttp/"
 
 
 Samples = dict[str, list[tuple[float, float]]]  # client -> [(wall, cpu) per run]
@@ -71,11 +69,9 @@ async def _rounds(url: str, rounds: int, *, profile_agent: int = 0) -> tuple[Sam
             for _ in range(profile_agent):
                 await runners["agent"]()
             profiler.disable()
-            text = io.StringIO()
-            stats = pstats.Stats(profiler, stream=text)
-            stats.sort_stats("tottime").print_stats(_PROFILED, 25)
-            stats.sort_stats("cumulative").print_stats(_PROFILED, 30)
-            report = text.getvalue()
+            report = _profile.report(
+                profiler, f"{profile_agent} Agent runs one after the other, cProfile:"
+            )
     finally:
         await agent.aclose()
         await agent_sync.aclose()
@@ -157,12 +153,8 @@ def run(*, quick: bool) -> SectionResult:
     )
     profiles = []
     if not result.goals[0].met:
-        profiles.append("Agent runs, cProfile (project and HTTP stack only):\n")
         profiles.append(end_to_end(1, profile_agent=5 if quick else 200)[1])
     if not result.goals[1].met:
-        profiles.append(
-            "render + parse + validate (place_order), cProfile:\n"
-            + step_cost.profile(30 if quick else 300)
-        )
+        profiles.append(step_cost.profile(30 if quick else 300))
     result.profile = "\n".join(profiles) or None
     return result

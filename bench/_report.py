@@ -81,9 +81,9 @@ def markdown(
         missed = [g for g in section.goals if not g.met]
         if missed:
             names = "; ".join(g.name for g in missed)
-            out += ["", f"Missed: {names}. Where the time goes:"]
+            out += ["", f"Missed: {names}."]
             if section.profile:
-                out += ["", "```", section.profile.strip(), "```"]
+                out += ["", "Where the time goes:", "", "```", section.profile.strip(), "```"]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import cProfile
 import datetime
-import io
 import json
-import pstats
 import re
 import time
 from collections.abc import Callable
@@ -26,6 +24,7 @@ from typing import Any, Literal
 
 from agent import Tool, Toolbox, tool
 from agent.llama3 import Message, StreamParser, ToolCall, count_tokens, render_prompt
+from bench import _profile
 from bench._common import median
 from bench.bench_validate import ARGUMENTS, place_order
 
@@ -277,6 +276,5 @@ def profile(iterations: int = 200, size: int = 40) -> str:
         parse()
         validate()
     profiler.disable()
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(20)
-    return text.getvalue()
+    title = f"render + parse + validate ({HEAVY[0]}), {iterations} times, cProfile:"
+    return _profile.report(profiler, title)

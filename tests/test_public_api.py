@@ -78,6 +78,7 @@ def test_design_names_exist_with_their_signatures() -> None:
         "tool_format",
         "tool_choice",
         "today",
+        "resources",
     ):
         assert params[keyword].kind is inspect.Parameter.KEYWORD_ONLY, keyword
     for method in ("run", "stream", "render"):

@@ -9,8 +9,12 @@ custom name:
 | code    | `code_interpreter` | `run_python(code)`           | `tools.code`   |
 | math    | `wolfram_alpha`    | `calculate(expression)`      | `tools.math`   |
 
-A config names them (`tools: [search, code, math]`); `BUILTIN_TOOLSETS[name](**options)` builds
-each one's tools.
+`names=` picks `"native"` (the trained name), `"custom"` or `"both"` (the default in Python). A
+config names them (`tools: [search, code, math]`) and, unless a toolset's `names:` says otherwise,
+offers only the names the model was trained on: the native ones for Llama 3.1 and 3.3; for 3.2,
+`code_interpreter` but `web_search` and `calculate` (its prompt guide documents the code
+interpreter only). Two tools that do the same thing confuse a small model.
+`BUILTIN_TOOLSETS[name](**options)` builds each one's tools.
 """
 
 from __future__ import annotations

@@ -81,6 +81,8 @@ def _pow(base: Number, exp: Number) -> Number:
         return _check_int(base**exp)
     if isinstance(base, int) and base.bit_length() > 1024:
         raise _fail("the base is too large for a fractional or negative power")
+    if base == 0 and exp < 0:  # math.pow says "math domain error", which misleads
+        raise _fail("division by zero (zero to a negative power)")
     try:
         # math.pow raises OverflowError instead of building a huge float or a complex number.
         return math.pow(base, exp)

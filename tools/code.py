@@ -2,8 +2,12 @@
 
 Code runs in bubblewrap (see `tools._sandbox`): a fresh interpreter per snippet, no network, no
 host files but a read-only `/usr` and interpreter, in-memory `/work` and `/tmp`, uid 65534, and
-limits on wall time, CPU time, memory, processes, file size and output. Without bubblewrap,
-`code_tools()` raises `SandboxUnavailableError` unless `sandbox="none"` is asked for explicitly.
+limits on wall time, CPU time, memory, processes, file size and output.
+
+Without a working bubblewrap, running code is refused *when code is run*, not when the tools are
+built: `code_tools()` warns once and its tools answer every call with an error that says how to
+install bubblewrap (or to set `sandbox: none`), so an agent's other tools keep working.
+`sandbox="none"` runs code with no isolation, and says so at creation and on every run.
 
 ```python
 tools = code_tools(limits=SandboxLimits(wall_seconds=20))
@@ -17,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from agent import Tool, tool
+from tools._names import Names, pick
 from tools._sandbox import (
     INSTALL_HINT,
     UNSANDBOXED_WARNING,
@@ -49,12 +54,15 @@ def code_tools(
     python: str | None = None,
     python_path: Sequence[str] = (),
     runner: Sandbox | None = None,
+    names: Names = "both",
 ) -> list[Tool[..., Any]]:
     """The `code_interpreter` built-in and the `run_python` custom tool, sharing one sandbox.
 
     Args:
         sandbox: `"bwrap"` (bubblewrap, the default) or `"none"`: run code WITHOUT isolation,
-            which warns at creation and on every run.
+            which warns at creation and on every run. If bubblewrap is missing or cannot start
+            here, the tools are still made (with a `RuntimeWarning`), and each call returns an
+            error saying how to install it; code never falls back to running unsandboxed.
         limits: what each run may use; `SandboxLimits()` by default.
         pool_size: interpreters kept started ahead of time (0 disables the warm pool).
         timeout: wall-clock seconds per run; overrides `limits.wall_seconds`.
@@ -62,11 +70,10 @@ def code_tools(
             can read it, else the system's `python3`.
         python_path: extra directories (e.g. a site-packages) mounted read-only and importable.
         runner: an existing `Sandbox` to use instead (the arguments above are then ignored), so
-            the program can `await runner.aclose()` when it is done.
-
-    Raises:
-        SandboxUnavailableError: bubblewrap is missing or cannot run here (the message says how
-            to install it).
+            the program can `await runner.aclose()` when it is done (or pass it to
+            `Agent(resources=[runner])`).
+        names: `"both"` (the default), `"native"` (only `code_interpreter`, the name Llama 3.x
+            was trained on) or `"custom"` (only `run_python`).
     """
     if runner is None:
         limits = limits or SandboxLimits()
@@ -101,7 +108,7 @@ def code_tools(
         """
         return await run(code)
 
-    return [code_interpreter, run_python]
+    return pick(names, code_interpreter, run_python)
 
 
 def _describe(box: Sandbox) -> str:

@@ -11,14 +11,21 @@ from typing import Any
 
 from agent import Tool, tool
 from tools._calc import ACCEPTED, MAX_CHARS, Number, evaluate, format_value
+from tools._names import Names, pick
 
 __all__ = ["ACCEPTED", "Number", "evaluate", "format_value", "math_tools"]
 
 _TIMEOUT = 5.0  # evaluation is bounded to milliseconds; this only guards against the unforeseen
 
 
-def math_tools() -> list[Tool[..., Any]]:
-    """The `wolfram_alpha` built-in and the `calculate` custom tool, both backed by `evaluate`."""
+def math_tools(*, names: Names = "both") -> list[Tool[..., Any]]:
+    """The `wolfram_alpha` built-in and the `calculate` custom tool, both backed by `evaluate`.
+
+    Args:
+        names: `"both"` (the default), `"native"` (only `wolfram_alpha`, Llama 3.1's trained
+            name) or `"custom"` (only `calculate`). Offering one avoids two tools that do the
+            same thing in a small model's prompt; a config picks by model (see `tools`).
+    """
 
     @tool(name="wolfram_alpha", builtin="wolfram_alpha", timeout=_TIMEOUT)
     async def wolfram_alpha(query: str) -> str:
@@ -45,7 +52,7 @@ def math_tools() -> list[Tool[..., Any]]:
         """
         return _answer(expression)
 
-    return [wolfram_alpha, calculate]
+    return pick(names, wolfram_alpha, calculate)
 
 
 def _answer(expression: str) -> str:

@@ -1,10 +1,11 @@
 """Web search for the model: `brave_search` (Llama's trained built-in name) and `web_search`.
 
 Both search with `ddgs` (the maintained successor of `duckduckgo-search`), DuckDuckGo by default.
-`ddgs` is synchronous, so each search runs in a worker thread under a deadline. Results come back
-as compact numbered text (title, URL, snippet), neutralized so that no special-token text from a
-web page reaches the prompt. Failures (no results, rate limiting, timeouts, network errors) become
-a tool error the model can read and act on; nothing raises into the run.
+`ddgs` is synchronous, so the tools are sync tools: the agent runs each search in a worker thread
+under the tool's deadline, and abandons a thread that hangs. Results come back as compact
+numbered text (title, URL, snippet); the prompt renderer neutralizes special-token text in them,
+as it does in every tool result. Failures (no results, rate limiting, timeouts, network errors)
+become a tool error the model can read and act on; nothing raises into the run.
 
 ```python
 tools = search_tools(region="de-de", timelimit="m", max_results=5)
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,21 +28,23 @@ from ddgs import DDGS
 from ddgs.exceptions import DDGSException, TimeoutException
 
 from agent import Tool, tool
-from agent._toolkit import tool_thread_limiter
 from agent.errors import DeveloperError, ToolExecutionError
-from agent.llama3 import neutralize
+from tools._names import Names, pick
 
 __all__ = [
     "MAX_RESULTS",
-    "MODEL_MAX_RESULTS",
+    "SAFESEARCH_ENGINES",
     "SearchOptions",
     "format_results",
     "search",
+    "search_sync",
     "search_tools",
 ]
 
 MAX_RESULTS = 50  # per search, from the configuration
-MODEL_MAX_RESULTS = 10  # what the model may ask `web_search` for: ~6,000 characters
+SAFESEARCH_ENGINES = frozenset({"brave", "google", "mojeek", "startpage"})
+"""The `ddgs` (9.16) text engines that pass `safesearch` on; the others, DuckDuckGo's HTML
+endpoint included, ignore it."""
 _TITLE, _URL, _BODY = 200, 500, 500  # characters kept per field of each result
 _QUERY_CHARS = 500
 _SPACE = re.compile(r"\s+")
@@ -53,9 +57,13 @@ class SearchOptions:
     region: str = "wt-wt"
     """`wt-wt` (no region), `us-en`, `de-de`, `fr-fr`, ..."""
     safesearch: Literal["on", "moderate", "off"] = "moderate"
+    """Passed to the engine, but only some honour it (`SAFESEARCH_ENGINES`): `ddgs`' DuckDuckGo
+    engine, the default, ignores it and gets DuckDuckGo's own default filtering. A value other
+    than `moderate` with an engine that ignores it warns (`RuntimeWarning`)."""
     timelimit: Literal["d", "w", "m", "y"] | None = None
     """Only results from the last day, week, month or year."""
     max_results: int = 5
+    """Results per search; the model may ask `web_search` for fewer, never more."""
     backend: str = "duckduckgo"
     """A `ddgs` text backend, or several comma-separated, or `auto` (all of them)."""
     timeout: float = 15.0
@@ -76,14 +84,33 @@ class SearchOptions:
             raise DeveloperError(
                 f"timelimit must be 'd', 'w', 'm', 'y' or None, got {self.timelimit!r}"
             )
+        if self.safesearch != "moderate" and (ignoring := self.engines_ignoring_safesearch()):
+            warnings.warn(
+                f"tools.search: safesearch={self.safesearch!r} has no effect with the "
+                f"{', '.join(ignoring)} search engine{'s' if len(ignoring) > 1 else ''}, which "
+                f"ignore{'' if len(ignoring) > 1 else 's'} it; the engines that honour it are "
+                f"{', '.join(sorted(SAFESEARCH_ENGINES))} (`backend:`)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def engines_ignoring_safesearch(self) -> list[str]:
+        """The engines of `backend` that ignore `safesearch` (`auto`: some of them do)."""
+        engines = [name.strip() for name in self.backend.split(",") if name.strip()]
+        return [
+            "auto (some of its engines)" if name in ("auto", "all") else name
+            for name in engines
+            if name not in SAFESEARCH_ENGINES
+        ]
 
 
 def _clean(value: Any, limit: int) -> str:
-    """One line, bounded, special tokens neutralized: a result cannot fake the list's layout."""
+    """One line, bounded: a result cannot fake the list's layout. (Special-token text is left
+    to the prompt renderer, which neutralizes every tool result exactly once.)"""
     text = _SPACE.sub(" ", str(value or "")).strip()
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
-    return neutralize(text)
+    return text
 
 
 def format_results(results: Sequence[Mapping[str, Any]]) -> str:
@@ -97,26 +124,18 @@ def format_results(results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _search_sync(query: str, options: SearchOptions, count: int) -> list[dict[str, Any]]:
-    with DDGS(timeout=math.ceil(options.timeout)) as ddgs:
-        return ddgs.text(
-            query,
-            region=options.region,
-            safesearch=options.safesearch,
-            timelimit=options.timelimit,
-            max_results=count,
-            backend=options.backend,
-        )
-
-
 def _timed_out(exc: BaseException) -> bool:
     # ddgs re-raises an engine's TimeoutException wrapped in a plain DDGSException.
     causes = (exc, *exc.args)
     return any(isinstance(c, TimeoutException) for c in causes) or "timed out" in str(exc).lower()
 
 
-async def search(query: str, options: SearchOptions, *, max_results: int | None = None) -> str:
-    """Search the web and return the results as numbered text.
+def search_sync(query: str, options: SearchOptions, *, max_results: int | None = None) -> str:
+    """Search the web and return the results as numbered text (blocking: a worker thread's job).
+
+    `max_results` (what the model asked for) is kept between 1 and `options.max_results`.
+    `ddgs`' own per-request timeout is `options.timeout`; the caller enforces the whole
+    search's deadline (the agent does, for the tools).
 
     Raises:
         ToolExecutionError: no results, rate limiting, a timeout or a network error; the message
@@ -128,25 +147,25 @@ async def search(query: str, options: SearchOptions, *, max_results: int | None 
     query = query[:_QUERY_CHARS]
     count = options.max_results
     if max_results is not None:
-        count = min(max(max_results, 1), MODEL_MAX_RESULTS)
-    work = functools.partial(_search_sync, query, options, count)
+        count = min(max(max_results, 1), options.max_results)
     try:
-        with anyio.fail_after(options.timeout):
-            # The thread cannot be interrupted: it is abandoned at the deadline, and ddgs' own
-            # per-request timeout ends it soon after.
-            results = await anyio.to_thread.run_sync(
-                work, abandon_on_cancel=True, limiter=tool_thread_limiter()
+        with DDGS(timeout=math.ceil(options.timeout)) as ddgs:
+            results = ddgs.text(
+                query,
+                region=options.region,
+                safesearch=options.safesearch,
+                timelimit=options.timelimit,
+                max_results=count,
+                backend=options.backend,
             )
-    except TimeoutError as exc:
-        raise _timeout_error(options) from exc
     except DDGSException as exc:
         if _timed_out(exc):
             raise _timeout_error(options) from exc
         if "no results" in str(exc).lower():
             raise ToolExecutionError(
-                f"no results for {neutralize(query)!r}. Try other or fewer keywords. (The search "
-                "engine gives the same answer when it is rate-limiting; if every search comes "
-                "back empty, wait a minute before searching again.)"
+                f"no results for {query!r}. Try other or fewer keywords. (The search engine "
+                "gives the same answer when it is rate-limiting; if every search comes back "
+                "empty, wait a minute before searching again.)"
             ) from exc
         raise ToolExecutionError(
             f"web search is unavailable ({_clean(exc, 200)}). Try again later, or answer "
@@ -158,8 +177,25 @@ async def search(query: str, options: SearchOptions, *, max_results: int | None 
             "answer without searching and say so."
         ) from exc
     if not results:
-        raise ToolExecutionError(f"no results for {neutralize(query)!r}. Try other keywords.")
+        raise ToolExecutionError(f"no results for {query!r}. Try other keywords.")
     return format_results(results[:count])
+
+
+async def search(query: str, options: SearchOptions, *, max_results: int | None = None) -> str:
+    """`search_sync` from async code: in a worker thread, under `options.timeout`.
+
+    The thread cannot be interrupted: at the deadline it is abandoned, and `ddgs`' own
+    per-request timeout ends it soon after.
+
+    Raises:
+        ToolExecutionError: as `search_sync`, and when the deadline passes.
+    """
+    work = functools.partial(search_sync, query, options, max_results=max_results)
+    try:
+        with anyio.fail_after(options.timeout):
+            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    except TimeoutError as exc:
+        raise _timeout_error(options) from exc
 
 
 def _timeout_error(options: SearchOptions) -> ToolExecutionError:
@@ -177,17 +213,23 @@ def search_tools(
     max_results: int = 5,
     backend: str = "duckduckgo",
     timeout: float = 15.0,
+    names: Names = "both",
 ) -> list[Tool[..., Any]]:
     """The `brave_search` built-in and the `web_search` custom tool.
 
     Args:
         region: `wt-wt` (no region), `us-en`, `de-de`, ...
-        safesearch: `on`, `moderate` or `off`.
+        safesearch: `on`, `moderate` or `off`. Only some engines honour it (`brave`, `google`,
+            `mojeek`, `startpage`); DuckDuckGo's, the default, ignores it, and a value other than
+            `moderate` with such an engine warns.
         timelimit: only results from the last day (`d`), week, month or year; None: any time.
-        max_results: results per search, up to 50 (the model may ask `web_search` for 1 to 10).
-            DuckDuckGo gives about 10 per page.
+        max_results: results per search, up to 50; also the most the model may ask
+            `web_search` for (it may ask for fewer). DuckDuckGo gives about 10 per page.
         backend: the `ddgs` backend; `duckduckgo` by default.
-        timeout: seconds per search.
+        timeout: seconds per search: the tools' deadline, after which a hung search is
+            abandoned and the model told so.
+        names: `"both"` (the default), `"native"` (only `brave_search`, Llama 3.1's trained
+            name) or `"custom"` (only `web_search`).
     """
     options = SearchOptions(
         region=region,
@@ -197,25 +239,24 @@ def search_tools(
         backend=backend,
         timeout=timeout,
     )
-    deadline = timeout + 5.0  # the search's own deadline fires first, with a better message
 
-    @tool(name="brave_search", builtin="brave_search", timeout=deadline)
-    async def brave_search(query: str) -> str:
+    @tool(name="brave_search", builtin="brave_search", timeout=timeout)
+    def brave_search(query: str) -> str:
         """Search the web.
 
         Args:
             query: What to search for.
         """
-        return await search(query, options)
+        return search_sync(query, options)
 
-    @tool(name="web_search", timeout=deadline)
-    async def web_search(query: str, max_results: int | None = None) -> str:
-        """Search the web and return numbered results: title, URL and snippet.
+    def web_search(query: str, max_results: int = options.max_results) -> str:
+        return search_sync(query, options, max_results=max_results)
+
+    # The docstring is the schema's source, and the limit it states is the configured one.
+    web_search.__doc__ = f"""Search the web and return numbered results: title, URL and snippet.
 
         Args:
             query: What to search for, as keywords or a question.
-            max_results: How many results to return, from 1 to 10.
+            max_results: How many results to return, from 1 to {options.max_results}.
         """
-        return await search(query, options, max_results=max_results)
-
-    return [brave_search, web_search]
+    return pick(names, brave_search, tool(name="web_search", timeout=timeout)(web_search))

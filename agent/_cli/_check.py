@@ -9,18 +9,13 @@ from typing import Literal
 
 from rich.markup import escape
 
-from agent._cli._exit import ExitCode
+from agent._cli._exit import ExitCode, exit_code_for_error
 from agent._cli._output import Printer
 from agent._cli._session import pull_model
 from agent._config import AgentConfig, load_config
-from agent._config._build import build_tools
+from agent._config._build import build_agent
 from agent._config._spec import CodeEntry
-from agent.errors import (
-    ConfigError,
-    LlamaAgentError,
-    ModelNotFoundError,
-    SandboxUnavailableError,
-)
+from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
 
 __all__ = ["Finding", "run_checks"]
 
@@ -57,7 +52,7 @@ class _Report:
 
 
 async def run_checks(path: Path, printer: Printer, *, host: str | None, pull: bool) -> ExitCode:
-    """Check the config, its tools, Ollama, the model and the sandbox; print a line for each."""
+    """Check the config, the agent it builds, Ollama, the model and the sandbox; a line for each."""
     report = _Report(printer)
     try:
         config = load_config(path)
@@ -66,25 +61,27 @@ async def run_checks(path: Path, printer: Printer, *, host: str | None, pull: bo
         return report.exit_code
     report.add("config", "ok", f"{path} is valid (model {config.model})")
     with warnings.catch_warnings():
-        # `sandbox: none` warns at every creation; the sandbox line below says it once.
+        # The code tool's sandbox warns when it is made (`sandbox: none`, or no bubblewrap);
+        # the sandbox line below says it once.
         warnings.filterwarnings("ignore", message="tools.code", category=RuntimeWarning)
-        sandbox_problem = _check_tools(config, report)
+        await _check_agent(config, report)
         await _check_server(config, report, host=host, pull=pull)
-        _check_sandbox(config, report, sandbox_problem)
+        _check_sandbox(config, report)
     return report.exit_code
 
 
-def _check_tools(config: AgentConfig, report: _Report) -> SandboxUnavailableError | None:
+async def _check_agent(config: AgentConfig, report: _Report) -> None:
+    """Build the agent as `run` would (tools imported, `tool_choice` checked), without a request."""
     try:
-        tools = build_tools(config)
-    except ConfigError as exc:
-        report.add("tools", "fail", str(exc), ExitCode.CONFIG)
-    except SandboxUnavailableError as exc:
-        return exc
-    else:
-        names = ", ".join(t.name for t in tools) or "none"
-        report.add("tools", "ok", f"{len(tools)}: {names}")
-    return None
+        agent = build_agent(config)
+    except LlamaAgentError as exc:
+        report.add("tools", "fail", str(exc), exit_code_for_error(exc))
+        return
+    try:
+        names = ", ".join(t.name for t in agent.tools) or "none"
+        report.add("tools", "ok", f"{len(agent.tools)}: {names}")
+    finally:
+        await agent.aclose()
 
 
 async def _check_server(
@@ -135,23 +132,19 @@ def _uses_code(config: AgentConfig) -> bool:
     return any(entry == "code" or isinstance(entry, CodeEntry) for entry in config.tools)
 
 
-def _check_sandbox(
-    config: AgentConfig, report: _Report, problem: SandboxUnavailableError | None
-) -> None:
+def _check_sandbox(config: AgentConfig, report: _Report) -> None:
     if not _uses_code(config):
         report.add("sandbox", "ok", "not needed (no code tool)")
-        return
-    if problem is not None:
-        report.add("sandbox", "fail", str(problem), ExitCode.CONFIG)
         return
     from tools import Sandbox, SandboxLimits
 
     settings = config.sandbox
     limits = SandboxLimits(**settings.model_dump(exclude={"mode"}, exclude_none=True))
-    try:
-        sandbox = Sandbox(mode=settings.mode, limits=limits, pool_size=0)
-    except SandboxUnavailableError as exc:
-        report.add("sandbox", "fail", str(exc), ExitCode.CONFIG)
+    # The probe's answer is cached: this is the one the code tool got.
+    sandbox = Sandbox(mode=settings.mode, limits=limits, pool_size=0)
+    if not sandbox.available:
+        # The agent still runs (search, math); only the code tool's calls fail.
+        report.add("sandbox", "fail", sandbox.problem or "unavailable", ExitCode.CONFIG)
         return
     verdict: Verdict = "ok" if sandbox.sandboxed else "warn"
     report.add("sandbox", verdict, sandbox.description)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from agent._cli._output import Printer
@@ -18,7 +20,15 @@ from agent.llama3 import ToolFormat, render_prompt
 if TYPE_CHECKING:
     from agent.backends import OllamaBackend
 
-__all__ = ["Renderer", "chat", "ensure_model", "prompt_renderer", "pull_model", "run_task"]
+__all__ = [
+    "Renderer",
+    "chat",
+    "ensure_model",
+    "prompt_renderer",
+    "pull_model",
+    "read_in_daemon_thread",
+    "run_task",
+]
 
 
 async def ensure_model(agent: Agent, printer: Printer, *, pull: bool) -> ModelInfo | None:
@@ -152,7 +162,7 @@ async def chat(
     history: RunResult | None = None
     while True:
         try:
-            line = await anyio.to_thread.run_sync(read_line)
+            line = await read_in_daemon_thread(read_line)
         except EOFError:
             printer.end_line()
             return history
@@ -169,3 +179,34 @@ async def chat(
         if result.status == "error":
             return result
         history = result
+
+
+async def read_in_daemon_thread(read_line: Callable[[], str]) -> str:
+    """`read_line()` in a daemon thread; cancelling the wait (Ctrl-C) leaves that thread behind.
+
+    A blocking `input()` cannot be interrupted from another thread, and the interpreter joins
+    every non-daemon thread at exit: run in `to_thread.run_sync`, whose workers are not
+    daemons, it kept the command alive after Ctrl-C until the user pressed Enter. So the read
+    runs in a daemon thread, and an anyio worker waits for it (`abandon_on_cancel=True`, so a
+    cancellation returns at once); the worker is released on the way out, whatever happened.
+    """
+    ready = threading.Event()
+    outcome: list[str | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(read_line())
+        except BaseException as exc:  # EOFError, KeyboardInterrupt...: raised in the caller
+            outcome.append(exc)
+        finally:
+            ready.set()
+
+    threading.Thread(target=work, name="llama-agent input", daemon=True).start()
+    try:
+        await anyio.to_thread.run_sync(ready.wait, abandon_on_cancel=True)
+    finally:
+        ready.set()  # an abandoned worker must not wait for a line that may never come
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from agent._config._base import suggest
 from agent._config._imports import ImportProblem, import_object
 from agent._config._spec import (
     AgentConfig,
@@ -11,18 +13,21 @@ from agent._config._spec import (
     CodeSettings,
     CustomTool,
     MathEntry,
+    MathSettings,
     SearchEntry,
     SearchSettings,
 )
+from agent._config._tool_spec import Names
 from agent._config._yaml import KeyPath
 from agent.backends._base import GenerateOptions
 from agent.errors import ConfigError, DeveloperError, ToolDefinitionError
+from agent.llama3 import model_family
 
 if TYPE_CHECKING:
     from agent._loop import Agent
     from agent._toolkit import Tool
 
-__all__ = ["build_agent", "build_tools", "generate_options"]
+__all__ = ["build_agent", "build_tools", "default_names", "generate_options"]
 
 
 def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
@@ -39,17 +44,59 @@ def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
         "tool_choice": config.tool_choice,
     }
     if "tools" not in overrides:
-        kwargs["tools"] = build_tools(config)
+        # What the tools hold (the code tool's sandbox pool) is closed with the agent.
+        resources: list[Any] = []
+        model = overrides.get("model", config.model)
+        kwargs["tools"] = build_tools(config, resources=resources, model=model)
+        kwargs["resources"] = [*resources, *overrides.pop("resources", ())]
     kwargs.update(overrides)
+    _check_tool_choice(config, kwargs["tool_choice"], kwargs["tools"])
     try:
         return Agent(**kwargs)
     except ConfigError:
         raise
     except DeveloperError as exc:
-        # A tool_choice naming no tool, and such: point at the file.
-        where = config.source.where(("tool_choice",)) if "tool_choice" in str(exc) else ""
-        message = f"{where}: {exc}" if where else str(exc)
-        raise ConfigError(message, path=config.source.file) from exc
+        raise ConfigError(str(exc), path=config.source.file) from exc
+
+
+def _check_tool_choice(config: AgentConfig, choice: str, tools: Any) -> None:
+    """A `tool_choice` that names no tool, as a config error at its line."""
+    from agent._toolkit import Toolbox
+
+    if choice in ("auto", "required", "none"):
+        return
+    try:
+        toolbox = Toolbox(tools)
+    except DeveloperError:
+        return  # the Agent reports what is wrong with the tools themselves
+    if choice in toolbox:
+        return
+    names = list(dict.fromkeys((*toolbox.callable_names, *toolbox.names)))
+    # A built-in's custom twin that its `names:` setting left out is worth pointing at.
+    absent = [twin for twin, (_, native) in _TWINS.items() if native in names]
+    hint = suggest(choice, names) or suggest(choice, [t for t in absent if t not in names])
+    notes: list[str] = []
+    if hint is not None and hint != choice:
+        notes.append(f"did you mean '{hint}'?")
+    if hint in _TWINS and hint not in names:
+        toolset, native = _TWINS[hint]
+        note = f"the {toolset} tools offer '{hint}' with `names: custom` or `both`; now they "
+        notes.append((note[0].upper() + note[1:] if notes else note) + f"offer '{native}'")
+    listed = ", ".join(names) if names else "there are none"
+    message = (
+        f"{config.source.where(('tool_choice',))}: no tool is named '{choice}'"
+        + (f" ({' '.join(notes)})" if notes else "")
+        + f"; write auto, required, none or one of the tools ({listed})"
+    )
+    raise ConfigError(message, path=config.source.file)
+
+
+# The custom twins of the built-ins: (toolset, the built-in's trained name).
+_TWINS = {
+    "web_search": ("search", "brave_search"),
+    "run_python": ("code", "code_interpreter"),
+    "calculate": ("math", "wolfram_alpha"),
+}
 
 
 def generate_options(config: AgentConfig) -> GenerateOptions:
@@ -67,19 +114,27 @@ def generate_options(config: AgentConfig) -> GenerateOptions:
     )
 
 
-def build_tools(config: AgentConfig) -> list[Tool]:
+def build_tools(
+    config: AgentConfig, *, resources: list[Any] | None = None, model: str | None = None
+) -> list[Tool]:
     """Every tool the config lists, in order. Imports custom tools (runs their module code).
 
+    `resources` gets what the tools hold that must be closed (`aclose()`) when done: the code
+    tool's `Sandbox`. `model` (default: the config's) picks which names the built-ins are
+    offered under when their `names:` is unset (`default_names`).
+
     Raises `ConfigError` for imports that fail and for two tools with one name (all problems
-    at once), and `SandboxUnavailableError` for the `code` tool without a usable sandbox.
+    at once). A `code` tool without a usable sandbox is built: its calls fail, saying how to
+    install bubblewrap (see `tools.code`).
     """
+    family = model_family(model or config.model)
     built: list[Tool] = []
     problems: list[str] = []
     first: dict[str, str] = {}
     for index, entry in enumerate(config.tools):
         path: KeyPath = ("tools", index)
         try:
-            made = _entry_tools(config, entry, path)
+            made = _entry_tools(config, entry, path, resources, family)
         except _Problem as exc:
             problems.append(f"{config.source.where(exc.path)}: {exc}")
             continue
@@ -108,15 +163,32 @@ class _Problem(Exception):
         self.path = path
 
 
-def _entry_tools(config: AgentConfig, entry: object, path: KeyPath) -> list[Tool]:
+def default_names(toolset: str, family: str) -> Names:
+    """Which names a built-in toolset is offered under when the config does not say.
+
+    Only the trained names for Llama 3.1 and 3.3 (3.3's prompt guide repeats 3.1's built-in
+    tool sections). Llama 3.2's guide documents the code interpreter but neither
+    `brave_search` nor `wolfram_alpha`, so there search and math get their custom names.
+    """
+    return "custom" if family == "3.2" and toolset in ("search", "math") else "native"
+
+
+def _entry_tools(
+    config: AgentConfig,
+    entry: object,
+    path: KeyPath,
+    resources: list[Any] | None = None,
+    family: str = "3.1",
+) -> list[Tool]:
     if entry == "search" or isinstance(entry, SearchEntry):
         settings = entry.search if isinstance(entry, SearchEntry) else None
-        return _search(settings or SearchSettings())
+        return _search(settings or SearchSettings(), family)
     if entry == "code" or isinstance(entry, CodeEntry):
         code_settings = entry.code if isinstance(entry, CodeEntry) else None
-        return _code(config, code_settings or CodeSettings())
+        return _code(config, code_settings or CodeSettings(), resources, family)
     if entry == "math" or isinstance(entry, MathEntry):
-        return _builtin("math")
+        math_settings = (entry.math if isinstance(entry, MathEntry) else None) or MathSettings()
+        return _builtin("math", names=math_settings.names or default_names("math", family))
     if isinstance(entry, str):
         return _custom(config, CustomTool(import_=entry), path)
     if isinstance(entry, CustomTool):
@@ -130,21 +202,29 @@ def _builtin(name: str, **settings: Any) -> list[Tool]:
     return list(BUILTIN_TOOLSETS[name](**settings))
 
 
-def _search(settings: SearchSettings) -> list[Tool]:
-    return _builtin("search", **settings.model_dump())
+def _search(settings: SearchSettings, family: str) -> list[Tool]:
+    names = settings.names or default_names("search", family)
+    return _builtin("search", **settings.model_dump(exclude={"names"}), names=names)
 
 
-def _code(config: AgentConfig, settings: CodeSettings) -> list[Tool]:
-    from tools import SandboxLimits
+def _code(
+    config: AgentConfig,
+    settings: CodeSettings,
+    resources: list[Any] | None = None,
+    family: str = "3.1",
+) -> list[Tool]:
+    from tools import Sandbox, SandboxLimits
 
     sandbox = config.sandbox
     given = sandbox.model_dump(exclude={"mode"}, exclude_none=True)
-    kwargs: dict[str, Any] = {"sandbox": sandbox.mode, "pool_size": settings.pool_size}
-    if given:
-        kwargs["limits"] = SandboxLimits(**given)
+    limits = SandboxLimits(**given)
     if settings.timeout is not None:
-        kwargs["timeout"] = settings.timeout
-    return _builtin("code", **kwargs)
+        limits = dataclasses.replace(limits, wall_seconds=settings.timeout)
+    # Made here, not inside code_tools, so that whoever owns the tools can close its pool.
+    runner = Sandbox(mode=sandbox.mode, limits=limits, pool_size=settings.pool_size)
+    if resources is not None:
+        resources.append(runner)
+    return _builtin("code", runner=runner, names=settings.names or default_names("code", family))
 
 
 def _custom(config: AgentConfig, spec: CustomTool, path: KeyPath) -> list[Tool]:

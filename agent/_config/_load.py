@@ -84,8 +84,9 @@ def load_agent(path: str | os.PathLike[str], **overrides: Any) -> Agent:
 
     `overrides` are `Agent` keyword arguments that win over the file, for instance
     `load_agent("config.yaml", host="http://gpu-box:11434")` or `backend=my_backend`.
-    Raises `ConfigError` (invalid file, a custom tool that does not import) and
-    `SandboxUnavailableError` (the `code` tool without bubblewrap and without `sandbox: none`).
+    Raises `ConfigError` (invalid file, a custom tool that does not import, a `tool_choice`
+    naming no tool). A `code` tool without a working bubblewrap (and without `sandbox: none`)
+    is still built, with a `RuntimeWarning`: its calls fail, saying how to install it.
     """
     from agent._config._build import build_agent
 

@@ -19,12 +19,16 @@ __all__ = [
     "CustomTool",
     "MathEntry",
     "MathSettings",
+    "Names",
     "SearchEntry",
     "SearchSettings",
     "ToolEntry",
 ]
 
 BUILTIN_NAMES = ("search", "code", "math")
+
+Names = Literal["native", "custom", "both"]
+"""Which of a built-in's two tools to offer; see `SearchSettings.names`."""
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -34,14 +38,22 @@ class SearchSettings(Spec):
     region: str = "wt-wt"
     """Region code such as `us-en`, `de-de`; `wt-wt` is no region."""
     safesearch: Literal["on", "moderate", "off"] = "moderate"
+    """Adult-content filter. Only some engines honour it (`brave`, `google`, `mojeek`,
+    `startpage`); `duckduckgo`, the default, ignores it and filters as DuckDuckGo does by
+    default. A value other than `moderate` with an engine that ignores it warns."""
     timelimit: Literal["d", "w", "m", "y"] | None = None
     """Only results from the last day, week, month or year."""
     max_results: Annotated[int, Field(ge=1, le=50)] = 5
-    """Results per search."""
+    """Results per search; also the most the model may ask `web_search` for."""
     backend: str = "duckduckgo"
     """The `ddgs` engine (`duckduckgo`, `brave`, `wikipedia`, `auto`, ...)."""
     timeout: Annotated[float, Field(gt=0)] = 15.0
     """Seconds per search."""
+    names: Names | None = None
+    """`native`: `brave_search`, the name Llama was trained on (`Tools: brave_search` in the
+    system prompt); `custom`: `web_search`, an ordinary tool with a JSON schema; `both`.
+    Unset: `native` for Llama 3.1 and 3.3, `custom` for 3.2 (trained for the code interpreter
+    but not for search), so that the model does not see two tools that do the same thing."""
 
 
 class CodeSettings(Spec):
@@ -51,10 +63,19 @@ class CodeSettings(Spec):
     """Interpreters kept warm (each runs one snippet, then is replaced)."""
     timeout: Annotated[float, Field(gt=0)] | None = None
     """Wall-clock seconds per snippet. Unset: the tool's default."""
+    names: Names | None = None
+    """`native`: `code_interpreter`, the tool Llama 3.x was trained on (`Environment: ipython`,
+    code after `<|python_tag|>`); `custom`: `run_python`, an ordinary tool with a JSON schema;
+    `both`. Unset: `native` (every Llama 3.x release documents the code interpreter)."""
 
 
 class MathSettings(Spec):
-    """The math tools (`wolfram_alpha`, `calculate`); nothing to set."""
+    """The math tools (`wolfram_alpha`, `calculate`)."""
+
+    names: Names | None = None
+    """`native`: `wolfram_alpha`, the name Llama was trained on (`Tools: wolfram_alpha` in the
+    system prompt); `custom`: `calculate`, an ordinary tool with a JSON schema; `both`. Unset:
+    `native` for Llama 3.1 and 3.3, `custom` for 3.2."""
 
 
 class SearchEntry(Spec):
@@ -70,7 +91,7 @@ class CodeEntry(Spec):
 
 
 class MathEntry(Spec):
-    """`- math:` (it has no settings)."""
+    """`- math:` with settings under it."""
 
     math: MathSettings | None
 

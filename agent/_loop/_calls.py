@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from agent import llama3
 from agent._toolkit import BoundCall, Tool, Toolbox, ToolResult
@@ -48,6 +49,8 @@ class Slot:
     over_repeat_limit: bool = False
     result: ToolResult | None = None
     elapsed: float = 0.0  # seconds it ran before the run's deadline stopped it
+    announced: bool = False  # its ToolCallFinished already went out, as it finished
+    cancelled: bool = False  # stopped from outside the run (its task group was cancelled)
 
     @property
     def tool_name(self) -> str | None:
@@ -163,7 +166,7 @@ def started(slots: Sequence[Slot], *, step: int) -> list[Event]:
 
 async def execute(slots: Sequence[Slot], *, context: RunContext[Any], deadline: float) -> bool:
     """Run the valid calls concurrently; False when the run's deadline stopped them."""
-    runnable = [s for s in slots if s.tool is not None and s.bound is not None]
+    runnable = _runnable(slots)
 
     async def run_one(slot: Slot) -> None:
         assert slot.tool is not None
@@ -184,11 +187,95 @@ async def execute(slots: Sequence[Slot], *, context: RunContext[Any], deadline: 
     return not scope.cancelled_caught
 
 
+class Running:
+    """The valid calls of a step, started in a task group the caller owns.
+
+    So they go on while the run's generator is suspended at a `yield` (it must never hold a task
+    group or cancel scope across one), and each is reported as it ends. Each call runs under a
+    cancel scope of the run's (with the run's deadline): `stop()` cancels what still runs and
+    waits until it has stopped, so a run closed or cancelled leaves nothing behind.
+    """
+
+    def __init__(
+        self,
+        slots: Sequence[Slot],
+        *,
+        context: RunContext[Any],
+        deadline: float,
+        group: TaskGroup,
+    ) -> None:
+        self.slots = _runnable(slots)
+        self._context = context
+        self._began = anyio.current_time()
+        # Room for every call: a finishing call never waits for the run to read it.
+        self._send, self._receive = anyio.create_memory_object_stream[Slot](len(self.slots))
+        self._scopes = [anyio.CancelScope(deadline=deadline) for _ in self.slots]
+        self._left = len(self.slots)
+        self._all_done = anyio.Event()
+        if not self.slots:
+            self._all_done.set()
+        for slot, scope in zip(self.slots, self._scopes, strict=True):
+            group.start_soon(self._run, slot, scope)
+
+    async def _run(self, slot: Slot, scope: anyio.CancelScope) -> None:
+        assert slot.tool is not None
+        assert slot.bound is not None
+        try:
+            with scope:
+                slot.result = await slot.tool.execute(slot.bound, context=self._context)
+        finally:
+            if slot.result is None:
+                slot.elapsed = anyio.current_time() - self._began
+                # Stopped by something else than the run (the caller's group was cancelled).
+                slot.cancelled = not scope.cancel_called
+            self._send.send_nowait(slot)
+            self._left -= 1
+            if not self._left:
+                self._all_done.set()
+
+    async def next(self) -> Slot:
+        """The next call to end (call once per call in `slots`)."""
+        return await self._receive.receive()
+
+    @property
+    def in_time(self) -> bool:
+        """False when the run's deadline stopped a call."""
+        return not any(scope.cancelled_caught for scope in self._scopes)
+
+    async def stop(self) -> None:
+        """Cancel the calls still running and wait until every one has ended."""
+        for scope in self._scopes:
+            scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await self._all_done.wait()
+        self._send.close()
+        self._receive.close()
+
+
+def _runnable(slots: Sequence[Slot]) -> list[Slot]:
+    return [s for s in slots if s.tool is not None and s.bound is not None]
+
+
+def finished(slot: Slot, *, step: int) -> ToolCallFinished:
+    """The `ToolCallFinished` of a call that ran (or was stopped)."""
+    assert slot.tool is not None
+    return _finished(slot, step, slot.result, _result_text(slot))
+
+
+def _result_text(slot: Slot) -> str:
+    assert slot.tool is not None
+    if slot.result is not None:
+        return slot.result.text
+    if slot.cancelled:
+        return feedback.cancelled(slot.tool.name)
+    return feedback.run_time_limit(slot.tool.name)
+
+
 def settle(
     slots: Sequence[Slot], *, step: int, ledger: Ledger
 ) -> tuple[list[Message], list[Event], RunStatus | None]:
-    """The step's tool messages in the model's order, the finished events, the retry counts
-    updated, and the status that ends the run if a budget was exceeded."""
+    """The step's tool messages in the model's order, the finished events not sent yet, the
+    retry counts updated, and the status that ends the run if a budget was exceeded."""
     messages: list[Message] = []
     events: list[Event] = []
     failed: dict[str, int | None] = {}  # budget key -> the tool's own retries
@@ -201,8 +288,9 @@ def settle(
         else:
             assert slot.tool is not None
             result = slot.result
-            text = result.text if result else feedback.run_time_limit(slot.tool.name)
-            events.append(_finished(slot, step, result, text))
+            text = _result_text(slot)
+            if not slot.announced:
+                events.append(_finished(slot, step, result, text))
             if result is None or result.is_error:
                 failed[slot.tool.name] = slot.tool.retries
             else:

@@ -4,13 +4,14 @@ Each event has a `type` string (`"text_delta"`...) so it can go out as JSON or S
 `event_to_dict`. The first event is `RunStarted`, the last `RunFinished`. Within a step:
 
 1. `TextDelta`s as the completion streams in (text that may still turn out to be a call is
-   held back until it cannot);
+   held back until it cannot; the text of a call, well formed or botched, is never shown);
 2. for each call, in the model's order: `ToolCallParsed`, then `ToolCallValidated` or
    `ToolCallRejected` (unknown tool, invalid arguments), or both for a repeated call;
 3. `MalformedCall` for each botched call (a call to a tool that does not exist is reported as
    `ToolCallRejected` with reason `"unknown_tool"`, however the model wrote it);
 4. `ToolCallStarted` for every valid call: they all run at once;
-5. `ToolCallFinished` for each, in the model's order, once all are done;
+5. `ToolCallFinished` for each: in the model's order once all are done; or, when the stream
+   was given a `task_group` (`Agent.stream(..., task_group=tg)`), each as soon as its call ends;
 6. `StepFinished`.
 """
 
@@ -30,7 +31,9 @@ RejectReason = Literal["unknown_tool", "invalid_arguments", "repeated_call"]
 
 @dataclass(frozen=True, kw_only=True)
 class RunStarted:
-    """A run began. `history` is how many earlier messages it continues from."""
+    """A run began. `history` is how many messages it continues from: those given as
+    `history=` (0 for a fresh run). The agent's system prompt is not counted; it is not
+    history (`RunResult.new_from`, the task's index in `messages`, does count it)."""
 
     type: Literal["run_started"] = field(default="run_started", init=False)
     run_id: str
@@ -41,7 +44,8 @@ class RunStarted:
 
 @dataclass(frozen=True, kw_only=True)
 class TextDelta:
-    """Answer text as it streams in. Text that may turn out to be a tool call is held back."""
+    """Answer text as it streams in. Text that may turn out to be a tool call is held back, and
+    a call's text (even a botched one's: see `MalformedCall.text`) is not answer text."""
 
     type: Literal["text_delta"] = field(default="text_delta", init=False)
     step: int

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from agent.backends._base import DoneReason
 from agent.llama3 import Message, ToolCall
+from agent.llama3._models import Family
 from agent.llama3._types import StopReason
 
 from ._usage import RunUsage
@@ -28,7 +29,8 @@ RunStatus = Literal[
 
 - `answered`: the model answered without a call; `answer` is its reply.
 - `length`: the reply was cut off (`done_reason == "length"`: `num_predict` or the context was
-  reached) with no complete call in it; `answer` holds the cut text. It is not a full answer.
+  reached) with no complete call in it; `answer` holds the cut prose. It is not a full answer.
+  (A call cut off is not prose: it stays in the last message's `raw`, and `warnings` says so.)
 - `step_limit`: `Limits.max_steps` requests were made and the model still wanted tools.
 - `retry_limit`: a tool (or the malformed/unknown-call budget) failed more times in a row than
   its retry budget allows.
@@ -59,8 +61,15 @@ class RunResult:
     - `steps`: how many model requests the run made.
     - `status`, `error`, `exception`: how it ended (see `RunStatus`).
     - `done_reason`: the server's reason for the last completion (`"stop"`, `"length"`...).
-    - `warnings`: what the backend noticed on the way (a stream resumed after it broke off,
-      a prompt evaluated shorter than sent), in order.
+    - `warnings`: what the runtime noticed on the way, in order: the server does not list
+      tools among the model's capabilities or does not know it as Llama 3.x, a stream resumed
+      after it broke off, a prompt evaluated shorter than sent, a call cut off by the length
+      limit.
+    - `family`: the Llama 3.x release (`"3.1"`, `"3.2"`, `"3.3"`) whose prompt format the run
+      used, as the server reported it; `None` when the format came from the model's name.
+
+    An assistant message's `content` is its prose only: the text of a call, well formed or
+    botched, is not in it (calls are in `tool_calls`, everything in `raw`).
     """
 
     answer: str
@@ -76,6 +85,7 @@ class RunResult:
     today: datetime.date | None = None
     new_from: int = 0  # index in `messages` of this run's first message (the task)
     warnings: tuple[str, ...] = ()
+    family: Family | None = None
 
     @property
     def ok(self) -> bool:
@@ -103,6 +113,7 @@ class RunResult:
             "usage": self.usage.to_dict(),
             "new_from": self.new_from,
             "warnings": list(self.warnings),
+            "family": self.family,
             "messages": [message_to_dict(m) for m in self.messages],
         }
 

@@ -10,6 +10,7 @@ from typing import Any
 from agent.backends._base import Done, DoneReason
 from agent.errors import RunError
 from agent.llama3 import Message
+from agent.llama3._models import Family
 
 from ._limits import UNATTRIBUTED_RETRIES, Limits
 from ._result import RunResult, RunStatus
@@ -63,11 +64,14 @@ class RunState:
         new_from: int,
         limits: Limits,
         today: datetime.date,
+        history: int = 0,
     ) -> None:
         self.run_id = run_id
         self.model = model
         self.messages = messages
         self.new_from = new_from
+        self.history = history  # how many messages came from `history=`
+        self.family: Family | None = None  # the prompt family the server reported
         self.limits = limits
         self.today = today
         self.ledger = Ledger(limits)
@@ -113,4 +117,5 @@ class RunState:
             today=self.today,
             new_from=self.new_from,
             warnings=tuple(self.warnings),
+            family=self.family,
         )

@@ -13,11 +13,15 @@ from ._state import RunState
 class RunStream:
     """What `Agent.stream()` returns: an async iterator of `Event`s ending with `RunFinished`.
 
-    Iterating drives the run; nothing runs between iterations. Closing the stream early
-    (`await stream.aclose()`, leaving `async with stream:`) or cancelling the task that iterates
-    cancels the run: its HTTP stream and every running tool call. `result` is the run's state
-    at any moment; a run closed or cancelled before its end reads as status `"cancelled"`, with
-    every step completed so far in `result.messages`.
+    Iterating drives the run; nothing runs between iterations (except, with `task_group=`, the
+    current step's tool calls, in that group). Closing the stream early (`await
+    stream.aclose()`, leaving `async with stream:`) or cancelling the task that iterates cancels
+    the run: its HTTP stream and every running tool call, all stopped when that returns.
+    `result` is the run's state at any moment; a run closed or cancelled before its end reads as
+    status `"cancelled"`, with every step completed so far in `result.messages`.
+
+    `async with stream:` holds no task group or cancel scope, so it may span a `yield` (an SSE
+    endpoint's generator, for instance).
 
     A `RunError` (Ollama down, model missing...) does not raise here: the stream ends with a
     `RunFinished` whose result has status `"error"` and the exception in `result.exception`.

@@ -3,8 +3,11 @@
 `@tool` / `Tool.from_function` read a typed function; `Tool.from_schema` takes a JSON schema and
 a callable. `Tool.validate` checks model-written arguments against the schema the model was
 shown (`InvalidArgumentsError`, one line per problem) and returns a `BoundCall`;
-`Tool.execute` runs it under the tool's timeout and returns a `ToolResult`. `Toolbox` holds an
-agent's tools and resolves calls, built-ins included.
+`Tool.execute` runs it under the tool's timeout and returns a `ToolResult` (failures and
+timeouts are logged on the `agent.tools` logger). `Tool.spec`, what the renderer shows, is the
+schema with a type note ending each parameter's description, since Meta's templates drop types,
+allowed values and defaults. `Toolbox` holds an agent's tools and resolves calls, built-ins
+included.
 """
 
 from agent._toolkit._calls import BoundCall, ToolResult

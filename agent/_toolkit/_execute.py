@@ -7,12 +7,16 @@ async tool at its next `await`. A thread cannot be interrupted from outside: the
 cancellation at once, the limiter slot is freed, and the thread runs on until the function
 returns, its result discarded. Sync tools that may run long should call
 `anyio.from_thread.check_cancelled()` now and then to stop early once abandoned.
+
+Failures and timeouts are logged at WARNING on the `agent.tools` logger, failures with their
+traceback; the model only ever sees the one-line error text.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -25,12 +29,13 @@ from pydantic_core import PydanticSerializationError, to_json
 
 from agent._toolkit._calls import BoundCall, ToolResult
 from agent._toolkit._context import RunContext
-from agent.errors import ModelError, ToolExecutionError
+from agent.errors import DeveloperError, ModelError, ToolExecutionError
 
 if TYPE_CHECKING:
     from agent._toolkit._tool import Tool
 
 DEFAULT_THREAD_LIMIT = 32
+logger = logging.getLogger("agent.tools")
 _thread_limit = DEFAULT_THREAD_LIMIT
 # One limiter per event loop: anyio primitives belong to the loop that made them.
 _limiter: RunVar[anyio.CapacityLimiter] = RunVar("llama_agent_tool_threads")
@@ -40,8 +45,12 @@ def set_thread_limit(limit: int) -> None:
     """Set how many sync tools may run in worker threads at once (default 32), in every event
     loop, the current one included."""
     global _thread_limit
-    if limit < 1:
-        raise ValueError(f"the thread limit must be at least 1, got {limit}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise DeveloperError(
+            f"set_thread_limit({limit!r}): the limit must be an integer of at least 1 (how many "
+            f"sync tools may run in worker threads at once; default {DEFAULT_THREAD_LIMIT}); "
+            "pass a positive integer"
+        )
     _thread_limit = limit
     # No limiter yet in this loop, or no loop at all (RuntimeError): made with the new limit.
     with contextlib.suppress(LookupError, RuntimeError):
@@ -83,9 +92,11 @@ async def execute_call(
             failure = exc
     duration = time.perf_counter() - start
     if scope.cancelled_caught:
-        timeout = TimeoutError(f"{name} timed out after {tool.timeout:g} s")
-        return _result(str(timeout), tool, is_error=True, exception=timeout, duration=duration)
+        error = _timeout_error(name, tool.timeout)
+        logger.warning("tool %s timed out after %g s", name, tool.timeout)
+        return _result(str(error), tool, is_error=True, exception=error, duration=duration)
     if failure is not None:
+        logger.warning("tool %s failed: %r", name, failure, exc_info=failure)
         return _result(
             _error_text(name, failure),
             tool,
@@ -97,6 +108,7 @@ async def execute_call(
     try:
         text = result_text(value)
     except Exception as exc:  # a __str__ that raises
+        logger.warning("tool %s: its result cannot be shown as text", name, exc_info=exc)
         return _result(
             f"{name} failed: its result cannot be shown as text ({type(exc).__name__})",
             tool,
@@ -123,6 +135,15 @@ def _prepared(
         values[info.context_param] = context
     args = [values.pop(n) if n in values else info.positional_defaults[n] for n in info.positional]
     return functools.partial(tool.function, *args, **values)
+
+
+def _timeout_error(name: str, timeout: float) -> ToolExecutionError:
+    """What `raise ToolExecutionError(...) from TimeoutError(...)` would make, without raising:
+    the error tree's type for the program, the TimeoutError as its cause."""
+    error = ToolExecutionError(f"{name} timed out after {timeout:g} s")
+    error.__cause__ = TimeoutError(f"no result within {timeout:g} s")
+    error.__suppress_context__ = True
+    return error
 
 
 def _error_text(name: str, exc: BaseException) -> str:

@@ -9,12 +9,13 @@ models inlined where they are not recursive (`$defs` stay only for recursive typ
 from __future__ import annotations
 
 import copy
+import types
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, PydanticJsonSchemaWarning
 from pydantic_core import core_schema
@@ -33,6 +34,13 @@ _SUBSCHEMA = frozenset(
 _SUBSCHEMA_LIST = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
 _SUBSCHEMA_MAP = frozenset({"properties", "patternProperties", "dependentSchemas", "$defs"})
 _FIRST = ("type", "description", "properties", "required")
+# Keywords that describe a value without restricting it.
+_ANNOTATIONS = frozenset(
+    {"description", "default", "title", "examples", "deprecated", "readOnly", "writeOnly"}
+    | {"$comment"}
+)
+# Annotations that mean "any JSON value" on purpose; other types with an empty schema are refused.
+_ANY = (Any, object, JsonValue)
 
 
 class _ToolSchema(GenerateJsonSchema):
@@ -64,13 +72,70 @@ def build_model(info: FunctionInfo) -> tuple[type[BaseModel], dict[str, str]]:
     config = ConfigDict(extra="forbid")
     try:
         model = pydantic.create_model(f"{info.name}_arguments", __config__=config, **fields)
-        json_schema_of(model)
+        schema = json_schema_of(model)
     except Exception as exc:
         _blame_parameter(info, exc)
         raise ToolDefinitionError(
             f"tool function {info.label!r}: its parameters have no JSON schema ({exc})"
         ) from exc
+    _refuse_empty_schemas(info, schema)
     return model, names
+
+
+def _refuse_empty_schemas(info: FunctionInfo, schema: JsonSchema) -> None:
+    """Refuse a parameter whose schema says nothing (`type[int]`, a TypeVar, `Hashable`):
+    the model would be told nothing and any value would pass. `Any` and `object` say so on
+    purpose and are kept."""
+    properties = schema.get("properties", {})
+    for param in info.params:
+        prop = properties.get(param.name)
+        if not (isinstance(prop, dict) and _is_open(prop)):
+            continue
+        culprit = _open_member(param.annotation)
+        if culprit is not None:
+            raise ToolDefinitionError(
+                f"tool function {info.label!r}: parameter '{param.name}' has type "
+                f"{_type_name(param.annotation)!r}, whose JSON schema is empty, so the model "
+                "would be told nothing and any value would pass; use JSON types (str, int, "
+                "float, bool, list, dict, Literal, Enum, pydantic models, dataclasses), annotate "
+                "it Any to accept any JSON value on purpose, or RunContext[...] to have the "
+                "runtime inject it"
+            )
+
+
+def _is_open(schema: JsonSchema) -> bool:
+    """True when the schema accepts anything, or has such a member in its top-level anyOf."""
+    core = {k: v for k, v in schema.items() if k not in _ANNOTATIONS}
+    members = core.get("anyOf")
+    if isinstance(members, list):
+        return any(isinstance(m, dict) and _is_open(m) for m in members)
+    return not core
+
+
+def _open_member(annotation: Any) -> Any:
+    """The part of `annotation` that has an empty schema without meaning "any value", or None."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _open_member(get_args(annotation)[0])
+    if any(annotation is a for a in _ANY):
+        return None
+    if origin is Union or origin is types.UnionType:
+        for member in get_args(annotation):
+            found = _open_member(member)
+            if found is not None:
+                return found
+        return None
+    try:
+        schema = pydantic.TypeAdapter(annotation).json_schema()
+    except Exception:  # its schema was made as part of the model, so this is not expected
+        return None
+    return annotation if _is_open(schema) else None
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")
 
 
 def _field(param: Param) -> tuple[Any, FieldInfo]:

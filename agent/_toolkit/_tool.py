@@ -20,6 +20,7 @@ from agent._toolkit._checks import (
     checked_schema,
 )
 from agent._toolkit._context import RunContext
+from agent._toolkit._describe import shown_parameters
 from agent._toolkit._execute import execute_call
 from agent._toolkit._schema import build_model, json_schema_of, make_converter
 from agent._toolkit._signature import FunctionInfo, check_name, read_function
@@ -54,7 +55,10 @@ class Tool(Generic[P, R]):
       `code_interpreter`), or None.
     - `timeout` (seconds), `retries` (invalid calls the model may make before the run gives up on
       this tool), `max_output` (characters of result shown to the model).
-    - `spec`: the `agent.llama3.ToolSpec` the renderer shows; `function`: the callable.
+    - `spec`: the `agent.llama3.ToolSpec` the renderer shows. Its parameter descriptions end
+      with a type note (`Temperature unit (one of 'C', 'F', optional, default 'C')`), because
+      Meta's templates show no types, allowed values or defaults; otherwise it is `parameters`.
+    - `function`: the callable.
 
     Tools are immutable; `with_options` makes a changed copy.
     """
@@ -85,8 +89,12 @@ class Tool(Generic[P, R]):
         self.is_async = is_async
         self.calling = calling
         self._checker = checker
+        # Meta's templates drop types, enums and defaults: the descriptions carry them.
         self.spec = ToolSpec(
-            name=name, description=description, parameters=parameters, builtin=builtin
+            name=name,
+            description=description,
+            parameters=shown_parameters(parameters),
+            builtin=builtin,
         )
         # Look like the function to help(), inspect.signature() and IDEs.
         self.__wrapped__ = function

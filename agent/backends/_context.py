@@ -9,13 +9,15 @@ because changing it makes Ollama reload the model (§1.2).
 The check afterwards compares `prompt_eval_count` with the count sent. Ollama reports only the
 tokens it had to evaluate, so a prompt that shares a prefix with an earlier prompt plus its
 completion (the KV cache, DESIGN decision 4) legitimately reports fewer; `PromptHistory` keeps the
-recent texts per model to tell a cache hit from a truncation.
+recent texts per model to tell a cache hit from a truncation. It counts through the backend's
+`TokenCounter`, which already holds the count of the prompt's prefix, so this second count of a
+step only tokenizes the few characters after that prefix.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from agent.errors import ContextOverflowError
 
@@ -65,7 +67,7 @@ def common_prefix_length(a: str, b: str) -> int:
 class PromptHistory:
     """The last few prompt+completion texts per model: what Ollama's cache may still hold."""
 
-    def __init__(self, count_tokens: Callable[[str], int], *, depth: int = 8) -> None:
+    def __init__(self, count_tokens: Callable[[str], Awaitable[int]], *, depth: int = 8) -> None:
         self._count = count_tokens
         self._depth = depth
         self._texts: dict[str, deque[str]] = {}
@@ -79,14 +81,14 @@ class PromptHistory:
         """The texts remembered so far (taken when a request starts, before it is remembered)."""
         return tuple(self._texts.get(model, ()))
 
-    def cacheable_tokens(self, history: tuple[str, ...], text: str) -> int:
+    async def cacheable_tokens(self, history: tuple[str, ...], text: str) -> int:
         """How many leading tokens of `text` (BOS included) Ollama may already have cached."""
         if not history:
             return 0
         best = max(common_prefix_length(previous, text) for previous in history)
-        return 1 + self._count(text[:best])
+        return 1 + await self._count(text[:best])
 
-    def shortfall_warning(
+    async def shortfall_warning(
         self,
         *,
         model: str,
@@ -100,7 +102,7 @@ class PromptHistory:
         """A warning when `reported` is too low to be explained by the cache, else None."""
         if reported >= sent:
             return None
-        cached = min(self.cacheable_tokens(history, text), sent)
+        cached = min(await self.cacheable_tokens(history, text), sent)
         evaluated = sent - cached
         # An estimated count can be a third too high; only a large gap then means truncation.
         floor = evaluated - 4 - sent // 100 if exact else evaluated // 2 - 4

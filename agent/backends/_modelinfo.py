@@ -31,15 +31,23 @@ def describe(
     )
 
 
+# The published llama3.x Modelfiles' stops (PROTOCOL.md §1.7), and `<|eom_id|>`: an end of
+# generation in every Ollama since 0.3.10, but printed as text by 0.3.0-0.3.9 (§1.5).
+LLAMA3_STOPS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>")
+
+
 def wire_options(options: GenerateOptions, *, num_ctx: int, num_predict: int) -> dict[str, Any]:
+    """The request's `options`: sizes from the backend, sampling from the caller."""
     wire: dict[str, Any] = {"num_ctx": num_ctx, "num_predict": num_predict}
     for key in ("temperature", "seed", "top_p", "top_k"):
         value = getattr(options, key)
         if value is not None:
             wire[key] = value
     if options.stop:
-        # Replaces the Modelfile's stop list on the server (PROTOCOL.md §1.2).
-        wire["stop"] = list(options.stop)
+        # A stop list replaces the Modelfile's on the server (§1.2), so Llama 3's own stops are
+        # added back: without them a model that writes a new header runs on into a fake turn.
+        stops = list(dict.fromkeys(options.stop))
+        wire["stop"] = stops + [s for s in LLAMA3_STOPS if s not in stops]
     return wire
 
 

@@ -31,7 +31,6 @@ import logging
 import os
 import random
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import httpx
@@ -40,27 +39,15 @@ from httpx_aiohttp import AiohttpTransport
 
 from agent.backends._base import Backend, Done, GenerateEvent, GenerateOptions, ModelInfo, TextChunk
 from agent.backends._config import PullProgress, Retries, Timeouts, parse_host
+from agent.backends._connection import Connections, LoopState
 from agent.backends._context import PromptHistory, size_context
-from agent.backends._modelinfo import check_capabilities, describe, wire_options
-from agent.backends._pull import stream_pull
-from agent.backends._stream import Dropped, Final, StreamAttempt
-from agent.backends._translate import (
-    response_error,
-    transport_kind,
-    unreachable_reason,
-    unreadable,
-)
-from agent.errors import (
-    BackendError,
-    BackendResponseError,
-    BackendTimeoutError,
-    ModelCapabilityError,
-    ModelNotFoundError,
-    OllamaBusyError,
-    OllamaUnreachableError,
-    StreamError,
-)
-from agent.llama3 import BEGIN_OF_TEXT, count_tokens, tokenizer_is_exact
+from agent.backends._modelinfo import check_capabilities, wire_options
+from agent.backends._server import PullCallback, Server
+from agent.backends._stream import Dropped, Final, StreamAttempt, timeout_error
+from agent.backends._tokens import TokenCounter
+from agent.backends._translate import response_error
+from agent.errors import OllamaBusyError, StreamError
+from agent.llama3 import BEGIN_OF_TEXT, tokenizer_is_exact
 
 logger = logging.getLogger("agent.backends.ollama")
 
@@ -75,12 +62,28 @@ class OllamaBackend(Backend):
     ```
 
     `host`: as the `ollama` client reads it (None → `OLLAMA_HOST` → `http://127.0.0.1:11434`).
-    `max_connections`: the size of the connection pool. `concurrency`: at most this many
-    requests in flight to this server; the rest wait here, before any deadline starts (set it
-    to the server's `OLLAMA_NUM_PARALLEL` × loaded models to keep Ollama's own queue short).
-    `pull_missing`: pull a model that is not there instead of failing (progress goes to
-    `on_pull_progress` and the log). `completion_reserve`: the room for the answer when the
-    caller sets no `num_predict`. `transport`: an httpx transport to use instead (tests).
+    `max_connections`: the size of the connection pool (per event loop). The default, 512, was
+    measured (`bench/bench_client.py`-style, emulator in its own process, 200 ms per call):
+    the pool caps how many requests are on the wire at once, and Ollama itself serves
+    `OLLAMA_NUM_PARALLEL` (default 1) per model and queues up to `OLLAMA_MAX_QUEUE` (default
+    512) more, answering 503 beyond that; a pool of 512 lets a full queue through and no more
+    (the rest wait here, where no 503 and no retry happen). 100 is the `httpx_aiohttp` default
+    and throttles 200+ concurrent runs; 1,000 gains nothing over 512 at 200 runs and only
+    bypasses this wait at 1,000 runs to hit the server's queue limit. `concurrency`: at most
+    this many requests in flight to this server; the rest wait here, before any deadline
+    starts (set it to the server's `OLLAMA_NUM_PARALLEL` × loaded models to keep Ollama's own
+    queue short). `pull_missing`: pull a model that is not there instead of failing (progress
+    goes to `on_pull_progress` and the log). `completion_reserve`: the room for the answer when
+    the caller sets no `num_predict`. `transport`: an httpx transport to use instead (tests);
+    it is shared by every event loop and closed by `aclose()`.
+
+    One backend can serve several `anyio.run` calls in turn (a script that runs an agent
+    twice): each event loop gets its own connection pool, closed when that loop ends or by
+    `aclose()`, whichever comes first.
+
+    Prompt tokens are counted incrementally (`TokenCounter`): a step of a conversation only
+    tokenizes what was added since the step before, and long new text is counted in a worker
+    thread, so counting never stalls the other runs on the event loop.
 
     After each answer `prompt_eval_count` is compared with the tokens sent; a gap that neither
     this backend's recent prompts (Ollama's prompt cache) nor the context the server reports in
@@ -100,7 +103,7 @@ class OllamaBackend(Backend):
         concurrency: int | None = None,
         retries: Retries | None = None,
         pull_missing: bool = False,
-        on_pull_progress: Any = None,
+        on_pull_progress: PullCallback | None = None,
         completion_reserve: int = 2048,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
@@ -108,33 +111,40 @@ class OllamaBackend(Backend):
         self.url = parse_host(host or os.environ.get("OLLAMA_HOST"))
         self.timeouts = timeouts or Timeouts()
         self.retries = retries or Retries()
-        self.pull_missing = pull_missing
         self.completion_reserve = completion_reserve
-        self._on_pull_progress = on_pull_progress
         self._rng = rng or random.Random()
         limits = httpx.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             keepalive_expiry=30.0,
         )
-        self._client = ollama.AsyncClient(
-            self.url,
-            transport=transport or AiohttpTransport(limits=limits),
-            # Reads are bounded per line by `StreamAttempt`; here only connect and write.
-            timeout=httpx.Timeout(
-                connect=self.timeouts.connect,
-                read=None,
-                write=self.timeouts.between_chunks,
-                pool=None,
-            ),
+
+        def make_client() -> ollama.AsyncClient:
+            return ollama.AsyncClient(
+                self.url,
+                transport=transport or AiohttpTransport(limits=limits),
+                # Reads are bounded per line by `StreamAttempt`; here only connect and write.
+                timeout=httpx.Timeout(
+                    connect=self.timeouts.connect,
+                    read=None,
+                    write=self.timeouts.between_chunks,
+                    pool=None,
+                ),
+            )
+
+        self._connections = Connections(
+            make_client, owns_transport=transport is None, concurrency=concurrency
         )
-        self._gate = anyio.Semaphore(concurrency) if concurrency else None
-        self._info: dict[str, ModelInfo] = {}
-        self._info_locks: dict[str, anyio.Lock] = {}
+        self._server = Server(
+            self.url,
+            timeouts=self.timeouts,
+            connections=self._connections,
+            pull_missing=pull_missing,
+            on_pull_progress=on_pull_progress,
+        )
         self._num_ctx: dict[str, int] = {}
-        self._loaded: dict[tuple[str, int], int | None] = {}
-        self._version: str | None = None
-        self._history = PromptHistory(count_tokens)
+        self.token_counter = TokenCounter()
+        self._history = PromptHistory(self._count)
 
     async def __aenter__(self) -> OllamaBackend:
         return self
@@ -143,80 +153,16 @@ class OllamaBackend(Backend):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.close()  # type: ignore[no-untyped-call]
-
-    # --- small calls ---------------------------------------------------------------------------
-
-    async def _small(self, what: str, model: str, call: Any) -> Any:
-        try:
-            with anyio.fail_after(self.timeouts.request):
-                return await call
-        except TimeoutError as exc:
-            raise BackendTimeoutError(
-                f"Ollama at {self.url} did not answer {what} within {self.timeouts.request} s. "
-                "Is the server overloaded? Raise Timeouts.request if it is just slow."
-            ) from exc
-        except ollama.ResponseError as exc:
-            raise response_error(exc, model=model, url=self.url) from exc
-        except Exception as exc:
-            raise self._translate_other(exc, model=model, what=what) from exc
-
-    def _translate_other(self, exc: BaseException, *, model: str, what: str) -> BackendError:
-        kind = transport_kind(exc)
-        if kind == "unreachable":
-            return OllamaUnreachableError(self.url, unreachable_reason(exc))
-        if kind == "connect_timeout":
-            return BackendTimeoutError(
-                f"connecting to Ollama at {self.url} took longer than {self.timeouts.connect} s. "
-                "Check the host and the network, or raise Timeouts.connect."
-            )
-        if kind is not None:
-            return StreamError(
-                f"the connection to Ollama at {self.url} broke during {what} ({exc}). "
-                "Check that the server is still running (`ollama ps`)."
-            )
-        streamed = what in ("generate", "pull")
-        if streamed and (garbled := unreadable(exc, model=model, url=self.url)) is not None:
-            return garbled
-        return BackendResponseError(f"unexpected answer from Ollama at {self.url} to {what}: {exc}")
+        """Close the connection pool of the running event loop."""
+        await self._connections.aclose()
 
     async def version(self) -> str:
         """The server's version (`GET /api/version`), asked once."""
-        if self._version is None:
-            # The client has no version() method (PROTOCOL.md §4): use its request helper, so
-            # errors come out of the same path as every other call.
-            response = await self._small(
-                "GET /api/version",
-                "",
-                self._client._request_raw("GET", "/api/version"),  # type: ignore[no-untyped-call]
-            )
-            self._version = str(response.json().get("version", ""))
-        return self._version
+        return await self._server.version()
 
     async def model_info(self, model: str) -> ModelInfo:
         """Context length, family, capabilities and server version of `model`, asked once."""
-        if model in self._info:
-            return self._info[model]
-        lock = self._info_locks.setdefault(model, anyio.Lock())
-        async with lock:
-            if model in self._info:
-                return self._info[model]
-            try:
-                show = await self._small("POST /api/show", model, self._client.show(model))
-            except ModelNotFoundError:
-                if not self.pull_missing:
-                    raise
-                await self._pull_logged(model)
-                show = await self._small("POST /api/show", model, self._client.show(model))
-            info = describe(
-                model,
-                model_info=show.modelinfo or {},
-                capabilities=tuple(show.capabilities or ()),
-                server_version=await self.version(),
-            )
-            self._info[model] = info
-            return info
+        return await self._server.model_info(model)
 
     async def ensure_model(self, model: str, *, tools: bool = False) -> ModelInfo:
         """`model_info`, raising `ModelCapabilityError` if the model cannot do what is needed.
@@ -226,60 +172,14 @@ class OllamaBackend(Backend):
         info = await self.model_info(model)
         check_capabilities(info, tools=tools)
         return info
-        if "completion" not in info.capabilities:
-            raise ModelCapabilityError(
-                f"model '{model}' cannot generate text (capabilities: "
-                f"{', '.join(info.capabilities)}). Use a chat model such as llama3.1."
-            )
-        if tools and not info.supports_tools:
-            raise ModelCapabilityError(
-                f"model '{model}' does not support tools according to Ollama (its template has "
-                "no tool support). Use llama3.1, llama3.2 or llama3.3 from the Ollama library "
-                "(`ollama pull llama3.1`)."
-            )
-        return info
 
     def pull(self, model: str) -> AsyncIterator[PullProgress]:
         """Pull `model`, yielding Ollama's progress lines; ends after `status == "success"`."""
-        return stream_pull(
-            self._client,
-            model=model,
-            url=self.url,
-            between_chunks=self.timeouts.between_chunks,
-            translate_other=self._translate_other,
-        )
+        return self._server.pull(model)
 
-    async def _pull_logged(self, model: str) -> None:
-        logger.info("pulling %s from %s", model, self.url)
-        last = ""
-        async for progress in self.pull(model):
-            if self._on_pull_progress is not None:
-                self._on_pull_progress(progress)
-            if progress.status != last:
-                logger.info("pull %s: %s", model, progress.status)
-                last = progress.status
-
-    async def _loaded_context(self, model: str, num_ctx: int) -> int | None:
-        """The context the server runs `model` with (`/api/ps`, Ollama ≥ 0.10), if it says.
-
-        Asked once per model and requested `num_ctx`: the answer only changes with a reload.
-        """
-        key = (model, num_ctx)
-        if key not in self._loaded:
-            self._loaded[key] = await self._ask_loaded_context(model)
-        return self._loaded[key]
-
-    async def _ask_loaded_context(self, model: str) -> int | None:
-        try:
-            loaded = await self._small("GET /api/ps", model, self._client.ps())
-        except BackendError:
-            return None
-        wanted = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
-        for entry in loaded.models:
-            if (entry.model or entry.name or "").lower() == wanted.lower():
-                context: int | None = entry.context_length
-                return context
-        return None
+    async def _count(self, text: str) -> int:
+        limiter = (await self._connections.current()).limiter
+        return await self.token_counter.count(text, limiter=limiter)
 
     # --- generate ------------------------------------------------------------------------------
 
@@ -288,9 +188,10 @@ class OllamaBackend(Backend):
     ) -> AsyncIterator[GenerateEvent]:
         """Stream the completion of the native `prompt` (which starts with `<|begin_of_text|>`)."""
         info = await self.model_info(model)
+        state = await self._connections.current()
         # Ollama adds the BOS itself; sending its text too would give the model two (§1.5).
         text = prompt.removeprefix(BEGIN_OF_TEXT)
-        sent = 1 + count_tokens(text)
+        sent = 1 + await self.token_counter.count(text, limiter=state.limiter)
         ceiling = min(info.context_length, options.num_ctx_max or info.context_length)
         num_ctx, num_predict = size_context(
             model=model,
@@ -301,11 +202,13 @@ class OllamaBackend(Backend):
             current=self._num_ctx.get(model, 0),
         )
         self._num_ctx[model] = num_ctx
-        gate = self._gate
+        gate = state.gate
         if gate is not None:
             await gate.acquire()
         try:
-            async for event in self._generate(text, model, options, sent, num_ctx, num_predict):
+            async for event in self._generate(
+                state, text, model, options, sent, num_ctx, num_predict
+            ):
                 yield event
         finally:
             if gate is not None:
@@ -313,6 +216,7 @@ class OllamaBackend(Backend):
 
     async def _generate(
         self,
+        state: LoopState,
         text: str,
         model: str,
         options: GenerateOptions,
@@ -336,7 +240,7 @@ class OllamaBackend(Backend):
                 yield Done(done_reason="length", warnings=tuple(warnings))
                 return
             attempt = StreamAttempt(
-                self._client,
+                state.client,
                 url=self.url,
                 model=model,
                 prompt=text + continuation,
@@ -346,7 +250,7 @@ class OllamaBackend(Backend):
                 deadline=deadline,
                 sent=sent,
                 num_ctx=num_ctx,
-                translate_other=self._translate_other,
+                translate_other=self._server.translate_other,
             )
             try:
                 async with contextlib.aclosing(attempt.events()) as events:
@@ -368,21 +272,13 @@ class OllamaBackend(Backend):
                         return
             except ollama.ResponseError as exc:
                 if exc.status_code == 404:
-                    self._info.pop(model, None)  # deleted since it was described
+                    self._server.info.pop(model, None)  # deleted since it was described
                 if exc.status_code != 503:
                     raise response_error(
                         exc, model=model, url=self.url, needed=sent, available=num_ctx
                     ) from exc
                 busy += 1
-                if busy >= self.retries.busy_attempts:
-                    raise OllamaBusyError(
-                        f"Ollama at {self.url} is busy ({exc.error}) and stayed busy over "
-                        f"{busy} attempts. Lower the number of concurrent runs (the backend's "
-                        "`concurrency`), or raise OLLAMA_MAX_QUEUE / OLLAMA_NUM_PARALLEL."
-                    ) from exc
-                wait = self.retries.backoff(busy, self._rng)
-                logger.info("Ollama busy (503); retry %d in %.2f s", busy, wait)
-                await anyio.sleep(wait)
+                await self._wait_while_busy(exc, model, busy, deadline)
             except Dropped as exc:
                 # What was generated before the break sits in the server's cache all the same.
                 self._history.remember(model, text + "".join(emitted))
@@ -405,6 +301,29 @@ class OllamaBackend(Backend):
                         "%s: stream broke off before any text (%s); retrying", model, exc.detail
                     )
 
+    async def _wait_while_busy(
+        self, exc: ollama.ResponseError, model: str, busy: int, deadline: float
+    ) -> None:
+        """Back off after the `busy`-th 503, within `Timeouts.total`, or raise."""
+        if busy >= self.retries.busy_attempts:
+            raise OllamaBusyError(
+                f"Ollama at {self.url} is busy ({exc.error}) and stayed busy over "
+                f"{busy} attempts. Lower the number of concurrent runs (the backend's "
+                "`concurrency`), or raise OLLAMA_MAX_QUEUE / OLLAMA_NUM_PARALLEL."
+            ) from exc
+        wait = self.retries.backoff(busy, self._rng)
+        if wait >= deadline - anyio.current_time():
+            # The retry would start after the deadline: say so now rather than sleep till then.
+            raise timeout_error(
+                "total",
+                url=self.url,
+                model=model,
+                timeouts=self.timeouts,
+                note=f", with Ollama busy (503) {busy} times",
+            ) from exc
+        logger.info("Ollama busy (503); retry %d in %.2f s", busy, wait)
+        await anyio.sleep(wait)
+
     async def _finish(
         self,
         final: Final,
@@ -419,8 +338,8 @@ class OllamaBackend(Backend):
         done = final.done
         # One chunk is one token; the tokens of an interrupted attempt count as generated too.
         usage = dataclasses.replace(done.usage, eval_count=done.usage.eval_count + resumed_chunks)
-        sent_now = sent if not continuation else 1 + count_tokens(text + continuation)
-        warning = self._history.shortfall_warning(
+        sent_now = sent if not continuation else 1 + await self._count(text + continuation)
+        warning = await self._history.shortfall_warning(
             model=model,
             history=history,
             text=text + continuation,
@@ -430,7 +349,7 @@ class OllamaBackend(Backend):
             exact=tokenizer_is_exact(),
         )
         if warning is not None:
-            loaded = await self._loaded_context(model, usage.num_ctx)
+            loaded = await self._server.loaded_context(model, usage.num_ctx)
             if loaded is not None and loaded >= sent_now:
                 # The server holds the whole prompt: the gap is a cache this process did not
                 # fill (another client, or this program before a restart).

@@ -9,6 +9,7 @@ import ollama
 
 from agent.backends._config import PullProgress
 from agent.backends._stream import closing_iterator
+from agent.backends._translate import FOREIGN_ERRORS
 from agent.errors import BackendError, BackendResponseError, BackendTimeoutError
 
 
@@ -39,7 +40,7 @@ async def stream_pull(
                     "name and tag against the Ollama library.",
                     status_code=exc.status_code,
                 ) from exc
-            except Exception as exc:
+            except FOREIGN_ERRORS as exc:
                 raise translate_other(exc, model=model, what="pull") from exc
             yield PullProgress(
                 status=str(part.status or ""),

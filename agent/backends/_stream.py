@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import ollama
 
 from agent.backends._base import Done, DoneReason, TextChunk, Usage
 from agent.backends._config import Timeouts
-from agent.backends._translate import transport_kind
+from agent.backends._translate import TRANSPORT_ERRORS, UNREADABLE_ERRORS, transport_kind
 from agent.errors import BackendError, BackendTimeoutError
 
 
@@ -33,6 +33,32 @@ class Final:
 
 
 _DONE_REASONS: dict[str, DoneReason] = {"stop": "stop", "length": "length", "unload": "unload"}
+
+Deadline = Literal["first chunk", "next chunk", "total"]
+_SETTING: dict[Deadline, str] = {
+    "first chunk": "first_chunk",
+    "next chunk": "between_chunks",
+    "total": "total",
+}
+_ADVICE: dict[Deadline, str] = {
+    "first chunk": "Ollama may be loading the model or queueing requests; raise "
+    "Timeouts.first_chunk, or lower the backend's concurrency",
+    "next chunk": "the server stalled mid-answer; check it (`ollama ps`) or raise "
+    "Timeouts.between_chunks",
+    "total": "the whole generation took too long; raise Timeouts.total or lower num_predict",
+}
+
+
+def timeout_error(
+    which: Deadline, *, url: str, model: str, timeouts: Timeouts, note: str = ""
+) -> BackendTimeoutError:
+    """The error for a passed deadline, naming the configured limit (not what was left of it)."""
+    setting = _SETTING[which]
+    what = "end of the answer" if which == "total" else which
+    return BackendTimeoutError(
+        f"no {what} from Ollama at {url} for {model} within the deadline "
+        f"(Timeouts.{setting} = {getattr(timeouts, setting)} s){note}: {_ADVICE[which]}."
+    )
 
 
 @contextlib.asynccontextmanager
@@ -81,27 +107,16 @@ class StreamAttempt:
         self._num_ctx = num_ctx
         self._translate_other = translate_other
 
-    def _limit(self, *, first: bool) -> tuple[float, str]:
+    def _limit(self, *, first: bool) -> tuple[float, Deadline]:
         step = self._timeouts.first_chunk if first else self._timeouts.between_chunks
-        which = "first chunk" if first else "next chunk"
+        which: Deadline = "first chunk" if first else "next chunk"
         remaining = self._deadline - anyio.current_time()
         if step is None or remaining < step:
             return max(remaining, 0.0), "total"
         return step, which
 
-    def _timeout(self, which: str, limit: float) -> BackendTimeoutError:
-        advice = {
-            "first chunk": "Ollama may be loading the model or queueing requests; raise "
-            "Timeouts.first_chunk, or lower the backend's concurrency",
-            "next chunk": "the server stalled mid-answer; check it (`ollama ps`) or raise "
-            "Timeouts.between_chunks",
-            "total": "the whole generation took too long; raise Timeouts.total or lower "
-            "num_predict",
-        }[which]
-        return BackendTimeoutError(
-            f"no {which if which != 'total' else 'end of the answer'} from Ollama at {self._url} "
-            f"for {self._model} within the deadline ({limit:.1f} s): {advice}."
-        )
+    def _timeout(self, which: Deadline) -> BackendTimeoutError:
+        return timeout_error(which, url=self._url, model=self._model, timeouts=self._timeouts)
 
     async def events(self) -> AsyncGenerator[TextChunk | Final, None]:
         stream = await self._client.generate(
@@ -120,7 +135,7 @@ class StreamAttempt:
                 with anyio.move_on_after(limit) as scope:
                     part = await self._next(stream)
                 if scope.cancelled_caught:
-                    raise self._timeout(which, limit)
+                    raise self._timeout(which)
                 first = False
                 if part is None:
                     raise Dropped("the stream ended without its final line")
@@ -138,14 +153,14 @@ class StreamAttempt:
             return await anext(stream)
         except StopAsyncIteration:
             return None
-        except ollama.ResponseError:
-            raise
-        except Exception as exc:
+        except TRANSPORT_ERRORS as exc:
             kind = transport_kind(exc)
             if kind == "dropped":
                 raise Dropped(f"{type(exc).__name__}: {exc}") from exc
             if kind == "read_timeout":
-                raise self._timeout("next chunk", self._timeouts.between_chunks or 0.0) from exc
+                raise self._timeout("next chunk") from exc
+            raise self._translate_other(exc, model=self._model, what="generate") from exc
+        except UNREADABLE_ERRORS as exc:
             raise self._translate_other(exc, model=self._model, what="generate") from exc
 
     def _done(self, part: ollama.GenerateResponse) -> Done:

@@ -29,6 +29,19 @@ from agent.errors import (
 
 TransportKind = Literal["unreachable", "dropped", "connect_timeout", "read_timeout"]
 
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.RequestError,  # connect, read, write, protocol errors and timeouts, through httpx
+    aiohttp.ClientError,  # what `httpx_aiohttp` passes through without mapping it
+    ConnectionError,  # the client's own "Failed to connect to Ollama", and socket resets
+)
+"""What a broken or unreachable connection raises; `transport_kind` tells which it is."""
+
+UNREADABLE_ERRORS: tuple[type[Exception], ...] = (json.JSONDecodeError, pydantic.ValidationError)
+"""What an answer that is not Ollama's JSON raises inside the client."""
+
+FOREIGN_ERRORS = TRANSPORT_ERRORS + UNREADABLE_ERRORS
+"""Everything the backend translates besides `ollama.ResponseError`; the rest propagates."""
+
 
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []

@@ -1,9 +1,9 @@
-"""Read one candidate span as tool calls: JSON objects, python lists, `<function=...>` tags,
-built-in `name.call(...)` calls and bare `name(k=v)` calls.
+"""Read one candidate span as tool calls: JSON objects, `<function=...>` tags, built-in
+`name.call(...)` calls and bare `name(k=v)` calls (python lists: `_pylist`).
 
-Each reader answers with a `Reading`: calls, a botched call (`broken`, with a reason for the
-model), or `None` when the span is not a call at all. Whether the names are tools is decided by
-the scanner, which knows the tools and the context.
+Each reader answers with a `Reading`: calls (maybe with botched siblings in `bad`), a botched
+call (`broken`, with a reason for the model), or `None` when the span is not a call at all.
+Whether the names are tools is decided by the scanner, which knows the tools and the context.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import ast
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from agent.llama3._literal import MISSING, literal, loads, parse_expression
+from agent.llama3._literal import MISSING, literal, loads, loads_objects, parse_expression
 from agent.llama3._types import BUILTIN_NAMES
 
 Form = Literal["json", "function_tag", "python_list", "builtin", "bare", "code"]
+Shape = Literal["call", "name_only", "mixed"]
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 QUERY_BUILTINS = frozenset({"brave_search", "wolfram_alpha", "photogen"})
@@ -50,6 +51,13 @@ class Reading:
     broken: str = ""
     name: str | None = None
     names: tuple[str, ...] = field(default=())
+    bad: tuple[tuple[str, str | None], ...] = ()
+    """Botched siblings of `calls` (reason, name): the good ones still run."""
+    shape: Shape = "call"
+    """JSON: `call` when every object has the strict call shape (a name and `parameters` or
+    `arguments`), `name_only` when none carries arguments (`{"name": "x"}`, which may be data)."""
+    listed: bool = False
+    """JSON: the objects came in a list (or a `tool_calls` wrapper), not as one object."""
 
     @property
     def is_broken(self) -> bool:
@@ -66,12 +74,16 @@ def normalize(name: str, arguments: dict[str, Any]) -> Call:
     return Call(name=name, arguments=arguments)
 
 
-def _broken(form: Form, reason: str, name: str | None = None) -> Reading:
+def botched(form: Form, reason: str, name: str | None = None) -> Reading:
+    """A span meant as a call that cannot be used."""
     return Reading(form=form, broken=reason, name=name)
 
 
-def _calls(form: Form, calls: list[Call]) -> Reading:
-    return Reading(form=form, calls=tuple(calls), names=tuple(c.name for c in calls))
+def calls_of(
+    form: Form, calls: list[Call], bad: tuple[tuple[str, str | None], ...] = ()
+) -> Reading:
+    """A span holding these calls (and maybe botched siblings)."""
+    return Reading(form=form, calls=tuple(calls), names=tuple(c.name for c in calls), bad=bad)
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -80,11 +92,13 @@ def _calls(form: Form, calls: list[Call]) -> Reading:
 def read_json(span: str, *, complete: bool) -> Reading | None:
     """A JSON (or Python-literal) object or array of calls; None when it is just data."""
     value = loads(span) if complete else MISSING
+    if value is MISSING and complete and span.endswith("]"):
+        value = loads_objects(span[1:-1])
     if value is MISSING:
         if _looks_like_call(span):
             name = _name_in(span)
             why = "is cut off" if not complete else "is not valid JSON"
-            return _broken("json", f"the JSON tool call {why}", name)
+            return botched("json", f"the JSON tool call {why}", name)
         return None
     items = value if isinstance(value, list) else [value]
     if isinstance(value, dict) and isinstance(value.get("tool_calls"), list) and len(value) == 1:
@@ -97,9 +111,20 @@ def read_json(span: str, *, complete: bool) -> Reading | None:
         if got is None:
             return None
         if isinstance(got, str):
-            return _broken("json", got, _name_of(item))
+            return botched("json", got, _name_of(item))
         calls.append(got)
-    return _calls("json", calls)
+    with_arguments = sum(map(_has_arguments, items))
+    shape: Shape = (
+        "call" if with_arguments == len(items) else "mixed" if with_arguments else "name_only"
+    )
+    listed = not (isinstance(value, dict) and items[0] is value)
+    return replace(calls_of("json", calls), shape=shape, listed=listed)
+
+
+def _has_arguments(obj: Any) -> bool:
+    inner = obj.get("function") if isinstance(obj, dict) else None
+    keys = inner if isinstance(inner, dict) else obj
+    return isinstance(keys, dict) and ("parameters" in keys or "arguments" in keys)
 
 
 def call_from_object(obj: Any) -> Call | str | None:
@@ -156,33 +181,7 @@ def _name_in(span: str) -> str | None:
     return m.group(1) if m else None
 
 
-# --- python list, bare calls, built-in .call ----------------------------------------------------
-
-
-def read_python_list(span: str, *, complete: bool) -> Reading | None:
-    """`[f(a=1), g(b="x")]` (Llama 3.2/3.3). None when it is just a list."""
-    head = re.match(r"\[\s*([A-Za-z_]\w*)\s*\(", span)
-    if head is None:
-        return None
-    node = parse_expression(span) if complete else None
-    if not isinstance(node, ast.List | ast.Tuple):
-        if complete and not isinstance(node, ast.AST) and node is None:
-            return _broken("python_list", "the python-list tool call is not valid Python", None)
-        if not complete:
-            return _broken("python_list", "the python-list tool call is cut off", head.group(1))
-        return None
-    if not node.elts or not all(isinstance(e, ast.Call) for e in node.elts):
-        return None
-    calls: list[Call] = []
-    for element in node.elts:
-        assert isinstance(element, ast.Call)
-        got = _call_node(element)
-        if got is None:
-            return None
-        if isinstance(got, str):
-            return _broken("python_list", got, _func_name(element))
-        calls.append(got)
-    return _calls("python_list", calls)
+# --- bare calls, built-in .call ----------------------------------------------------------------
 
 
 def read_bare(span: str, *, complete: bool) -> Reading | None:
@@ -190,12 +189,12 @@ def read_bare(span: str, *, complete: bool) -> Reading | None:
     node = parse_expression(span) if complete else None
     if not isinstance(node, ast.Call):
         return None
-    got = _call_node(node)
+    got = call_node(node)
     if got is None:
         return None
     if isinstance(got, str):
-        return _broken("bare", got, _func_name(node))
-    return _calls("bare", [got])
+        return botched("bare", got, func_name(node))
+    return calls_of("bare", [got])
 
 
 def read_builtin(span: str, allowed: frozenset[str] | None, *, complete: bool) -> Reading:
@@ -205,7 +204,7 @@ def read_builtin(span: str, allowed: frozenset[str] | None, *, complete: bool) -
     if name in ALIASES and (allowed is None or name not in allowed):
         name = ALIASES[name]
     if not complete:
-        return _broken("builtin", f"the {name} call is cut off", name)
+        return botched("builtin", f"the {name} call is cut off", name)
     node = parse_expression(span)
     if isinstance(node, ast.Call):
         args: dict[str, Any] = {}
@@ -213,20 +212,20 @@ def read_builtin(span: str, allowed: frozenset[str] | None, *, complete: bool) -
             value = literal(kw.value)
             if kw.arg is None or value is MISSING:
                 why = f"the {name} call has an argument that is not a plain value"
-                return _broken("builtin", why, name)
+                return botched("builtin", why, name)
             args[kw.arg] = value
         if node.args:
             first = literal(node.args[0])
             if len(node.args) > 1 or first is MISSING or args or name not in BUILTIN_NAMES:
-                return _broken("builtin", _how(name), name)
+                return botched("builtin", _how(name), name)
             args = {"query" if name != "code_interpreter" else "code": first}
-        return _calls("builtin", [normalize(name, args)])
+        return calls_of("builtin", [normalize(name, args)])
     # Meta writes queries unescaped in history (query="say "hi""), and the model copies it.
     inner = span[span.index("(") + 1 : -1]
     m = _UNESCAPED_QUERY.match(inner)
     if m:
-        return _calls("builtin", [normalize(name, {m.group(1): m.group(3)})])
-    return _broken("builtin", f"the {name} call is not valid Python; {_how(name)}", name)
+        return calls_of("builtin", [normalize(name, {m.group(1): m.group(3)})])
+    return botched("builtin", f"the {name} call is not valid Python; {_how(name)}", name)
 
 
 def _how(name: str) -> str:
@@ -236,11 +235,11 @@ def _how(name: str) -> str:
     return f'write it as {name}.call({arg}="...")'
 
 
-def _func_name(node: ast.Call) -> str | None:
+def func_name(node: ast.Call) -> str | None:
     return node.func.id if isinstance(node.func, ast.Name) else None
 
 
-def _call_node(node: ast.Call) -> Call | str | None:
+def call_node(node: ast.Call) -> Call | str | None:
     """A call from `name(k=v, ...)`; None for dotted or computed names; a reason if broken."""
     if not isinstance(node.func, ast.Name) or not NAME_RE.fullmatch(node.func.id):
         return None
@@ -268,15 +267,15 @@ def read_function_tag(name: str, body: str | None, *, complete: bool) -> Reading
     """`<function=name>{json}</function>`; `body` is the JSON text (None when there is none)."""
     name = name.strip()
     if not NAME_RE.fullmatch(name):
-        return _broken("function_tag", f"'{name}' is not a valid function name", None)
+        return botched("function_tag", f"'{name}' is not a valid function name", None)
     if body is None:
-        return _calls("function_tag", [normalize(name, {})])
+        return calls_of("function_tag", [normalize(name, {})])
     if not complete:
-        return _broken("function_tag", f"the call to '{name}' is cut off", name)
+        return botched("function_tag", f"the call to '{name}' is cut off", name)
     value = loads(body)
     if isinstance(value, dict):
-        return _calls("function_tag", [normalize(name, value)])
-    return _broken("function_tag", f"the arguments of '{name}' are not a JSON object", name)
+        return calls_of("function_tag", [normalize(name, value)])
+    return botched("function_tag", f"the arguments of '{name}' are not a JSON object", name)
 
 
 def dumps(arguments: Mapping[str, Any]) -> str:

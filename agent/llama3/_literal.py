@@ -7,13 +7,26 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _CLOSER = {"{": "}", "[": "]", "(": ")"}
 _OUT = re.compile(r"[][{}()\"'\\]")
 _VALUE_START = frozenset("{[(,:=")
-_DECODER = json.JSONDecoder(strict=False)  # strict=False: raw newlines inside strings happen
+
+
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON values: arguments holding them could not be sent on.
+    raise ValueError(name)
+
+
+_DECODER = json.JSONDecoder(strict=False, parse_constant=_no_constant)
+"""strict=False: models write raw newlines inside strings."""
+_SEPARATORS = re.compile(r"[\s,;]*")
 _NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 
 
@@ -122,16 +135,42 @@ def loads(text: str) -> Any:
     except (ValueError, RecursionError):
         pass
     try:
-        node = ast.parse(stripped, mode="eval").body
+        node = _parse_eval(stripped)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return MISSING
-    return literal(node)
+    return literal(node, bare_keys=True)
 
 
-def literal(node: ast.AST) -> Any:
-    """The JSON-like value of a literal expression node, or `MISSING`."""
+def loads_objects(text: str) -> list[Any] | Missing:
+    """Two or more JSON objects one after the other, separated by nothing, whitespace, `,` or
+    `;` (Llama 3.2 writes `[{...} {...}]`, forgetting the commas); else `MISSING`."""
+    items: list[Any] = []
+    i = _skip_separators(text, 0)
+    while i < len(text):
+        if text[i] != "{":
+            return MISSING
+        try:
+            value, i = _DECODER.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            return MISSING
+        items.append(value)
+        i = _skip_separators(text, i)
+    return items if len(items) > 1 else MISSING
+
+
+def _skip_separators(text: str, i: int) -> int:
+    m = _SEPARATORS.match(text, i)
+    return m.end() if m is not None else i
+
+
+def literal(node: ast.AST, *, bare_keys: bool = False) -> Any:
+    """The JSON-like value of a literal expression node, or `MISSING`.
+
+    `bare_keys`: accept `{name: "x"}` (JavaScript-style keys), as models write in JSON; in a
+    Python call such a key is a variable, so it is refused there.
+    """
     try:
-        return _literal(node)
+        return _literal(node, bare_keys=bare_keys)
     except (_NotLiteral, RecursionError, ValueError, TypeError):
         return MISSING
 
@@ -140,26 +179,32 @@ class _NotLiteral(Exception):
     pass
 
 
-def _literal(node: ast.AST) -> Any:
+def _literal(node: ast.AST, *, bare_keys: bool) -> Any:
     if isinstance(node, ast.Constant):
+        if isinstance(node.value, float) and not math.isfinite(node.value):
+            raise _NotLiteral  # 1e999: JSON has no infinity
         if isinstance(node.value, str | int | float | bool) or node.value is None:
             return node.value
         raise _NotLiteral
     if isinstance(node, ast.Name) and node.id in _NAMES:
         return _NAMES[node.id]
     if isinstance(node, ast.List | ast.Tuple | ast.Set):
-        return [_literal(e) for e in node.elts]
+        return [_literal(e, bare_keys=bare_keys) for e in node.elts]
     if isinstance(node, ast.Dict):
         out: dict[str, Any] = {}
         for key, value in zip(node.keys, node.values, strict=True):
             if key is None:
                 raise _NotLiteral
             # {name: "x"}: models sometimes leave keys unquoted, as in JavaScript.
-            k = key.id if isinstance(key, ast.Name) else _literal(key)
-            out[k if isinstance(k, str) else json.dumps(k)] = _literal(value)
+            k = (
+                key.id
+                if bare_keys and isinstance(key, ast.Name)
+                else _literal(key, bare_keys=bare_keys)
+            )
+            out[k if isinstance(k, str) else json.dumps(k)] = _literal(value, bare_keys=bare_keys)
         return out
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _literal(node.operand)
+        value = _literal(node.operand, bare_keys=bare_keys)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return -value if isinstance(node.op, ast.USub) else value
     raise _NotLiteral
@@ -168,7 +213,7 @@ def _literal(node: ast.AST) -> Any:
 def parse_expression(text: str) -> ast.expr | None:
     """The expression `text` holds, or None."""
     try:
-        return ast.parse(text.strip(), mode="eval").body
+        return _parse_eval(text.strip())
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
@@ -176,7 +221,21 @@ def parse_expression(text: str) -> ast.expr | None:
 def is_python(text: str) -> bool:
     """True when `text` is syntactically valid Python (a module)."""
     try:
-        ast.parse(text)
+        with _quiet():
+            ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return False
     return True
+
+
+def _parse_eval(text: str) -> ast.expr:
+    with _quiet():
+        return ast.parse(text, mode="eval").body
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Model text is not our code: its oddities (`1_000x`, `"\\d"`) must not print warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

@@ -15,12 +15,16 @@ without a tag (Ollama may strip it) and leaves prose alone.
 Names: with `tools` given, a call written in a form that could just be data (a JSON object, a
 python list, a bare `f(x=1)`) whose name is no tool is not a call: it stays prose. In a form
 that can only be a call (`<function=...>`, `brave_search.call(...)`, anything after the python
-tag) it is reported as malformed, so the loop can tell the model. Malformed calls keep their text
-in `content`; calls do not.
+tag) it is reported as malformed, so the loop can tell the model; so is a completion that is
+nothing but JSON in the strict call shape (`{"name": ..., "parameters": {...}}`, the OpenAI
+envelope, or a list of them). A JSON object with a name and no arguments is a call only when it
+is the whole completion (or follows the tag) and names an offered tool. Malformed calls keep
+their text in `content`; calls do not.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,6 +42,7 @@ from agent.llama3._special import (
 )
 from agent.llama3._types import ParsedCompletion, StopReason, ToolCall, ToolSpec
 
+_log = logging.getLogger("agent.llama3")
 _SPECIAL_PREFIXES = frozenset(t[:k] for t in SPECIAL_TOKENS for k in range(1, len(t)))
 _SPECIAL_LONGEST = max(map(len, SPECIAL_TOKENS))
 
@@ -158,6 +163,14 @@ def parse_completion(text: str, *, tools: Iterable[Any] | None = None) -> Parsed
 
 
 def _fallback(text: str) -> ParsedCompletion:
+    """The last resort after a parser bug: the text as plain content, and a warning with the
+    traceback so the bug is seen (the run goes on as if the model had answered)."""
+    _log.warning(
+        "agent.llama3 could not parse a completion of %d characters (a bug: please report it "
+        "with the completion); it is taken as plain text with no tool calls",
+        len(text),
+        exc_info=True,
+    )
     return ParsedCompletion(content=SPECIAL_TOKEN_RE.sub("", text).strip())
 
 
@@ -193,6 +206,12 @@ class StreamParser:
             self._machine.feed(chunk)
             return self._emit()
         except Exception:
+            # `finish` parses the whole text again (and warns if that fails too).
+            _log.warning(
+                "agent.llama3 stream parser failed (a bug: please report it); "
+                "the completion will be parsed whole when it ends",
+                exc_info=True,
+            )
             self._broken = True
             return ""
 

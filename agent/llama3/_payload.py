@@ -4,6 +4,7 @@ The tag says "this is a call", so nothing here is prose by accident (FORMAT.md �
 1. the whole payload is calls → those calls (names checked; a python-style call that names
    no tool or has positional arguments is code when it is valid Python and code_interpreter
    is offered: `print(1)`, `[print(end="x")]` with tools that have no `print`);
+   A known tool's `.call(...)` spaced out (`my_tool . call ( a = 1 )`) is that call too;
 2. valid Python → code_interpreter, verbatim (a built-in pattern inside code stays code);
 3. calls with prose around them → the calls, the prose is content;
 4. something that starts like JSON, a list or a tag but reads as nothing → malformed (never
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import re
 
-from agent.llama3._calls import Call
+from agent.llama3._calls import CALL_NAMES, Call, read_builtin
 from agent.llama3._literal import is_python
-from agent.llama3._outcome import Block, Outcome, decide_block, unknown_tool
+from agent.llama3._outcome import Block, Found, Outcome, decide_block, unknown_tool
 from agent.llama3._scan import Scanner
 from agent.llama3._types import MalformedCall
 
 _PYTHONIC = frozenset({"python_list", "bare"})
+_DOTCALL = re.compile(r"\s*([A-Za-z_]\w*)\s*\.\s*call\s*\((.*)\)\s*", re.DOTALL)
 _FENCED = re.compile(r"\s*```[\w+.\-]*[ \t]*\r?\n(.*?)\r?\n?```\s*", re.DOTALL)
 
 
@@ -47,6 +49,8 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
             _malformed(outcome, payload, unknown_tool("code_interpreter", allowed))
             outcome.content.append(payload)
         return
+    if not blocks and _spaced_dotcall(payload, allowed, outcome):
+        return
     if code_ok and is_python(payload):
         _code(payload, outcome)
         return
@@ -65,6 +69,22 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
     else:
         _malformed(outcome, payload, unknown_tool("code_interpreter", allowed))
         outcome.content.append(payload)
+
+
+def _spaced_dotcall(payload: str, allowed: frozenset[str] | None, outcome: Outcome) -> bool:
+    """`  my_tool  .  call  (  arg  =  "value"  )`: a known tool's `.call`, spaced out."""
+    m = _DOTCALL.fullmatch(payload)
+    if m is None:
+        return False
+    name = m.group(1)
+    if name not in CALL_NAMES and (allowed is None or name not in allowed):
+        return False
+    span = f"{name}.call({m.group(2)})"
+    reading = read_builtin(span, allowed, complete=True)
+    block = Block(before=False, bare=False, found=[Found(text=payload, reading=reading)])
+    block.text = payload
+    decide_block(block, allowed, outcome, strong=True)
+    return True
 
 
 def _unknown_pythonic(block: Block, allowed: frozenset[str] | None) -> bool:

@@ -8,9 +8,15 @@ the same: each special token's text is one token, the rest goes through Llama 3'
   it) or at the path in `LLAMA_AGENT_TOKENIZER`. Loading takes about 0.3 s, once per process.
 - **Estimated** otherwise: the text is split as Llama 3's pre-tokenizer splits it (one regex,
   approximated with `re`), and each piece is priced by its length and script. Measured against
-  the real tokenizer, it over-counts English prose and code by 10-30 %, JSON, digits and base64
-  by 0-10 %, Cyrillic, Arabic and CJK by 80-120 %; it can under-count text made of rare symbols
-  and scripts (random Unicode: about 0.8). Over-counting is the safe side for sizing `num_ctx`.
+  the real tokenizer on the texts of `tests/llama3/token_corpus.py` (estimate / exact): English
+  1.07-1.17, code 1.18-1.24, JSON 1.13-1.63, YAML and markdown 1.13, punctuation-heavy prose
+  1.12, European languages 1.16, Hebrew 1.12, Cyrillic and Greek 1.26-1.50, Arabic 1.34, Hindi
+  1.51, Chinese, Japanese and Korean 1.62-1.80. Text built to defeat it: random ASCII
+  punctuation 1.13, random printable ASCII 0.92, regexes 1.08, ASCII art 1.39, random Unicode
+  1.01 (BMP) to 1.17 (to U+2FFFF), random emoji 1.13. One known gap: random ideographs from
+  the whole CJK block count 0.69 (rare ideographs take 2-3 tokens, common ones 1, and only the
+  vocabulary tells them apart). Texts of a few tokens may come out a token or two short.
+  Over-counting is the safe side for sizing `num_ctx`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import importlib.util
 import os
 import re
 import threading
+from bisect import bisect_right
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -146,8 +153,61 @@ _PIECE = re.compile(
     r" ?(?:[^\s\w]|_)+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 _UPPER_INSIDE = re.compile(r"(?<=[A-Za-z])[A-Z]")
-# Tokens per non-ASCII character by UTF-8 length (letters; other symbols count double).
-_WIDE = {2: 0.6, 3: 1.0, 4: 2.5}
+
+# Tokens per non-ASCII character. Byte fallback bounds any character at one token per UTF-8
+# byte, about what rare characters (private use, rare scripts, most symbols) cost: cost 0.0
+# below means that. The scripts people write in are cheaper: their common characters are single
+# tokens and their words merge. (first code point, cost) pairs; a range runs up to the next.
+_COSTS = (
+    (0x80, 1.0),  # Latin-1 symbols: ° « » NBSP
+    (0xC0, 0.5),  # Latin letters with accents
+    (0x180, 0.0),  # rare Latin, IPA, combining marks: bytes
+    (0x370, 0.4),  # Greek
+    (0x400, 0.35),  # Cyrillic (basic)
+    (0x460, 0.0),
+    (0x5D0, 1.0),  # Hebrew letters
+    (0x5F0, 0.0),
+    (0x600, 0.4),  # Arabic
+    (0x700, 0.0),
+    (0x900, 0.6),  # Devanagari
+    (0x980, 0.0),
+    (0xE00, 1.0),  # Thai
+    (0xE80, 0.0),
+    (0x2000, 1.0),  # general punctuation: dashes, quotes, ellipsis
+    (0x2070, 0.0),
+    (0x2500, 1.0),  # box drawing and blocks
+    (0x25A0, 0.0),
+    (0x3000, 1.0),  # CJK punctuation, kana
+    (0x3100, 0.0),
+    (0x4E00, 1.2),  # CJK ideographs
+    (0xA000, 0.0),
+    (0xAC00, 1.2),  # Hangul syllables
+    (0xD7B0, 0.0),
+    (0xFF00, 1.0),  # full-width forms
+    (0xFFF0, 0.0),
+    (0x1F300, 3.0),  # emoji (4 bytes, but most are 2-3 tokens)
+    (0x1FB00, 0.0),
+)
+_STARTS = [start for start, _ in _COSTS]
+_CACHE_LIMIT = 1 << 16
+
+
+class _CharCosts(dict[str, float]):
+    """Cost per non-ASCII character, computed once per character seen."""
+
+    def __missing__(self, ch: str) -> float:
+        code = ord(ch)
+        # ASCII inside a non-ASCII piece is priced by the piece.
+        cost = _COSTS[bisect_right(_STARTS, code) - 1][1] if code >= 0x80 else 0.0
+        if not cost and code >= 0x80:
+            # One token per byte; a lone surrogate (tiktoken reads it as U+FFFD) counts 3.
+            cost = float(len(ch.encode("utf-8", "surrogatepass")))
+        if len(self) < _CACHE_LIMIT:
+            self[ch] = cost
+        return cost
+
+
+_char_cost = _CharCosts()
 
 
 def _estimate(text: str) -> int:
@@ -155,19 +215,20 @@ def _estimate(text: str) -> int:
 
 
 def _piece(piece: str) -> int:
-    size = len(piece.encode("utf-8"))
-    if size == len(piece):  # ASCII
+    if piece.isascii():
         last = piece[-1]
+        size = len(piece)
         if last.isalpha():
-            # Words up to 9 bytes are usually one token; mixed case (identifiers, base64)
-            # splits more.
-            base = 1 if size <= 9 else 1 + (size - 6) // 3
+            # Words up to 9 letters are usually one token; longer runs split every few
+            # letters (every other one when they are random), mixed case more.
+            base = 1 if size <= 9 else 1 + (size - 6) // 3 + max(0, size - 12) // 6
             inner = len(_UPPER_INSIDE.findall(piece))
             return max(base, 1 + inner + (size - inner) // 5) if inner else base
         if piece.isspace() or last.isdigit():
             return 1
-        return 1 + size // 3
-    wide = sum(
-        _WIDE[len(ch.encode("utf-8"))] * (1 if ch.isalpha() else 2) for ch in piece if ord(ch) > 127
-    )
-    return 1 + int(wide) + sum(1 for ch in piece if ord(ch) < 128) // 3
+        # Punctuation: pairs common in code merge (`("`, `},`), other runs barely do.
+        marks = len(piece.strip())
+        return 1 + 2 * (marks - 1) // 3
+    wide = sum(map(_char_cost.__getitem__, piece))
+    ascii_count = sum(1 for ch in piece if ch.isascii())
+    return 1 + int(wide) + ascii_count // 3

@@ -18,7 +18,7 @@ from agent.testing._models import EmulatedModel, common_prefix_length
 from agent.testing._records import RecordedRequest
 from agent.testing._scripts import ScriptRequest
 from agent.testing._shaping import continue_output, pseudo_ids, shape
-from agent.testing._streaming import created_at, send
+from agent.testing._streaming import Progress, created_at, send
 from agent.testing._validate import Reject, validate
 
 if TYPE_CHECKING:
@@ -235,30 +235,42 @@ async def _complete(
         num_predict=options.get("num_predict"),
         chunk_chars=emu.chunk_chars,
     )
-    emu.cache[model.name] = prompt + generation.generated
+    held = prompt + generation.generated
+    emu.cache[model.name] = held  # now, so a concurrent request sees it as Ollama's would
 
     chunks, tool_calls, final_content = shape(emu, endpoint, generation, tools, stream=stream)
     base = {"model": name}
     final: dict[str, Any] = {"done": True, "done_reason": generation.done_reason}
     if endpoint == "generate" and not raw:
         final["context"] = pseudo_ids(prompt + generation.text)
-    timing = {"load": load_ns, "started": started}
-    await send(
-        emu,
-        index,
-        responder,
-        endpoint=endpoint,
-        base=base,
-        chunks=chunks,
-        final=final,
-        final_content=final_content,
-        stream=stream,
-        fault=fault,
-        timing=timing,
-        counts=(prompt_eval_count, generation.eval_count),
-        completion=generation.text,
-        tool_calls=tool_calls,
-    )
+    progress = Progress()
+    try:
+        await send(
+            emu,
+            index,
+            responder,
+            endpoint=endpoint,
+            base=base,
+            chunks=chunks,
+            final=final,
+            final_content=final_content,
+            stream=stream,
+            fault=fault,
+            timing={"load": load_ns, "started": started},
+            counts=(prompt_eval_count, generation.eval_count),
+            completion=generation.text,
+            tool_calls=tool_calls,
+            progress=progress,
+        )
+    finally:
+        if not progress.complete and emu.cache.get(model.name) is held:
+            # Cancelled, dropped or failed part way: the model generated only what went out
+            # (when lines map to chunks), so that is all its cache can hold.
+            if len(chunks) == len(generation.chunks):
+                generated = generation.generated_through(progress.chunks)
+            else:  # tool calls: one line after the whole generation
+                generated = generation.generated if progress.chunks else ""
+            emu.cache[model.name] = prompt + generated
 
 
 async def _load_only(

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -67,6 +68,12 @@ class OllamaEmulator:
     (`"llamarunner"` for ≤ 0.29, `"llama-server"` for ≥ 0.30; derived from `version` by
     default), `faults`, `num_parallel` and `max_queue` (Ollama's scheduler: extra requests
     wait; beyond the queue they get 503), `default_num_ctx` (None: by version), `count_tokens`.
+
+    A bug inside the emulator (an exception in a request handler, not a failing script, which
+    answers 500) closes that connection and is kept in `emu.errors`; leaving the `async with`
+    block then raises them as an `ExceptionGroup`, so a test cannot pass on a broken emulator
+    without noticing. If the block is already raising, they are added to its exception as a
+    note instead. `raise_errors=False` only keeps them in `emu.errors`.
     """
 
     def __init__(
@@ -87,6 +94,7 @@ class OllamaEmulator:
         default_num_ctx: int | None = None,
         count_tokens: Callable[[str], int] = llama_count_tokens,
         port: int = 0,
+        raise_errors: bool = True,
     ) -> None:
         self.script: Script = script if script is not None else echo()
         self.latency = latency
@@ -103,6 +111,7 @@ class OllamaEmulator:
             2048 if version_tuple(version) < (0, 6, 7) else 4096
         )
         self.count_tokens = count_tokens
+        self.raise_errors = raise_errors
         self._models: dict[str, EmulatedModel] = {}
         for model in default_models() if models is None else models:
             self.add_model(model)
@@ -122,7 +131,7 @@ class OllamaEmulator:
         self.waiting = 0
         self._gate: anyio.Semaphore | None = None
         self._idle = anyio.Event()
-        self._errors: list[BaseException] = []
+        self._errors: list[Exception] = []
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -134,10 +143,26 @@ class OllamaEmulator:
         await self._server.__aenter__()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         if self._server is not None:
-            await self._server.__aexit__(*exc_info)
+            await self._server.__aexit__(exc_type, exc, traceback)
             self._server = None
+        if not self._errors or not self.raise_errors:
+            return
+        summary = (
+            f"the Ollama emulator failed inside {len(self._errors)} request handler(s); "
+            "this is a bug in the emulator (or in code it calls), not in the client"
+        )
+        if exc is not None:
+            details = "; ".join(f"{type(e).__name__}: {e}" for e in self._errors)
+            exc.add_note(f"{summary}: {details}")
+            return
+        raise ExceptionGroup(summary, list(self._errors))
 
     @contextlib.contextmanager
     def start_in_thread(self) -> Iterator[OllamaEmulator]:
@@ -155,7 +180,7 @@ class OllamaEmulator:
         return version_tuple(self.version) >= version
 
     @property
-    def errors(self) -> list[BaseException]:
+    def errors(self) -> list[Exception]:
         """Exceptions raised inside the emulator's handlers (each closed its connection)."""
         return list(self._errors)
 

@@ -53,10 +53,18 @@ class Generation:
     done_reason: Literal["stop", "length"]
     eval_count: int
     generated: str  # the generated tokens as text (control tokens included): the KV cache's view
+    chunk_ends: tuple[int, ...] = ()  # where each chunk's tokens end in `generated`
 
     @property
     def text(self) -> str:
         return "".join(self.chunks)
+
+    def generated_through(self, chunks: int) -> str:
+        """The generated text once the first `chunks` chunks were produced (what the server's
+        cache holds when the stream stops there)."""
+        if chunks >= len(self.chunks):
+            return self.generated
+        return self.generated[: self.chunk_ends[chunks - 1]] if chunks > 0 else ""
 
 
 def run_generation(
@@ -98,12 +106,16 @@ def run_generation(
         done_reason = "stop"
         eval_count = index + 1
         rendered = kept
-    chunks = tuple(c for c in _group(rendered, chunk_chars) if c)
+    offsets = [0]
+    for token in generated:
+        offsets.append(offsets[-1] + len(token))
+    grouped = [(c, end) for c, end in _group(rendered, chunk_chars) if c]
     return Generation(
-        chunks=chunks,
+        chunks=tuple(c for c, _ in grouped),
         done_reason=done_reason,
         eval_count=max(eval_count, 1),
         generated="".join(generated),
+        chunk_ends=tuple(offsets[min(end, len(generated))] for _, end in grouped),
     )
 
 
@@ -136,16 +148,17 @@ def _first_stop(rendered: list[str], stop: Sequence[str]) -> tuple[int, int] | N
     return len(rendered) - 1, len(rendered[-1])
 
 
-def _group(pieces: list[str], chunk_chars: int | None) -> list[str]:
+def _group(pieces: list[str], chunk_chars: int | None) -> list[tuple[str, int]]:
+    """Chunks of `pieces`, each with the index just after its last piece."""
     if not chunk_chars or chunk_chars <= 0:
-        return pieces
-    chunks: list[str] = []
+        return [(piece, index + 1) for index, piece in enumerate(pieces)]
+    chunks: list[tuple[str, int]] = []
     current = ""
-    for piece in pieces:
+    for index, piece in enumerate(pieces):
         current += piece
         if len(current) >= chunk_chars:
-            chunks.append(current)
+            chunks.append((current, index + 1))
             current = ""
     if current:
-        chunks.append(current)
+        chunks.append((current, len(pieces)))
     return chunks

@@ -124,7 +124,7 @@ class HttpServer:
         self._accepting: anyio.CancelScope | None = None
         self._stopped = anyio.Event()
         self._connections: set[anyio.CancelScope] = set()
-        self.errors: list[BaseException] = []
+        self.errors: list[Exception] = []
 
     async def __aenter__(self) -> HttpServer:
         self._tg = anyio.create_task_group()

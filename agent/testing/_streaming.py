@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +28,14 @@ def created_at() -> str:
 
 def line(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+@dataclass
+class Progress:
+    """How much of a response got out (mutable: `send` advances it as it writes)."""
+
+    chunks: int = 0  # non-final lines written
+    complete: bool = False  # the final line (or the whole answer) written
 
 
 class _Stream:
@@ -110,6 +119,7 @@ async def send(
     counts: tuple[int, int],
     completion: str,
     tool_calls: Sequence[Mapping[str, Any]],
+    progress: Progress,
 ) -> None:
     """Send the completion: streamed lines then the final one, or one JSON object."""
     interval = 1.0 / emu.token_rate if emu.token_rate else 0.0
@@ -127,7 +137,7 @@ async def send(
     }
     if not stream:
         await anyio.sleep(interval * max(len(chunks) - 1, 0))
-        await _whole(
+        progress.complete = await _whole(
             emu,
             index,
             out,
@@ -150,6 +160,7 @@ async def send(
         if await out.fault_at(position, last=False):
             return
         await out.write(line({**base, "created_at": created_at(), **payload, "done": False}))
+        progress.chunks += 1
     if await out.fault_at(len(chunks), last=True):
         return
     eval_ns = max(time.perf_counter_ns() - eval_start, 1)
@@ -162,6 +173,7 @@ async def send(
     last.update(_metrics(timing, counts, prompt_ns, eval_ns))
     emu.update(index, finished=True, **record)
     await out.write(line(last))
+    progress.complete = True
     await responder.end()
 
 
@@ -180,22 +192,23 @@ async def _whole(
     prompt_ns: int,
     eval_start: int,
     record: dict[str, Any],
-) -> None:
+) -> bool:
+    """The answer as one JSON object (or the fault instead); True when the answer went out."""
     fault = out.fault
     if isinstance(fault, Stall):
         await _stall(fault)
     elif isinstance(fault, DropConnection):
         emu.update(index, error="connection dropped (fault)", finished=True)
         await out.responder.hang_up()
-        return
+        return False
     elif isinstance(fault, ErrorLine):
         emu.update(index, status=500, error=fault.message, finished=True)
         await out.responder.json(500, {"error": fault.message})
-        return
+        return False
     elif isinstance(fault, GarbageLine):
         emu.update(index, error="garbage body (fault)", finished=True)
         await out.responder.respond(200, "application/json; charset=utf-8", fault.line.encode())
-        return
+        return False
     payload: dict[str, Any] = {**base, "created_at": created_at()}
     if endpoint == "chat":
         content = final_content or ("" if tool_calls else completion)
@@ -209,3 +222,4 @@ async def _whole(
     payload.update(_metrics(timing, counts, prompt_ns, max(time.perf_counter_ns() - eval_start, 1)))
     emu.update(index, finished=True, **record)
     await out.responder.json(200, payload)
+    return True

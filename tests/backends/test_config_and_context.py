@@ -88,13 +88,19 @@ def test_common_prefix_length() -> None:
     assert common_prefix_length("same", "same") == 4
 
 
-def test_history_tells_cache_hits_from_truncation() -> None:
-    history = PromptHistory(count_tokens)
+@pytest.mark.anyio
+async def test_history_tells_cache_hits_from_truncation() -> None:
+    async def count(text: str) -> int:
+        return count_tokens(text)
+
+    history = PromptHistory(count)
     prompt = "system text " * 50
     sent = 1 + count_tokens(prompt + "more")
 
-    def warn(seen: tuple[str, ...], text: str, sent: int, reported: int, *, exact: bool = True):
-        return history.shortfall_warning(
+    async def warn(
+        seen: tuple[str, ...], text: str, sent: int, reported: int, *, exact: bool = True
+    ) -> str | None:
+        return await history.shortfall_warning(
             model="m",
             history=seen,
             text=text,
@@ -104,22 +110,22 @@ def test_history_tells_cache_hits_from_truncation() -> None:
             exact=exact,
         )
 
-    assert warn((), prompt + "more", sent, sent) is None
+    assert await warn((), prompt + "more", sent, sent) is None
     history.remember("m", prompt)
     seen = history.snapshot("m")
-    cached = history.cacheable_tokens(seen, prompt + "more")
+    cached = await history.cacheable_tokens(seen, prompt + "more")
     assert cached == 1 + count_tokens(prompt)
     # Only the new tokens evaluated: a cache hit, no warning.
-    assert warn(seen, prompt + "more", sent, sent - cached) is None
+    assert await warn(seen, prompt + "more", sent, sent - cached) is None
     # Without that history the same report is a shortfall.
-    assert warn((), prompt + "more", sent, sent - cached) is not None
-    warning = warn(seen, "other " * 300, 600, 100)
+    assert await warn((), prompt + "more", sent, sent - cached) is not None
+    warning = await warn(seen, "other " * 300, 600, 100)
     assert warning is not None
     assert "truncated" in warning
     assert "600" in warning
     # An estimated count is only trusted for large gaps.
-    assert warn(seen, "other " * 300, 600, 400, exact=False) is None
-    assert warn(seen, "other " * 300, 600, 200, exact=False) is not None
+    assert await warn(seen, "other " * 300, 600, 400, exact=False) is None
+    assert await warn(seen, "other " * 300, 600, 200, exact=False) is not None
 
 
 def test_family_and_context_length_from_show() -> None:

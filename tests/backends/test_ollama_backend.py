@@ -58,7 +58,7 @@ async def test_generate_sends_the_raw_prompt_and_every_option(emu: OllamaEmulato
             top_p=0.9,
             top_k=20,
             num_predict=64,
-            stop=["<|eot_id|>"],
+            stop=["Observation:"],
             keep_alive="30m",
         )
     assert text == "Hello there."
@@ -74,7 +74,14 @@ async def test_generate_sends_the_raw_prompt_and_every_option(emu: OllamaEmulato
         "seed": 7,
         "top_p": 0.9,
         "top_k": 20,
-        "stop": ["<|eot_id|>"],
+        # The caller's stops replace the Modelfile's on the server: Llama 3's are added back.
+        "stop": [
+            "Observation:",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|eom_id|>",
+        ],
     }
     assert record.headers["user-agent"].startswith("ollama-python/")
     assert done.done_reason == "stop"
@@ -94,6 +101,19 @@ async def test_num_ctx_sized_from_the_prompt_and_kept(emu: OllamaEmulator) -> No
     sizes = [r.options["num_ctx"] for r in emu.completions]
     assert sizes[0] == sizes[1] >= 1 + count_tokens(long.removeprefix("<|begin_of_text|>"))
     assert [r.reloaded for r in emu.completions] == [True, False]
+
+
+async def test_a_caller_stop_keeps_the_llama3_stops() -> None:
+    # Ollama <= 0.29 prints a stray header as text; only a stop string ends the turn there.
+    runaway = "Sunny.<|start_header_id|>user<|end_header_id|>\n\nThanks!"
+    async with (
+        OllamaEmulator(answer(runaway), version="0.12.6") as emu,
+        OllamaBackend(emu.url) as backend,
+    ):
+        text, done = await collect(backend, stop=["Observation:"])
+        plain, _ = await collect(backend)
+    assert text == plain == "Sunny."
+    assert done.done_reason == "stop"
 
 
 async def test_model_info_is_asked_once_and_describes_the_model(emu: OllamaEmulator) -> None:

@@ -69,10 +69,12 @@ def test_the_numbers_hang_together(output: Path) -> None:
     cases = sections["concurrency"]["data"]["cases"]
     assert {c["client"] for c in cases} == {"agent", "bare"}
     assert all(c["runs"] == 3 and c["rss_peak"] >= c["rss_before"] > 0 for c in cases)
-    # Native prompts: every request after the first prefills no more than what is new.
+    # Native prompts extend the previous prompt and completion exactly (so "new" is known), and
+    # what is prefilled is what the cache did not hold.
     raw = sections["cache"]["data"]["ten_step_raw"]
     assert len(raw) == 10
-    assert all(step["prefilled"] <= step["new"] for step in raw[1:])
+    assert all(step["new"] is not None for step in raw[1:])
+    assert all(s["prefilled"] + s["reused"] == s["prompt_tokens"] for s in raw)
     # Ollama's template drops the tools after the first request of a task.
     chat = sections["cache"]["data"]["ten_step_chat"]
     assert chat[1]["prompt_tokens"] < chat[0]["prompt_tokens"]

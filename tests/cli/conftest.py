@@ -12,17 +12,19 @@ from typing import Any
 import pytest
 
 from agent.testing import OllamaEmulator, Script
+from tools._sandbox import _launch
 
 CONFIG = """\
 model: llama3.1
 system: You are terse.
 tools:
-  - math
+  - math: {names: both}   # wolfram_alpha and calculate
 limits:
   max_steps: 4
 """
 
 StartEmulator = Callable[..., OllamaEmulator]
+NAMESPACES_BLOCKED = "bwrap: No permissions to creating new namespace"
 
 
 @pytest.fixture
@@ -63,3 +65,12 @@ def dead_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def probe_fails(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The sandbox's startup probe fails, as where namespaces are blocked (bwrap stays put)."""
+    _launch.forget_probes()
+    monkeypatch.setattr(_launch, "_probe", lambda launch: NAMESPACES_BLOCKED)
+    yield
+    _launch.forget_probes()

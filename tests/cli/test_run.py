@@ -6,11 +6,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from agent._cli import ExitCode, app
 from agent.testing import OllamaEmulator, answer, call_tool, call_tools, sequence
-from tests.cli.conftest import StartEmulator
+from tests.cli.conftest import NAMESPACES_BLOCKED, StartEmulator
 
 runner = CliRunner()
 
@@ -195,3 +196,72 @@ def test_check_reports_the_sandbox(
     else:
         assert result.exit_code == 0, result.output
         assert "ok   sandbox: bubblewrap" in result.stderr
+
+
+def test_check_builds_the_agent(
+    write_config: Callable[[str], Path], emulator: StartEmulator
+) -> None:
+    # The config is valid YAML, but `run` could not build the agent: neither may `check`.
+    emu = emulator(answer("x"))
+    path = write_config("model: llama3.1\ntools: [math]\ntool_choice: calculatr\n")
+    result = runner.invoke(app, ["check", str(path), "--host", emu.url])
+    assert result.exit_code == ExitCode.CONFIG
+    lines = result.stderr.splitlines()
+    assert lines[1].startswith(
+        f"FAIL tools: {path}:3: tool_choice: no tool is named 'calculatr' (did you mean "
+        "'calculate'?"
+    )
+    assert lines[2].startswith("ok   ollama:")  # the rest is still checked
+    assert runner.invoke(app, ["run", str(path), "hi", "--host", emu.url]).exit_code == (
+        ExitCode.CONFIG
+    )
+
+
+DEFAULT_TOOLS = "model: llama3.1\ntools: [search, code, math]\n"
+
+
+@pytest.mark.usefixtures("probe_fails")
+def test_check_fails_without_a_working_sandbox_and_says_how_to_install_it(
+    write_config: Callable[[str], Path], emulator: StartEmulator
+) -> None:
+    emu = emulator(answer("x"))
+    result = runner.invoke(app, ["check", str(write_config(DEFAULT_TOOLS)), "--host", emu.url])
+    assert result.exit_code == ExitCode.CONFIG
+    lines = result.stderr.splitlines()
+    assert lines[1] == "ok   tools: 3: brave_search, code_interpreter, wolfram_alpha"
+    [sandbox] = [line for line in lines if "sandbox:" in line]
+    assert sandbox.startswith("FAIL sandbox: bubblewrap cannot start a sandbox here: ")
+    assert NAMESPACES_BLOCKED in sandbox
+    assert "apt-get install bubblewrap" in result.stderr
+    assert "warning:" not in result.stderr  # said once, by the report
+
+
+@pytest.mark.usefixtures("probe_fails")
+def test_without_a_working_sandbox_the_agent_still_runs(
+    write_config: Callable[[str], Path], emulator: StartEmulator
+) -> None:
+    path = write_config(DEFAULT_TOOLS)
+    tools = runner.invoke(app, ["tools", str(path), "--json"])
+    assert tools.exit_code == 0, tools.output
+    names = [t["name"] for t in json.loads(tools.stdout)]
+    assert names == ["brave_search", "code_interpreter", "wolfram_alpha"]
+    assert tools.stderr.count("warning:") == 1
+    assert "the Python sandbox is unavailable, so running code will fail" in tools.stderr
+
+    prompt = runner.invoke(app, ["prompt", str(path), "hi"])
+    assert prompt.exit_code == 0, prompt.output
+    assert "Tools: brave_search, wolfram_alpha" in prompt.stdout
+
+    # Math works; code is refused with how to install bubblewrap, and the model is told.
+    script = call_tools(
+        [("wolfram_alpha", {"query": "6*7"}), ("code_interpreter", {"code": "print(42)"})],
+        then="42.",
+    )
+    emu = emulator(script)
+    run = runner.invoke(app, ["run", str(path), "6*7?", "--host", emu.url])
+    assert run.exit_code == 0, run.output
+    assert run.stdout == "42.\n"
+    last = prompts(emu)[-1]
+    assert "42<|eot_id|>" in last  # the calculator's result
+    assert "code_interpreter failed: the Python sandbox is unavailable" in last
+    assert "apt-get install bubblewrap" in last

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,42 @@ def test_config_error_exit_code(tmp_path: Path) -> None:
     done = llama_agent("run", str(path), "hi")
     assert done.returncode == ExitCode.CONFIG
     assert done.stderr == f"{path}:2: tools[0]: unknown built-in 'serch' (did you mean 'search'?)\n"
+
+
+def read_until(fd: int, marker: bytes, timeout: float) -> bytes:
+    """What the terminal shows, up to `marker` (or whatever came within `timeout`)."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the other side closed
+                break
+    return seen
+
+
+def test_ctrl_c_at_the_chat_prompt_exits_at_once(config: Path, dead_url: str) -> None:
+    # At `you>` the line is read in a thread blocked in input(); Ctrl-C must not wait for Enter.
+    main, terminal = os.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "OLLAMA_HOST"}
+    chat = subprocess.Popen(
+        [str(SCRIPT), "chat", str(config), "--host", dead_url],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=env,
+    )
+    os.close(terminal)
+    try:
+        assert b"you>" in read_until(main, b"you>", timeout=30)
+        chat.send_signal(signal.SIGINT)
+        code = chat.wait(timeout=10)  # it used to wait here until Enter
+        assert code == ExitCode.INTERRUPTED
+        assert b"interrupted" in read_until(main, b"interrupted", timeout=5)
+    finally:
+        if chat.poll() is None:
+            chat.kill()
+            chat.wait()
+        os.close(main)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent import Agent, GenerateOptions, Limits, load_agent
-from agent.errors import ConfigError, SandboxUnavailableError
+from agent.errors import ConfigError
 from agent.testing import OllamaEmulator, call_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,8 @@ def write(tmp_path: Path, text: str) -> Path:
 FULL = """\
 model: llama3.1:70b
 system: Be brief.
-tools: [math]
+tools:
+  - math: {names: both}
 tool_format: function_tag
 tool_choice: required
 ollama:
@@ -90,37 +91,75 @@ def test_unset_sections_keep_the_library_defaults(tmp_path: Path) -> None:
     assert agent.tools == ()
 
 
-def test_tool_choice_naming_no_tool_points_at_the_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "model: llama3.1\ntools: [math]\ntool_choice: web_search\n")
+@pytest.mark.parametrize(
+    ("tools", "choice", "expected"),
+    [
+        (
+            "[{math: {names: both}}]",
+            "calculatr",
+            "no tool is named 'calculatr' (did you mean 'calculate'?); write auto, required, "
+            "none or one of the tools (wolfram_alpha, calculate)",
+        ),
+        (
+            "[math]",  # Llama 3.1: only the trained name is offered
+            "calculatr",
+            "no tool is named 'calculatr' (did you mean 'calculate'? The math tools offer "
+            "'calculate' with `names: custom` or `both`; now they offer 'wolfram_alpha'); "
+            "write auto, required, none or one of the tools (wolfram_alpha)",
+        ),
+        (
+            "[math]",
+            "web_search",
+            "no tool is named 'web_search'; write auto, required, none or one of the tools "
+            "(wolfram_alpha)",
+        ),
+        (
+            "[]",
+            "anything",
+            "no tool is named 'anything'; write auto, required, none or one of "
+            "the tools (there are none)",
+        ),
+    ],
+)
+def test_tool_choice_naming_no_tool_points_at_the_line(
+    tmp_path: Path, tools: str, choice: str, expected: str
+) -> None:
+    path = write(tmp_path, f"model: llama3.1\ntools: {tools}\ntool_choice: {choice}\n")
     with pytest.raises(ConfigError) as caught:
         load_agent(path)
-    assert str(caught.value).startswith(f"{path}:3: tool_choice: tool_choice 'web_search' is not")
+    assert str(caught.value) == f"{path}:3: tool_choice: {expected}"
+
+
+@pytest.mark.anyio
+async def test_tool_choice_may_name_a_tool_or_the_built_in_it_serves(tmp_path: Path) -> None:
+    for choice in ("wolfram_alpha", "calculate", "required"):
+        text = f"model: llama3.1\ntools: [{{math: {{names: both}}}}]\ntool_choice: {choice}\n"
+        async with load_agent(write(tmp_path, text)) as agent:
+            assert len(agent.tools) == 2
 
 
 @pytest.mark.anyio
 async def test_a_loaded_agent_runs_against_ollama(tmp_path: Path) -> None:
     path = write(tmp_path, "model: llama3.1\ntools: [math]\n")
-    script = call_tool("calculate", {"expression": "2**100"}, then=lambda r: f"2**100 = {r}")
+    script = call_tool("wolfram_alpha", {"query": "2**100"}, then=lambda r: f"2**100 = {r}")
     async with OllamaEmulator(script) as emu, load_agent(path, host=emu.url) as agent:
         result = await agent.run("What is 2**100?")
     assert result.status == "answered"
     assert result.answer == f"2**100 = {2**100}"
 
 
+@pytest.mark.filterwarnings("ignore:tools.code:RuntimeWarning")  # without bubblewrap too
 def test_the_default_config_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLAMA_AGENT_MODEL", raising=False)
-    try:
-        agent = load_agent(ROOT / "config.yaml")
-    except SandboxUnavailableError:
-        pytest.skip("bubblewrap cannot run here")
+    agent = load_agent(ROOT / "config.yaml")
     assert agent.model == "llama3.1"
-    assert [t.name for t in agent.tools] == [
-        "brave_search",
-        "web_search",
-        "code_interpreter",
-        "run_python",
-        "wolfram_alpha",
-        "calculate",
-    ]
+    # Llama 3.1's trained names only: `Tools: brave_search, wolfram_alpha`, `Environment: ipython`
+    assert [t.name for t in agent.tools] == ["brave_search", "code_interpreter", "wolfram_alpha"]
+    prompt = agent.render("hi")
+    assert prompt.startswith(
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+        "Environment: ipython\nTools: brave_search, wolfram_alpha\n"
+    )
+    assert "Here is a list of functions in JSON format" not in prompt  # no custom tools
     assert agent.limits.run_timeout == 300
     assert agent.options.num_ctx_max == 16384

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent._config import load_config
+from agent._config import load_agent, load_config
 from agent._config._build import build_tools
 from agent._toolkit import Tool
 from agent.errors import ConfigError
@@ -82,8 +82,9 @@ def test_builtins_get_their_settings(tmp_path: Path) -> None:
 
     built = tools_of(
         tmp_path,
-        "model: x\ntools:\n  - search: {max_results: 2, timeout: 4}\n  - math\n"
-        "  - code: {timeout: 9}\nsandbox: {mode: none, wall_seconds: 3}\n",
+        "model: x\ntools:\n  - search: {max_results: 2, timeout: 4, names: both}\n"
+        "  - math: {names: both}\n"
+        "  - code: {timeout: 9, names: both}\nsandbox: {mode: none, wall_seconds: 3}\n",
     )
     direct = [
         *search_tools(max_results=2, timeout=4),
@@ -101,6 +102,49 @@ def test_builtins_get_their_settings(tmp_path: Path) -> None:
     ]
     default = search_tools()
     assert built[0].timeout != default[0].timeout
+
+
+DEFAULT_NAMES = [
+    ("llama3.1", ["brave_search", "code_interpreter", "wolfram_alpha"]),
+    ("llama3.1:70b", ["brave_search", "code_interpreter", "wolfram_alpha"]),
+    ("llama3.3", ["brave_search", "code_interpreter", "wolfram_alpha"]),
+    # Llama 3.2's prompt guide documents the code interpreter, not brave_search or wolfram_alpha.
+    ("llama3.2:3b", ["web_search", "code_interpreter", "calculate"]),
+]
+
+
+@pytest.mark.filterwarnings("ignore:tools.code:RuntimeWarning")
+@pytest.mark.parametrize(("model", "expected"), DEFAULT_NAMES)
+def test_builtins_offer_the_names_the_model_was_trained_on(
+    tmp_path: Path, model: str, expected: list[str]
+) -> None:
+    built = tools_of(tmp_path, f"model: {model}\ntools: [search, code, math]\nsandbox: none\n")
+    assert [t.name for t in built] == expected
+
+
+@pytest.mark.filterwarnings("ignore:tools.code:RuntimeWarning")
+def test_names_setting_overrides_the_model_default(tmp_path: Path) -> None:
+    built = tools_of(
+        tmp_path,
+        "model: llama3.1\nsandbox: none\ntools:\n  - search: {names: custom}\n"
+        "  - code: {names: both}\n  - math: {names: native}\n",
+    )
+    assert [t.name for t in built] == [
+        "web_search",
+        "code_interpreter",
+        "run_python",
+        "wolfram_alpha",
+    ]
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings("ignore:tools.code:RuntimeWarning")
+async def test_the_model_override_picks_the_default_names(tmp_path: Path) -> None:
+    path = write(tmp_path, {"config.yaml": "model: llama3.1\ntools: [search, math]\n"})
+    async with load_agent(path, model="llama3.2") as agent:
+        assert [t.name for t in agent.tools] == ["web_search", "calculate"]
+    async with load_agent(path) as agent:
+        assert [t.name for t in agent.tools] == ["brave_search", "wolfram_alpha"]
 
 
 def test_custom_tools_import_from_the_config_folder(
@@ -148,8 +192,6 @@ def test_duplicate_tool_names_are_reported_with_both_entries(
         "config.yaml:4: tools[1]: a tool named 'refund' is already defined by tools[0]; "
         "give one of them another `name:`",
         "config.yaml:6: tools[3]: a tool named 'wolfram_alpha' is already defined by tools[2]; "
-        "give one of them another `name:`",
-        "config.yaml:6: tools[3]: a tool named 'calculate' is already defined by tools[2]; "
         "give one of them another `name:`",
     ]
 

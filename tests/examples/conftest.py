@@ -7,14 +7,14 @@ The examples are scripts, not a package: `load_example` imports one by path, the
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
 import socket
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.tools.conftest import require_sandbox
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -36,12 +36,9 @@ def load_example(relative: str) -> ModuleType:
 
 @pytest.fixture(scope="session")
 def bwrap() -> None:
-    """The code sandbox is needed: fail in CI (which installs bubblewrap), skip elsewhere."""
-    if shutil.which("bwrap") is None:
-        message = "bubblewrap is not installed (apt-get install bubblewrap)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    """The code sandbox must start here (the real startup probe): fail in CI (which installs
+    bubblewrap), skip elsewhere."""
+    require_sandbox()
 
 
 @pytest.fixture

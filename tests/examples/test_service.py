@@ -136,7 +136,7 @@ async def test_fifty_concurrent_sessions_each_get_their_own_complete_stream() ->
         first_task = f"What is {a} * {b}?"
         first = await turn(client, first_task, f"user-{number}")
         run_ids.append(check_turn(first, task=first_task, expected=a * b))
-        assert first[0]["history"] == 1  # the system prompt only
+        assert first[0]["history"] == 0  # a fresh conversation (the system prompt is not history)
         # The second turn continues this session's conversation: the model can only know the
         # earlier answer from the history the service kept for this session.
         second_task = f"Add {number} to it."
@@ -183,7 +183,7 @@ async def test_closing_the_stream_cancels_the_run_and_frees_the_session() -> Non
         # The session is free again, and the cancelled turn left no trace in its history.
         events = await turn(client, "What is 3 * 4?", "ada")
         check_turn(events, task="What is 3 * 4?", expected=12)
-        assert events[0]["history"] == 1  # the system prompt only
+        assert events[0]["history"] == 0  # a fresh conversation (the system prompt is not history)
         messages = events[-1]["result"]["messages"]
         assert [m["role"] for m in messages] == TURN
         assert messages[0]["content"] == "What is 3 * 4?"

@@ -201,11 +201,96 @@ CASES = [
         '{"name": "Alice Smith", "parameters": {}}',
         content='{"name": "Alice Smith", "parameters": {}}',
     ),
+    # Exactly a call (a name and an arguments object) and nothing else, naming no offered tool:
+    # the model tried to call a tool that does not exist. Returning it as the answer would end
+    # the run on a failed call, so it is reported (the loop tells the model the real tools).
+    # The same object inside prose stays data (next cases), as does JSON of any other shape.
     case(
-        "json_unknown_tool_is_data",
+        "json_unknown_tool_alone_is_reported",
         '{"name": "lookup_user", "parameters": {"id": 3}}',
         tools=TOOLS,
-        content='{"name": "lookup_user", "parameters": {"id": 3}}',
+        malformed=1,
+        stop="end_of_message",
+    ),
+    case(
+        "json_unknown_tool_after_prose_is_data",
+        'Here is the record:\n{"name": "lookup_user", "parameters": {"id": 3}}',
+        tools=TOOLS,
+        content='Here is the record:\n{"name": "lookup_user", "parameters": {"id": 3}}',
+    ),
+    case(
+        "json_unknown_tool_envelope_alone",
+        '{"type": "function", "function": {"name": "nope", "arguments": {}}}<|eom_id|>',
+        tools=TOOLS,
+        malformed=1,
+    ),
+    case(
+        "json_unknown_tool_list_alone",
+        '```json\n[{"name": "nope", "arguments": {}}, {"name": "nada", "parameters": {"a": 1}}]\n```',
+        tools=TOOLS,
+        malformed=2,
+    ),
+    case(
+        "json_unknown_tool_type_function",
+        '{"type": "function", "name": "nope", "parameters": {"a": 1}}',
+        tools=TOOLS,
+        malformed=1,
+    ),
+    case(
+        "json_name_and_data_is_data",
+        '{"name": "Alice", "age": 3}',
+        tools=TOOLS,
+        content='{"name": "Alice", "age": 3}',
+    ),
+    case(
+        "json_unknown_tool_extra_key_is_data",
+        '{"name": "lookup_user", "parameters": {"id": 3}, "score": 0.5}',
+        tools=TOOLS,
+        content='{"name": "lookup_user", "parameters": {"id": 3}, "score": 0.5}',
+    ),
+    # A name with no arguments is a call only as a lone object that names an offered tool
+    # (`json_name_only`); in a list, after prose, with another name, or with no tool list it
+    # is a record that happens to have a name.
+    case(
+        "json_name_only_list_after_prose_is_data",
+        'Products: [{"name": "get_weather", "id": 7}, {"name": "get_time", "id": 8}]',
+        tools=TOOLS,
+        content='Products: [{"name": "get_weather", "id": 7}, {"name": "get_time", "id": 8}]',
+    ),
+    case(
+        "json_name_only_list_alone_is_data",
+        '[{"name": "get_weather", "id": 7}, {"name": "get_time", "id": 8}]',
+        tools=TOOLS,
+        content='[{"name": "get_weather", "id": 7}, {"name": "get_time", "id": 8}]',
+    ),
+    case(
+        "json_name_only_after_prose_is_data",
+        'The tool I would use:\n{"name": "get_time"}',
+        tools=TOOLS,
+        content='The tool I would use:\n{"name": "get_time"}',
+    ),
+    case(
+        "json_name_only_unknown_is_data",
+        '{"name": "Alice"}',
+        tools=TOOLS,
+        content='{"name": "Alice"}',
+    ),
+    case(
+        "json_name_only_no_tool_list_is_data",
+        '{"name": "get_time"}',
+        content='{"name": "get_time"}',
+    ),
+    case(
+        "json_name_only_tagged_is_call",
+        '<|python_tag|>{"name": "get_time"}',
+        [("get_time", {})],
+        tools=TOOLS,
+    ),
+    case(
+        "json_name_only_beside_a_call",
+        '[{"name": "get_weather", "parameters": {"city": "Paris"}}, {"name": "get_time"}]',
+        [("get_weather", W), ("get_time", {})],
+        tools=TOOLS,
     ),
     case(
         "json_nested_call_shape_is_data",
@@ -433,6 +518,35 @@ CASES = [
         [("brave_search", {"query": "a"}), ("wolfram_alpha", {"query": "b"})],
     ),
     case("builtin_not_offered", 'brave_search.call(query="x")', tools=["get_weather"], malformed=1),
+    # A dotted call with words after it on its line is quoted, not made; on its own line, at
+    # the end of the text, or after the tag it is a call.
+    case(
+        "builtin_then_words_is_mention",
+        'brave_search.call(query="x") is how the model searches.',
+        content='brave_search.call(query="x") is how the model searches.',
+    ),
+    case(
+        "builtin_sentence_around_is_mention",
+        'Let me search. brave_search.call(query="x") Then I will answer.',
+        content='Let me search. brave_search.call(query="x") Then I will answer.',
+    ),
+    case(
+        "builtin_then_period_is_call",
+        'brave_search.call(query="x").',
+        [("brave_search", {"query": "x"})],
+    ),
+    case(
+        "builtin_then_prose_next_line_is_call",
+        'brave_search.call(query="x")\nSearching now.',
+        [("brave_search", {"query": "x"})],
+        content="Searching now.",
+    ),
+    case(
+        "builtin_tagged_then_words_is_call",
+        '<|python_tag|>brave_search.call(query="x") is the search',
+        [("brave_search", {"query": "x"})],
+        content="is the search",
+    ),
     case(
         "builtin_in_backticks",
         'Use `brave_search.call(query="x")` to search.',

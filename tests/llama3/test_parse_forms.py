@@ -91,3 +91,37 @@ def test_tool_calls_have_no_ids_and_plain_dict_arguments() -> None:
     got = parse_completion('[get_weather(city="Paris")]')
     assert got.tool_calls[0].id == ""
     assert type(got.tool_calls[0].arguments) is dict
+
+
+def test_unknown_tool_alone_is_reported_with_the_tool_list() -> None:
+    for raw in [
+        '{"name": "nope", "parameters": {}}',
+        '<|python_tag|>{"name": "nope", "parameters": {}}',
+        '{"type": "function", "function": {"name": "nope", "arguments": "{}"}}',
+        '[{"name": "nope", "arguments": {}}]',
+    ]:
+        got = parse_completion(raw, tools=["search", "add"])
+        assert got.tool_calls == ()
+        (bad,) = got.malformed
+        assert bad.name == "nope"
+        assert bad.reason == "'nope' is not one of the tools; the tools are: add, search"
+        assert got.wants_tools
+
+
+def test_records_with_tool_names_are_not_calls() -> None:
+    raw = 'Products: [{"name": "search", "id": 7}, {"name": "add", "id": 8}]'
+    got = parse_completion(raw, tools=["search", "add"])
+    assert got.content == raw
+    assert not got.wants_tools
+    got = parse_completion('{"name": "search"}', tools=["search", "add"])
+    assert [c.name for c in got.tool_calls] == ["search"]
+
+
+def test_builtin_mentioned_in_a_sentence_is_not_run() -> None:
+    raw = 'brave_search.call(query="x") is how the model searches.'
+    assert parse_completion(raw).content == raw
+    assert not parse_completion(raw, tools=["brave_search"]).wants_tools
+    parser = StreamParser()
+    shown = "".join(parser.feed(ch) for ch in raw)
+    assert parser.finish().content == raw
+    assert raw.startswith(shown)

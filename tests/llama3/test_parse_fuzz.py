@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from agent.llama3 import StreamParser, parse_completion
 from agent.llama3._parse import _Machine
 from agent.llama3._types import ParsedCompletion
-from tests.llama3 import forms
+from tests.llama3 import forms, real_cases
 from tests.llama3.cases import parse_cases
 
-SEEDS = [c["raw"] for c in parse_cases()] + [c["raw"] for c in forms.CASES]
+SEEDS = [c["raw"] for c in parse_cases() + forms.CASES + real_cases.CASES]
 FRAGMENTS = [
     "<|python_tag|>",
     "<|eom_id|>",
@@ -59,6 +59,11 @@ FRAGMENTS = [
     "🦙",
     "get_weather(",
     "[get_weather(",
+    "add-note(",
+    "-",
+    "), ",
+    "} {",
+    "1e999",
 ]
 TOOLS: st.SearchStrategy[list[str] | None] = (
     st.none() | st.just(["get_weather", "brave_search"]) | st.just([])
@@ -140,5 +145,7 @@ def test_pathological_inputs() -> None:
         "<|python_tag|>" + "[" * 3000,
         "<|python_tag|>" + "(" * 300 + ")" * 300,
         "x" * 100_000,
+        "[f(a='), " + "g(b=1), " * 20_000 + "]",
+        "[" + "{}" * 20_000 + "]",
     ]:
         check(text, None, [7, 100, 999])

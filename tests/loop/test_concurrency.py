@@ -24,7 +24,8 @@ from .helpers import add, by_results, calls, running
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_calls_of_one_step_run_concurrently_and_report_in_the_models_order() -> None:
+@pytest.mark.parametrize("live", [False, True], ids=["by-step", "task-group"])
+async def test_the_calls_of_one_step_run_concurrently(*, live: bool) -> None:
     spans: dict[str, tuple[float, float]] = {}
 
     @tool
@@ -48,7 +49,11 @@ async def test_the_calls_of_one_step_run_concurrently_and_report_in_the_models_o
     script = by_results(lambda results: three if not results else "Done.<|eot_id|>")
     seen_at: dict[str, float] = {}
     events = []
-    async with running(script, tools=[wait]) as (_, agent), agent.stream("Wait.") as stream:
+    async with (
+        running(script, tools=[wait]) as (_, agent),
+        anyio.create_task_group() as group,
+        agent.stream("Wait.", task_group=group if live else None) as stream,
+    ):
         async for event in stream:
             events.append(event)
             seen_at.setdefault(event.type, time.perf_counter())
@@ -58,12 +63,81 @@ async def test_the_calls_of_one_step_run_concurrently_and_report_in_the_models_o
     # So the calls took about as long as the longest (0.6 s), not the sum (1.2 s).
     assert seen_at["tool_call_finished"] - seen_at["tool_call_started"] < 1.0
     result = events[-1].result  # type: ignore[union-attr]
+    # The results go back to the model in its order, whatever order the calls ended in.
     assert [m.content for m in result.messages if m.role == "tool"] == ["a", "b", "c"]
     started = [e.index for e in events if isinstance(e, ToolCallStarted)]
     finished = [e for e in events if isinstance(e, ToolCallFinished)]
     assert started == [0, 1, 2]
-    assert [e.index for e in finished] == [0, 1, 2]
-    assert finished[0].duration > finished[2].duration
+    # Live, each call is reported as it ends; else all at the end, in the model's order.
+    assert [e.index for e in finished] == ([2, 1, 0] if live else [0, 1, 2])
+    durations = {e.index: e.duration for e in finished}
+    assert durations[0] > durations[2]
+
+
+async def test_with_a_task_group_each_call_is_reported_as_it_ends() -> None:
+    # `slow` ends only once the caller has seen `fast` finish: reporting the calls only when
+    # all are done would never get there.
+    seen_fast = anyio.Event()
+
+    @tool
+    async def fast() -> str:
+        """Answer at once."""
+        return "fast"
+
+    @tool
+    async def slow() -> str:
+        """Answer once the caller saw the fast one finish."""
+        await seen_fast.wait()
+        return "slow"
+
+    two = calls(("slow", {}), ("fast", {}))
+    script = by_results(lambda results: two if not results else "Both.<|eot_id|>")
+    order = []
+    async with running(script, tools=[fast, slow]) as (_, agent), anyio.create_task_group() as tg:
+        with anyio.fail_after(20):
+            async with agent.stream("Two.", task_group=tg) as stream:
+                async for event in stream:
+                    if isinstance(event, ToolCallFinished):
+                        order.append(event.name)
+                        if event.name == "fast":
+                            seen_fast.set()
+    assert order == ["fast", "slow"]
+    assert stream.result.status == "answered"
+    assert [m.content for m in stream.result.messages if m.role == "tool"] == ["slow", "fast"]
+
+
+async def test_closing_a_stream_stops_the_calls_it_left_running_in_the_task_group() -> None:
+    @tool
+    async def fast() -> str:
+        """Answer at once."""
+        return "fast"
+
+    @tool(timeout=120)
+    async def forever() -> str:
+        """Never finish."""
+        await anyio.sleep(3600)
+        return "never"
+
+    two = calls(("forever", {}), ("fast", {}))
+    script = by_results(lambda results: two)
+    async with (
+        running(script, tools=[fast, forever]) as (_, agent),
+        anyio.create_task_group() as tg,
+    ):
+        stream = agent.stream("Two.", task_group=tg)
+        async with stream:
+            async for event in stream:
+                if isinstance(event, ToolCallFinished):
+                    break
+        # The group is still open, but the run's call in it is gone: closing the stream
+        # cancelled it and waited for it.
+        assert _our_tasks() == []
+    result = stream.result
+    assert result.status == "cancelled"
+    assert [m.content for m in result.messages if m.role == "tool"] == [
+        "Error: the run was cancelled before forever finished.",
+        "fast",
+    ]
 
 
 async def test_hundreds_of_concurrent_runs_share_one_agent_and_come_out_right() -> None:
@@ -144,7 +218,8 @@ def _sleepers() -> list[int]:
     return found
 
 
-async def test_cancelling_a_run_stops_its_tools_threads_and_subprocesses() -> None:
+@pytest.mark.parametrize("live", [False, True], ids=["by-step", "task-group"])
+async def test_cancelling_a_run_stops_its_tools_threads_and_subprocesses(*, live: bool) -> None:
     started = {"async": anyio.Event(), "thread": anyio.Event(), "process": anyio.Event()}
     thread_done = threading.Event()
 
@@ -175,7 +250,11 @@ async def test_cancelling_a_run_stops_its_tools_threads_and_subprocesses() -> No
 
     three = calls(("forever", {}), ("spin", {}), ("subprocess", {}))
     script = by_results(lambda results: three)
-    async with running(script, tools=[forever, spin, subprocess]) as (emu, agent):
+    async with (
+        running(script, tools=[forever, spin, subprocess]) as (emu, agent),
+        # Live, the calls run in a group outside the cancelled scope: the run must stop them.
+        anyio.create_task_group() as calls_group,
+    ):
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as group:
 
@@ -193,7 +272,9 @@ async def test_cancelling_a_run_stops_its_tools_threads_and_subprocesses() -> No
                     scope.cancel()
 
                 group.start_soon(cancel_once_all_started)
-                stream = agent.stream("Do three slow things.")
+                stream = agent.stream(
+                    "Do three slow things.", task_group=calls_group if live else None
+                )
                 async with stream:
                     async for _ in stream:
                         pass

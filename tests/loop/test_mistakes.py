@@ -6,7 +6,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from agent import Limits, MalformedCall, ToolCallRejected, ToolCallValidated, tool
+from agent import Limits, MalformedCall, TextDelta, ToolCallRejected, ToolCallValidated, tool
+from agent.backends import GenerateOptions
 from agent.testing import ScriptRequest, sequence
 
 from .helpers import add, by_results, call, collect, divide, running
@@ -78,6 +79,71 @@ async def test_a_malformed_call_is_reported_to_the_model() -> None:
     assert feedback.content.startswith("Error: your tool call could not be used:")
     assert bad[0].reason.rstrip(".") in feedback.content
     assert result.messages[1].raw == broken.removesuffix("<|eom_id|>")
+
+
+BROKEN_JSON = '{"name": "add", "parameters": {"a": 1 "b": 2}}'
+
+
+@pytest.mark.parametrize(
+    ("completion", "prose"),
+    [
+        pytest.param(f"<|python_tag|>{BROKEN_JSON}<|eom_id|>", "", id="garbled-after-tag"),
+        pytest.param(BROKEN_JSON, "", id="garbled-untagged"),
+        pytest.param(
+            'Let me add.\n<|python_tag|>{"name": "add", "parameters": {"a": 1<|eom_id|>',
+            "Let me add.",
+            id="cut-off-at-eom",
+        ),
+        pytest.param(
+            'I will add. <function=add>{"a": 1, "b": 2', "I will add.", id="cut-off-function-tag"
+        ),
+    ],
+)
+async def test_a_botched_call_is_never_shown_as_answer_text(completion: str, prose: str) -> None:
+    script = sequence(completion, call("add", a=1, b=2), "3.<|eot_id|>")
+    async with running(script, tools=[add]) as (_, agent):
+        events = await collect(agent.stream("1 + 2?"))
+    bad = [e for e in events if isinstance(e, MalformedCall)]
+    assert len(bad) == 1
+    assert bad[0].text  # the botched text is reported where it belongs
+    shown = [e.text for e in events if isinstance(e, TextDelta) and e.step == 1]
+    assert "".join(shown) == prose
+    assert not any("{" in text or '"a"' in text for text in shown)
+    result = events[-1].result  # type: ignore[union-attr]
+    first = result.messages[1]
+    # The message holds the prose only; the completion stays verbatim in `raw`.
+    assert first.content == prose
+    assert first.raw == completion.removesuffix("<|eom_id|>")
+    assert result.status == "answered"
+    assert result.answer == "3."
+
+
+async def test_a_call_cut_off_by_the_length_limit_is_not_the_answer() -> None:
+    options = GenerateOptions(num_predict=6)
+    async with running(sequence(call("add", a=1, b=2)), tools=[add], options=options) as (
+        emu,
+        agent,
+    ):
+        events = await collect(agent.stream("Add."))
+    result = events[-1].result  # type: ignore[union-attr]
+    assert result.status == "length"
+    assert result.answer == ""
+    assert not [e for e in events if isinstance(e, TextDelta)]
+    raw = result.messages[-1].raw
+    assert raw
+    assert raw == emu.completions[0].completion
+    assert any("in the middle of a tool call" in w for w in result.warnings)
+
+
+async def test_a_repeated_call_does_not_spend_the_retry_budget() -> None:
+    # Limits.max_retries counts failures; a repeat has its own limit (max_repeats), so with no
+    # retries allowed at all, repeats still end the run by the repeat limit, not the retry one.
+    script = by_results(lambda results: call("add", a=1, b=1))
+    limits = Limits(max_retries=0, max_repeats=2)
+    async with running(script, tools=[add], limits=limits) as (_, agent):
+        result = await agent.run("1 + 1?")
+    assert result.status == "repeat_limit"
+    assert result.steps == 3
 
 
 async def test_the_retry_budget_ends_the_run_when_spent() -> None:

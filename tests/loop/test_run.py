@@ -12,6 +12,7 @@ from agent import (
     Message,
     RunContext,
     RunFinished,
+    RunStarted,
     StepFinished,
     TextDelta,
     ToolCallFinished,
@@ -141,6 +142,22 @@ async def test_a_conversation_continues_from_an_earlier_result() -> None:
     assert before.prompt is not None
     assert after.prompt.startswith(before.prompt + before.completion)
     assert after.cached_tokens >= before.prompt_tokens
+
+
+async def test_run_started_counts_the_history_given_not_the_system_prompt() -> None:
+    script = sequence("Hi.<|eot_id|>", "Bye.<|eot_id|>")
+    async with running(script, system="Be brief.") as (_, agent):
+        fresh = await collect(agent.stream("Hello?"))
+        first = fresh[-1].result  # type: ignore[union-attr]
+        continued = await collect(agent.stream("Goodbye?", history=first))
+    started = fresh[0]
+    assert isinstance(started, RunStarted)
+    assert started.history == 0
+    assert first.new_from == 1  # the task's index does count the system prompt
+    again = continued[0]
+    assert isinstance(again, RunStarted)
+    assert again.history == len(first.messages) == 3
+    assert again.task == "Goodbye?"
 
 
 async def test_render_is_the_first_request_prompt() -> None:

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Annotated, Any
 
 import pytest
+from pydantic import Field, JsonValue
 
 from agent._toolkit import RunContext, Tool, tool
 from agent.errors import DeveloperError, ToolDefinitionError
@@ -76,6 +77,21 @@ def web(query: str, limit: int = 5) -> str:
     return query
 
 
+def takes_a_class(kind: type[int]) -> str:
+    return ""
+
+
+def maybe_a_class(kind: type[int] | None = None) -> str:
+    return ""
+
+
+def takes_hashable(key: Hashable) -> str:
+    return ""
+
+
+EMPTY_SCHEMA = "whose JSON schema is empty, so the model would be told nothing and any value would pass; use JSON types (str, int, float, bool, list, dict, Literal, Enum, pydantic models, dataclasses), annotate it Any to accept any JSON value on purpose, or RunContext[...] to have the runtime inject it"
+
+
 REFUSED: list[tuple[str, Callable[[], object], str]] = [
     ("missing annotation", lambda: tool(untyped),
      "tool function 'untyped': parameter 'a' has no type annotation; annotate it (e.g. 'a: str') so the model is told what to send"),
@@ -87,6 +103,12 @@ REFUSED: list[tuple[str, Callable[[], object], str]] = [
      "tool function 'needs_conn': parameter 'db' has type 'Conn', for which no JSON schema can be made; use JSON types (str, int, float, bool, list, dict, Literal, Enum, pydantic models, dataclasses), or annotate it RunContext[...] to have the runtime inject it (Unable to generate pydantic-core schema for <class 'tests.toolkit.test_definition.Conn'>. Set `arbitrary_types_allowed=True` in the model_config to ignore this error or implement `__get_pydantic_core_schema__` on your type to fully support it.)"),
     ("callable", lambda: tool(takes_callback),
      "tool function 'takes_callback': parameter 'fn' has type 'Callable', for which no JSON schema can be made; use JSON types (str, int, float, bool, list, dict, Literal, Enum, pydantic models, dataclasses), or annotate it RunContext[...] to have the runtime inject it (Cannot generate a JsonSchema for core_schema.CallableSchema)"),
+    ("empty schema: type[int]", lambda: tool(takes_a_class),
+     f"tool function 'takes_a_class': parameter 'kind' has type 'type[int]', {EMPTY_SCHEMA}"),
+    ("empty schema in a union", lambda: tool(maybe_a_class),
+     f"tool function 'maybe_a_class': parameter 'kind' has type 'type[int] | None', {EMPTY_SCHEMA}"),
+    ("empty schema: Hashable", lambda: tool(takes_hashable),
+     f"tool function 'takes_hashable': parameter 'key' has type 'Hashable', {EMPTY_SCHEMA}"),
     ("two contexts", lambda: tool(two_contexts),
      "tool function 'two_contexts': parameters 'a' and 'b' are both RunContext; a tool takes at most one"),
     ("generator", lambda: tool(generator),
@@ -138,6 +160,23 @@ def test_refused_at_definition(case: str, make: Callable[[], object], message: s
     assert isinstance(caught.value, DeveloperError)
 
 
+def test_any_and_object_are_allowed_to_accept_anything() -> None:
+    def free(
+        a: Any,
+        b: object,
+        c: JsonValue,
+        d: Any | None = None,
+        e: Annotated[Any, Field(description="Anything.")] = 1,
+        f: list[Any] | None = None,
+    ) -> str:
+        return ""
+
+    made = tool(free)
+    assert made.parameters["properties"]["a"] == {}
+    assert made.parameters["properties"]["e"] == {"description": "Anything.", "default": 1}
+    assert made.validate({"a": [1], "b": {"x": None}, "c": "s"}).arguments["b"] == {"x": None}
+
+
 def test_defaults_and_spec() -> None:
     @tool
     def add(a: int, b: int) -> int:
@@ -146,9 +185,20 @@ def test_defaults_and_spec() -> None:
 
     assert (add.name, add.description, add.builtin) == ("add", "Add two integers.", None)
     assert (add.timeout, add.retries, add.max_output) == (30.0, 3, 16_000)
-    assert add.spec == ToolSpec(
-        name="add", description="Add two integers.", parameters=add.parameters
-    )
+    assert add.spec.name == "add"
+    assert add.spec.description == "Add two integers."
+    assert add.spec.builtin is None
+    # The spec is the schema with each description ending in a type note (see test_describe).
+    assert add.spec.parameters == {
+        "type": "object",
+        "properties": {
+            "a": {"type": "integer", "description": "(integer)"},
+            "b": {"type": "integer", "description": "(integer)"},
+        },
+        "required": ["a", "b"],
+        "additionalProperties": False,
+    }
+    assert add.parameters["properties"] == {"a": {"type": "integer"}, "b": {"type": "integer"}}
     assert repr(add) == "Tool(name='add')"
 
 
@@ -183,9 +233,8 @@ def test_with_options_keeps_the_schema() -> None:
 def test_a_tool_serving_a_built_in() -> None:
     served = tool(builtin="brave_search")(web)
     assert served.builtin == "brave_search"
-    assert served.spec == ToolSpec(
-        name="web", description="", parameters=served.parameters, builtin="brave_search"
-    )
+    assert (served.spec.name, served.spec.builtin) == ("web", "brave_search")
+    assert isinstance(served.spec, ToolSpec)
     assert served.validate({"query": "llama"}).arguments == {"query": "llama"}
     named = Tool.from_function(brave_search, builtin="brave_search")
     assert named.name == "brave_search"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import threading
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from agent._toolkit import (
     tool_thread_limiter,
 )
 from agent._toolkit._execute import DEFAULT_THREAD_LIMIT
-from agent.errors import InvalidArgumentsError, ToolExecutionError
+from agent.errors import DeveloperError, InvalidArgumentsError, ToolExecutionError
 
 pytestmark = pytest.mark.anyio
 
@@ -213,6 +214,61 @@ async def test_a_result_that_cannot_become_text_is_an_error() -> None:
     assert result.text == "weird failed: its result cannot be shown as text (RuntimeError)"
 
 
+# --- logging: the traceback for the program, one line for the model ------------------------
+
+
+async def test_failures_are_logged_with_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    @tool
+    def divide(a: float, b: float) -> float:
+        return a / b
+
+    with caplog.at_level(logging.WARNING, logger="agent.tools"):
+        result = await run(divide, {"a": 1, "b": 0})
+    [record] = caplog.records
+    assert (record.name, record.levelno) == ("agent.tools", logging.WARNING)
+    assert record.getMessage() == "tool divide failed: ZeroDivisionError('float division by zero')"
+    assert record.exc_info is not None
+    assert record.exc_info[1] is result.exception
+    assert "return a / b" in caplog.text  # the traceback reaches the log
+    assert result.text == "divide failed: ZeroDivisionError: float division by zero"
+
+
+async def test_timeouts_are_logged_without_changing_the_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @tool(timeout=0.05)
+    async def slow() -> str:
+        await anyio.sleep(30)
+        return ""
+
+    with caplog.at_level(logging.WARNING, logger="agent.tools"), anyio.fail_after(PROMPT):
+        result = await run(slow, {})
+    [record] = caplog.records
+    assert (record.levelno, record.getMessage()) == (
+        logging.WARNING,
+        "tool slow timed out after 0.05 s",
+    )
+    assert result.text == "slow timed out after 0.05 s"
+
+
+async def test_a_result_that_cannot_become_text_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    @tool
+    def weird() -> Unprintable:
+        return Unprintable()
+
+    with caplog.at_level(logging.WARNING, logger="agent.tools"):
+        await run(weird, {})
+    [record] = caplog.records
+    assert record.getMessage() == "tool weird: its result cannot be shown as text"
+    assert record.exc_info is not None
+
+
+async def test_successes_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="agent.tools"):
+        assert not (await run(echo, {"kind": "int"})).is_error
+    assert caplog.records == []
+
+
 # --- truncation ---------------------------------------------------------------------------
 
 
@@ -306,7 +362,12 @@ async def test_an_async_tool_past_its_timeout_is_cancelled() -> None:
         result = await run(slow, {})
     assert result.is_error
     assert result.text == "slow timed out after 0.05 s"
-    assert isinstance(result.exception, TimeoutError)
+    # The errors tree's type for the program, the builtin TimeoutError as its cause.
+    assert isinstance(result.exception, ToolExecutionError)
+    assert not isinstance(result.exception, TimeoutError)
+    assert str(result.exception) == "slow timed out after 0.05 s"
+    assert isinstance(result.exception.__cause__, TimeoutError)
+    assert result.exception.__suppress_context__
     assert result.traceback is None
     assert cancelled.is_set()
 
@@ -445,8 +506,14 @@ async def test_set_thread_limit_changes_the_default_limiter() -> None:
         assert limiter.total_tokens == 3
     finally:
         set_thread_limit(int(before))
-    with pytest.raises(ValueError, match="at least 1"):
-        set_thread_limit(0)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(DeveloperError) as caught:
+            set_thread_limit(bad)  # type: ignore[arg-type]
+        assert str(caught.value) == (
+            f"set_thread_limit({bad!r}): the limit must be an integer of at least 1 (how many "
+            "sync tools may run in worker threads at once; default 32); pass a positive integer"
+        )
+    assert limiter.total_tokens == before  # a refused limit changes nothing
 
 
 async def test_sync_tools_run_off_the_event_loop_thread() -> None:

@@ -208,7 +208,9 @@ def test_values_are_python_objects() -> None:
     assert call.values == {"pair": (3, "x"), "labels": frozenset({"a", "b"}), "color": Color.BLUE}
     assert when.validate({"day": "2024-05-01"}).values == {"day": datetime.date(2024, 5, 1)}
     assert add.validate({"a": 10.0, "b": 2}).values == {"a": 10, "b": 2}
-    assert type(add.validate({"a": 10.0, "b": 2}).values["a"]) is int
+    values = add.validate({"a": 10.0, "b": 2}).values
+    assert values is not None
+    assert type(values["a"]) is int
 
 
 def test_only_given_arguments_are_passed_so_function_defaults_apply() -> None:
@@ -261,7 +263,7 @@ def test_the_validator_is_compiled_once_per_tool(monkeypatch: pytest.MonkeyPatch
     import agent._toolkit._validate as module
 
     made: list[object] = []
-    real = module.Draft202012Validator
+    real = module.Draft202012Validator  # type: ignore[attr-defined]
 
     def counting(schema: Any) -> Any:
         made.append(schema)

@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tools._sandbox._launch import resolve_launch
+from agent.errors import SandboxUnavailableError
+from tools import SandboxLimits
+from tools._sandbox._launch import forget_probes, resolve_launch
 
 
-@pytest.fixture(scope="session")
-def bwrap() -> None:
-    """The real sandbox is needed: fail in CI (which installs it), skip elsewhere."""
-    if shutil.which("bwrap") is None:
-        message = "bubblewrap is not installed (apt-get install bubblewrap)"
+def require_sandbox() -> None:
+    """Skip unless the real sandbox starts here (the startup probe runs `print(6 * 7)` in it);
+    in CI, which installs bubblewrap, fail instead."""
+    try:
+        resolve_launch("bwrap", SandboxLimits(), None, ())
+    except SandboxUnavailableError as exc:
+        message = f"the code sandbox cannot start here: {exc}"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
 
 
+@pytest.fixture(scope="session")
+def bwrap() -> None:
+    """The real sandbox is needed: fail in CI (which installs it), skip elsewhere."""
+    require_sandbox()
+
+
 @pytest.fixture
 def fresh_probe() -> Iterator[None]:
     """Forget which launch worked, for tests that change PATH or the environment."""
-    resolve_launch.cache_clear()
+    forget_probes()
     yield
-    resolve_launch.cache_clear()
+    forget_probes()

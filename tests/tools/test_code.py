@@ -8,12 +8,15 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from agent import Tool
 from agent.errors import DeveloperError, SandboxUnavailableError, ToolExecutionError
 from tools import BUILTIN_TOOLSETS
+from tools._sandbox import _launch
 from tools.code import Sandbox, SandboxLimits, SandboxResult, code_tools, format_result
 
 LIMITS = SandboxLimits(wall_seconds=5.0, cpu_seconds=2, output_bytes=64 << 10)
@@ -108,31 +111,96 @@ def test_timeout_sets_the_wall_clock_limit() -> None:
 # --- without bubblewrap ---------------------------------------------------------------------
 
 
+NAMESPACES_BLOCKED = "bwrap: No permissions to creating new namespace"  # Docker's seccomp
+
+
+@pytest.fixture
+def probe_fails(monkeypatch: pytest.MonkeyPatch, fresh_probe: None) -> None:
+    """The startup probe fails as it does where namespaces are blocked (bwrap stays installed)."""
+    monkeypatch.setattr(_launch, "_probe", lambda launch: NAMESPACES_BLOCKED)
+
+
+async def refused(tool: Tool) -> str:
+    done = await tool.execute(tool.validate({"code": "print(6 * 7)"}))
+    assert done.is_error
+    return done.text
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("probe_fails")
+async def test_without_a_working_sandbox_the_tools_build_and_refuse_to_run_code() -> None:
+    with pytest.warns(RuntimeWarning, match="Python sandbox is unavailable") as caught:
+        interpreter, run_python = code_tools(pool_size=1)
+    assert len(caught) == 1  # building warns once
+    assert NAMESPACES_BLOCKED in str(caught[0].message)
+    for tool in (interpreter, run_python):
+        text = await refused(tool)
+        assert text.startswith(f"{tool.name} failed: the Python sandbox is unavailable")
+        assert NAMESPACES_BLOCKED in text
+        assert "apt-get install bubblewrap" in text  # how to install it
+        assert "`sandbox: none` in the config" in text  # or how to opt out
+
+
+@pytest.mark.usefixtures("probe_fails")
+def test_an_unavailable_sandbox_says_why_and_never_runs_code_unsandboxed() -> None:
+    with pytest.warns(RuntimeWarning):
+        sandbox = Sandbox(pool_size=2)
+    sandbox.start()  # no workers to start
+    assert not sandbox.available
+    assert sandbox.sandboxed  # code is refused, not run without isolation
+    assert sandbox.problem is not None
+    assert NAMESPACES_BLOCKED in sandbox.problem
+    assert "unprivileged user namespaces" in sandbox.problem
+    assert sandbox.description.startswith("unavailable: bubblewrap cannot start a sandbox here")
+    with pytest.raises(ToolExecutionError, match="no code can run"):
+        anyio.run(sandbox.run, "print(1)")
+
+
+@pytest.mark.anyio
 @pytest.mark.usefixtures("fresh_probe")
-def test_missing_bubblewrap_is_refused_with_how_to_install_it(
+async def test_missing_bubblewrap_is_refused_when_code_runs_with_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
-    with pytest.raises(SandboxUnavailableError, match=r"apt-get install bubblewrap") as caught:
-        code_tools()
-    assert "sandbox: none" in str(caught.value)
+    with pytest.warns(RuntimeWarning, match=r"bubblewrap \(bwrap\) is not installed"):
+        [run_python] = code_tools(names="custom")
+    text = await refused(run_python)
+    assert "bubblewrap (bwrap) is not installed" in text
+    assert "apt-get install bubblewrap" in text
+    assert "sandbox: none" in text
 
 
 @pytest.mark.usefixtures("fresh_probe")
-def test_a_bubblewrap_that_cannot_create_namespaces_is_refused(
+def test_a_bubblewrap_that_cannot_create_namespaces_is_unavailable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     fake = tmp_path / "bwrap"  # what bwrap prints under Docker's default seccomp profile
-    fake.write_text(
-        "#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n"
-    )
+    fake.write_text(f"#!/bin/sh\necho '{NAMESPACES_BLOCKED}' >&2\nexit 1\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
-    with pytest.raises(SandboxUnavailableError) as caught:
-        Sandbox()
-    message = str(caught.value)
-    assert "No permissions to creating new namespace" in message
-    assert "unprivileged user namespaces" in message
+    with pytest.warns(RuntimeWarning):
+        sandbox = Sandbox()
+    assert sandbox.problem is not None
+    assert NAMESPACES_BLOCKED in sandbox.problem
+    assert "unprivileged user namespaces" in sandbox.problem
+    with pytest.raises(SandboxUnavailableError, match=NAMESPACES_BLOCKED):
+        _launch.resolve_launch("bwrap", SandboxLimits(), None, ())  # the failure is cached
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        ("both", ["code_interpreter", "run_python"]),
+        ("native", ["code_interpreter"]),
+        ("custom", ["run_python"]),
+    ],
+)
+def test_names_picks_the_trained_name_the_custom_one_or_both(
+    names: Any, expected: list[str]
+) -> None:
+    with pytest.warns(RuntimeWarning):
+        runner = Sandbox(mode="none", pool_size=0)
+    assert [t.name for t in code_tools(runner=runner, names=names)] == expected
 
 
 @pytest.mark.anyio
@@ -141,7 +209,7 @@ async def test_sandbox_none_runs_code_and_warns_every_time(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # works without bubblewrap
-    with pytest.warns(RuntimeWarning, match="WITHOUT a sandbox"):
+    with pytest.warns(RuntimeWarning, match="code will run WITHOUT a sandbox"):
         runner = Sandbox(mode="none", limits=LIMITS, pool_size=1)
     _, run_python = code_tools(runner=runner)
     assert "WITHOUT a sandbox" in run_python.description

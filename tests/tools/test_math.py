@@ -109,6 +109,8 @@ def test_powers_match_python(base: int, exponent: int) -> None:
         ("10**400 / 3**0.5", "out of range"),
         ("exp(1000)", "out of range"),
         ("1 / 0", "division by zero"),
+        ("0 ** -1", "division by zero"),
+        ("0.0 ** -2.5", "division by zero"),
         ("sqrt(-1)", "invalid argument"),
         ("(-8) ** (1/3)", "undefined"),
     ],

@@ -29,18 +29,21 @@ from typing import Any
 from agent.errors import SandboxUnavailableError
 from tools._sandbox._types import SandboxLimits
 
-__all__ = ["INSTALL_HINT", "Launch", "resolve_launch"]
+__all__ = ["INSTALL_HINT", "Launch", "forget_probes", "resolve_launch"]
 
 logger = logging.getLogger("tools.code")
 
 NOBODY = 65534
 _CHILD_SOURCE = (Path(__file__).parent / "_child.py").read_text(encoding="utf-8")
 _PATH = "/usr/local/bin:/usr/bin:/bin"
-INSTALL_HINT = (
-    "Install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: "
-    "`dnf install bubblewrap`, Arch: `pacman -S bubblewrap`, Alpine: `apk add bubblewrap`), "
-    "or set `sandbox: none` to run code WITHOUT isolation (only for code you trust)."
+_PACKAGES = (
+    "Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: `dnf install bubblewrap`, "
+    "Arch: `pacman -S bubblewrap`, Alpine: `apk add bubblewrap`"
 )
+_UNSAFE = (
+    "or set `sandbox: none` in the config to run code WITHOUT isolation (only for code you trust)"
+)
+INSTALL_HINT = f"Install bubblewrap ({_PACKAGES}), {_UNSAFE}."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,15 +197,43 @@ def _unsandboxed(python: str | None, limits: SandboxLimits, paths: Sequence[str]
     )
 
 
-@functools.cache
 def resolve_launch(
     mode: str, limits: SandboxLimits, python: str | None, paths: tuple[str, ...]
 ) -> Launch:
     """Find a way to start workers that works here, or say why there is none.
 
+    The answer, failure included, is cached per process: the probe costs ~50 ms, and a host
+    that cannot run bubblewrap now will not be able to a moment later. `forget_probes()`
+    clears it (tests; a program that installed bubblewrap meanwhile).
+
     Raises:
-        SandboxUnavailableError: bubblewrap is missing or cannot create namespaces here.
+        SandboxUnavailableError: bubblewrap is missing or cannot create namespaces here; the
+            message says how to install it, or how to run without it.
     """
+    found = _resolve_cached(mode, limits, python, paths)
+    if isinstance(found, str):
+        raise SandboxUnavailableError(found)
+    return found
+
+
+def forget_probes() -> None:
+    """Forget what `resolve_launch` found, so the next sandbox probes the host again."""
+    _resolve_cached.cache_clear()
+
+
+@functools.cache
+def _resolve_cached(
+    mode: str, limits: SandboxLimits, python: str | None, paths: tuple[str, ...]
+) -> Launch | str:
+    try:
+        return _resolve(mode, limits, python, paths)
+    except SandboxUnavailableError as exc:
+        return str(exc)
+
+
+def _resolve(
+    mode: str, limits: SandboxLimits, python: str | None, paths: tuple[str, ...]
+) -> Launch:
     if mode == "none":
         return _unsandboxed(python, limits, paths)
     bwrap = shutil.which("bwrap")
@@ -241,8 +272,8 @@ def resolve_launch(
         + "; ".join(problems)
         + ". Namespaces may be blocked (Docker's default seccomp profile, "
         "kernel.apparmor_restrict_unprivileged_userns=1 on Ubuntu 24.04, "
-        "user.max_user_namespaces=0). Allow unprivileged user namespaces, or set "
-        "`sandbox: none` to run code WITHOUT isolation (only for code you trust)."
+        "user.max_user_namespaces=0): allow unprivileged user namespaces, or install a "
+        f"working bubblewrap ({_PACKAGES}), {_UNSAFE}."
     )
 
 

@@ -1,0 +1,100 @@
+"""One HTTP client per event loop, closed when that loop ends.
+
+aiohttp binds its session to the event loop that made it (so do httpx's pooled connections and
+anyio's locks once they are waited on). Users make an agent once and call `anyio.run` more than
+once (scripts, tests); the second run would use a session of a closed loop and fail with
+"Event loop is closed". So everything bound to a loop (the client, the concurrency gate, the
+per-model locks, the thread limiter) lives in an `anyio.lowlevel.RunVar` and is made the first
+time it is needed in each loop.
+
+The client is closed by `aclose()`, or else when its loop shuts down: an async generator
+started in that loop holds it, and the loop finalizes every async generator before it closes
+(`anyio.run` and `asyncio.run` call `shutdown_asyncgens`, PEP 525); its `finally` closes the
+client, so connections are not left open behind a finished `anyio.run`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
+import ollama
+
+_ids = itertools.count()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopState:
+    """What the backend uses inside one event loop."""
+
+    client: ollama.AsyncClient
+    gate: anyio.Semaphore | None
+    limiter: anyio.CapacityLimiter  # worker threads for counting long prompts
+    locks: dict[str, anyio.Lock] = field(default_factory=dict)  # per model, for `/api/show`
+    closer: AsyncGenerator[None, None] | None = None
+
+
+async def _close_at_shutdown(client: ollama.AsyncClient) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.close()  # type: ignore[no-untyped-call]
+
+
+class Connections:
+    """Makes the `LoopState` of the running event loop on first use.
+
+    `make_client`: a new `ollama.AsyncClient` (with its own transport when `owns_transport`;
+    a transport the caller passed is shared by every loop and only closed by `aclose()`).
+    `concurrency`: the size of the gate (None: no gate). `threads`: worker threads for counting.
+    """
+
+    def __init__(
+        self,
+        make_client: Callable[[], ollama.AsyncClient],
+        *,
+        owns_transport: bool,
+        concurrency: int | None,
+        threads: int = 2,
+    ) -> None:
+        self._make_client = make_client
+        self._owns_transport = owns_transport
+        self._concurrency = concurrency
+        self._threads = threads
+        self._state: anyio.lowlevel.RunVar[LoopState | None] = anyio.lowlevel.RunVar(
+            f"ollama-connections-{next(_ids)}", None
+        )
+        self.made = 0  # clients made so far (one per event loop that used this backend)
+
+    async def current(self) -> LoopState:
+        """The state of the running event loop, made now if this loop has none yet."""
+        state = self._state.get()
+        if state is not None:
+            return state
+        client = self._make_client()
+        closer = _close_at_shutdown(client) if self._owns_transport else None
+        state = LoopState(
+            client=client,
+            gate=anyio.Semaphore(self._concurrency) if self._concurrency else None,
+            limiter=anyio.CapacityLimiter(self._threads),
+            closer=closer,
+        )
+        self._state.set(state)
+        self.made += 1
+        if closer is not None:
+            await anext(closer)  # started in this loop, so this loop's shutdown finalizes it
+        return state
+
+    async def aclose(self) -> None:
+        """Close the running loop's client (another loop's closes when that loop ends)."""
+        state = self._state.get()
+        if state is None:
+            return
+        self._state.set(None)
+        if state.closer is not None:
+            await state.closer.aclose()  # its `finally` closes the client
+        else:
+            await state.client.close()  # type: ignore[no-untyped-call]

@@ -1,0 +1,152 @@
+"""The connection pool per event loop, connect timeouts, and which errors are translated."""
+
+from __future__ import annotations
+
+import gc
+import json
+import socket
+import sys
+import warnings
+from collections.abc import Iterator
+
+import anyio
+import httpx
+import pytest
+
+from agent.backends import GenerateOptions, OllamaBackend, TextChunk, Timeouts
+from agent.errors import BackendTimeoutError
+from agent.testing import OllamaEmulator, answer
+
+PROMPT = (
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+SHOW = {
+    "model_info": {"general.architecture": "llama", "llama.context_length": 8192},
+    "capabilities": ["completion", "tools"],
+}
+
+
+async def text_of(backend: OllamaBackend) -> str:
+    parts = []
+    async for event in backend.generate(PROMPT, model="llama3.1", options=GenerateOptions()):
+        if isinstance(event, TextChunk):
+            parts.append(event.text)
+    return "".join(parts)
+
+
+async def three_at_once(backend: OllamaBackend) -> list[str]:
+    texts: list[str] = []
+
+    async def one() -> None:
+        texts.append(await text_of(backend))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(one)  # with concurrency=1 two of them wait on the gate
+    return texts
+
+
+def test_one_backend_serves_one_anyio_run_after_another() -> None:
+    # Scripts make an agent once and call anyio.run twice; the first loop's aiohttp session
+    # (and a gate waited on in it) must not leak into the second.
+    with OllamaEmulator(answer("Hello there.")).start_in_thread() as emu:
+        backend = OllamaBackend(emu.url, concurrency=1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = anyio.run(three_at_once, backend)
+            second = anyio.run(three_at_once, backend)
+            del backend
+            gc.collect()
+    assert first == second == ["Hello there."] * 3
+    # Each loop's pool was closed when its loop ended, though nobody called aclose().
+    assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
+
+
+@pytest.mark.anyio
+async def test_a_closed_backend_opens_a_new_pool_when_used_again() -> None:
+    async with OllamaEmulator(answer("ok")) as emu:
+        backend = OllamaBackend(emu.url)
+        assert await text_of(backend) == "ok"
+        await backend.aclose()
+        assert await text_of(backend) == "ok"
+        await backend.aclose()
+
+
+# --- only transport failures and unreadable answers are translated; bugs propagate ------------
+
+
+def broken_backend(fail_on: str) -> OllamaBackend:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == fail_on:
+            raise LookupError("a bug, not a network problem")
+        if request.url.path == "/api/show":
+            return httpx.Response(200, json=SHOW)
+        return httpx.Response(200, json={"version": "0.12.6"})
+
+    return OllamaBackend("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/api/show", "/api/version", "/api/generate", "/api/pull"])
+async def test_errors_that_are_not_the_servers_propagate(path: str) -> None:
+    async with broken_backend(path) as backend:
+        with pytest.raises(LookupError, match="a bug"):
+            if path == "/api/pull":
+                [p async for p in backend.pull("llama3.1")]
+            else:
+                await text_of(backend)
+
+
+# --- connect timeouts ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port whose listener never accepts and whose backlog is full: a SYN gets no answer."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for sock in [*fillers, listener]:
+        sock.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs on a full queue")
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_connect_timeout_through_loopback(full_backlog: int, transport: str) -> None:
+    backend = OllamaBackend(
+        f"http://127.0.0.1:{full_backlog}",
+        timeouts=Timeouts(connect=0.3, request=30.0),
+        transport=httpx.AsyncHTTPTransport() if transport == "httpx" else None,
+    )
+    async with backend:
+        with pytest.raises(BackendTimeoutError, match=r"connecting .* longer than 0\.3 s"):
+            await backend.model_info("llama3.1")
+
+
+@pytest.mark.anyio
+async def test_connect_timeout_while_streaming() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/show":
+            return httpx.Response(200, json=SHOW)
+        if request.url.path == "/api/version":
+            return httpx.Response(200, content=json.dumps({"version": "0.12.6"}).encode())
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    backend = OllamaBackend(
+        "http://127.0.0.1:9",
+        timeouts=Timeouts(connect=2.5),
+        transport=httpx.MockTransport(handler),
+    )
+    async with backend:
+        with pytest.raises(BackendTimeoutError, match=r"longer than 2\.5 s.*Timeouts\.connect"):
+            await text_of(backend)

@@ -1,0 +1,23 @@
+"""Which of a toolset's two tools to offer: the trained built-in name, the custom twin, or both."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar, get_args
+
+from agent.errors import DeveloperError
+
+__all__ = ["Names", "pick"]
+
+Names = Literal["native", "custom", "both"]
+"""`native`: the tool under Llama's trained built-in name (`brave_search`, `code_interpreter`,
+`wolfram_alpha`), listed the native way (`Tools: ...`, `Environment: ipython`); `custom`: the
+ordinary tool (`web_search`, `run_python`, `calculate`) with its JSON schema; `both`: the two."""
+
+_T = TypeVar("_T")
+
+
+def pick(names: Any, native: _T, custom: _T) -> list[_T]:
+    """The tools `names` asks for, native first."""
+    if names not in get_args(Names):
+        raise DeveloperError(f"names must be 'native', 'custom' or 'both', got {names!r}")
+    return [t for t, kind in ((native, "native"), (custom, "custom")) if names in (kind, "both")]
