@@ -2,8 +2,9 @@
 
 A step renders the whole conversation (`render_prompt`), parses the completion as it streams
 in (`StreamParser`, fed token-sized pieces), validates the call (`Tool.validate`). The Ollama
-backend also counts the prompt's tokens on every request (`count_tokens`, to size `num_ctx`):
-timed beside them, outside the goal.
+backend also counts the prompt's tokens on every request (to size `num_ctx`), incrementally
+(its `TokenCounter` has counted the step before): timed beside them, outside the goal, with
+`count_tokens` of the whole prompt for reference.
 
 The conversation: a system prompt, the task, then 19 calls with their results (40 messages),
 over ten tools. The completion parsed and the call validated are either the heaviest tool's
@@ -22,7 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import anyio
+
 from agent import Tool, Toolbox, tool
+from agent.backends._tokens import TokenCounter
 from agent.llama3 import Message, StreamParser, ToolCall, count_tokens, render_prompt
 from bench import _profile
 from bench._common import median
@@ -190,7 +194,8 @@ class StepCost:
     parse: float
     validate: float
     step: float  # render + parse + validate, the median of their per-iteration sums
-    count_tokens: float
+    count_tokens: float  # the whole prompt
+    count_new: float  # what the backend does: the prompt of the step before already counted
     prompt_chars: int
     prompt_tokens: int
     messages: int
@@ -231,9 +236,23 @@ def _workload(
     return render, parse, validate
 
 
+async def _count_new(previous: str, prompt: str, iterations: int) -> list[float]:
+    samples = []
+    for _ in range(iterations):
+        counter = TokenCounter()
+        await counter.count(previous)  # the step before, as the backend counted it
+        started = time.perf_counter()
+        await counter.count(prompt)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
 def measure(iterations: int, size: int = 40, call: tuple[str, dict[str, Any]] = HEAVY) -> StepCost:
     render, parse, validate = _workload(size, call)
     prompt = render()
+    before = render_prompt(conversation(size - 2), Toolbox(TOOLS).specs, today=TODAY)
+    if not prompt.startswith(before):
+        raise AssertionError("the prompt does not extend the one of the step before")
     columns: dict[str, list[float]] = {k: [] for k in ("render", "parse", "validate", "count")}
     sums: list[float] = []
     clock = time.perf_counter
@@ -259,6 +278,7 @@ def measure(iterations: int, size: int = 40, call: tuple[str, dict[str, Any]] = 
         validate=median(columns["validate"]),
         step=median(sums),
         count_tokens=median(columns["count"]),
+        count_new=median(anyio.run(_count_new, before, prompt, iterations)),
         prompt_chars=len(prompt),
         prompt_tokens=count_tokens(prompt),
         messages=size,

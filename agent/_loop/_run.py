@@ -29,6 +29,7 @@ from agent.llama3 import (
     StreamParser,
     ToolFormat,
     model_family,
+    plain_text,
     render_prompt,
 )
 from agent.llama3._models import Family
@@ -167,6 +168,11 @@ async def _step(
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
             await _close(stream)
     parsed = parser.finish()
+    if parsed.wants_tools and not spec.toolbox:
+        # An agent without tools takes what the model wrote as its answer (llama-stack does the
+        # same): a call-shaped reply cannot run, and "unknown tool" would send the model round
+        # in circles until the retry budget ends the run.
+        parsed = ParsedCompletion(content=plain_text("".join(pieces)))
     spans = _botched(parsed)
     rest = _unshown(parsed.content, spans, shown=parser.shown)
     if rest:

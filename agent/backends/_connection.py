@@ -37,10 +37,13 @@ class LoopState:
     closer: AsyncGenerator[None, None] | None = None
 
 
-async def _close_at_shutdown(client: ollama.AsyncClient) -> AsyncGenerator[None, None]:
+async def _close_at_shutdown(
+    client: ollama.AsyncClient, forget: Callable[[], None]
+) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
+        forget()  # drop the loop's state: it would otherwise keep the closed loop alive
         await client.close()  # type: ignore[no-untyped-call]
 
 
@@ -75,7 +78,12 @@ class Connections:
         if state is not None:
             return state
         client = self._make_client()
-        closer = _close_at_shutdown(client) if self._owns_transport else None
+
+        def forget() -> None:
+            if self._state.get() is state:
+                self._state.set(None)
+
+        closer = _close_at_shutdown(client, forget) if self._owns_transport else None
         state = LoopState(
             client=client,
             gate=anyio.Semaphore(self._concurrency) if self._concurrency else None,

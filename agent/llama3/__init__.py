@@ -10,7 +10,7 @@ Pure: no I/O, nothing else of the project imported (except `agent.errors`).
 
 from agent.llama3._models import default_tool_format, model_family
 from agent.llama3._neutralize import neutralize, unneutralize
-from agent.llama3._parse import StreamParser, allowed_names, parse_completion
+from agent.llama3._parse import StreamParser, allowed_names, parse_completion, plain_text
 from agent.llama3._render import render_prompt
 from agent.llama3._special import (
     BEGIN_OF_TEXT,
@@ -64,6 +64,7 @@ __all__ = [
     "model_family",
     "neutralize",
     "parse_completion",
+    "plain_text",
     "render_prompt",
     "tokenizer_is_exact",
     "unneutralize",

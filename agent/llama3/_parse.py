@@ -171,7 +171,16 @@ def _fallback(text: str) -> ParsedCompletion:
         len(text),
         exc_info=True,
     )
-    return ParsedCompletion(content=SPECIAL_TOKEN_RE.sub("", text).strip())
+    return ParsedCompletion(content=plain_text(text))
+
+
+def plain_text(text: str) -> str:
+    """What the model wrote, read as prose only: the text up to the first end token, special
+    tokens removed, stripped. For replies that must not be read as calls (an agent that offers
+    no tools), and the parser's last resort."""
+    for stop in STOP_TOKENS:
+        text = text.split(stop, 1)[0]
+    return SPECIAL_TOKEN_RE.sub("", text).strip()
 
 
 class StreamParser:

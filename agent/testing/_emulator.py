@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -188,6 +187,11 @@ class OllamaEmulator:
     def port(self) -> int:
         assert self._server is not None, "the emulator is not running: use `async with`"
         return self._server.port
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now, idle keep-alive ones included (to see a client leak)."""
+        return self._server.open_connections if self._server is not None else 0
 
     @property
     def url(self) -> str:
@@ -374,10 +378,6 @@ class OllamaEmulator:
 
 def _as_model(model: str | EmulatedModel) -> EmulatedModel:
     return model if isinstance(model, EmulatedModel) else EmulatedModel.llama(model)
-
-
-def _line(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def _keep_alive_seconds(keep_alive: Any) -> float:

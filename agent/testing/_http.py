@@ -113,6 +113,22 @@ class Responder:
 
 Handler = Callable[[HttpRequest, Responder], Awaitable[None]]
 
+# What a connection ends with when the client goes away or breaks the protocol: not a bug.
+_CLIENT_GONE = (
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    ClientGone,
+    OSError,
+    h11.RemoteProtocolError,
+)
+
+
+def _leaves(exc: Exception) -> list[Exception]:
+    """The exceptions inside (nested) exception groups, or `exc` itself."""
+    if isinstance(exc, ExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
 
 class HttpServer:
     """Serves `handler` on 127.0.0.1; `port=0` picks a free port."""
@@ -125,6 +141,11 @@ class HttpServer:
         self._stopped = anyio.Event()
         self._connections: set[anyio.CancelScope] = set()
         self.errors: list[Exception] = []
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now, idle keep-alive ones included."""
+        return len(self._connections)
 
     async def __aenter__(self) -> HttpServer:
         self._tg = anyio.create_task_group()
@@ -180,12 +201,10 @@ class HttpServer:
             try:
                 async with stream:
                     await self._connection_loop(stream)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, ClientGone, OSError):
-                pass
-            except h11.RemoteProtocolError:
+            except _CLIENT_GONE:
                 pass
             except Exception as exc:  # a bug in a handler must not take the server down
-                self.errors.append(exc)
+                self.errors.extend(e for e in _leaves(exc) if not isinstance(e, _CLIENT_GONE))
             finally:
                 self._connections.discard(scope)
 

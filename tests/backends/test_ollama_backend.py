@@ -25,7 +25,8 @@ BODY = (
     "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
     "<|start_header_id|>assistant<|end_header_id|>\n\n"
 )
-PROMPT = "<|begin_of_text|>" + BODY
+BOT = "<|begin_of_text|>"
+PROMPT = BOT + BODY
 
 
 async def collect(
@@ -114,6 +115,35 @@ async def test_a_caller_stop_keeps_the_llama3_stops() -> None:
         plain, _ = await collect(backend)
     assert text == plain == "Sunny."
     assert done.done_reason == "stop"
+
+
+async def test_a_conversation_is_counted_incrementally(emu: OllamaEmulator) -> None:
+    def turn(question: str) -> str:
+        return (
+            f"<|start_header_id|>user<|end_header_id|>\n\n{question}<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n"
+        )
+
+    prompt = (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+        + "Be brief and precise. " * 300
+        + "<|eot_id|>"
+        + turn("Question 0?")
+    )
+    sent_chars = 0
+    async with OllamaBackend(emu.url) as backend:
+        for step in range(1, 6):
+            text, done = await collect(backend, prompt)
+            assert done.usage.prompt_tokens_sent == 1 + count_tokens(prompt.removeprefix(BOT))
+            assert done.usage.prompt_eval_count < done.usage.prompt_tokens_sent or step == 1
+            assert done.warnings == ()  # the cache check agrees with the server
+            sent_chars += len(prompt) - len(BOT)
+            prompt += text + "<|eot_id|>" + turn(f"Question {step}?")
+        counter = backend.token_counter
+    # The first prompt whole, then per step only its new text (and the completion, for the
+    # cache check): far less than every prompt whole, twice.
+    assert counter.misses == 1
+    assert counter.counted_chars < sent_chars / 3
 
 
 async def test_model_info_is_asked_once_and_describes_the_model(emu: OllamaEmulator) -> None:

@@ -210,8 +210,20 @@ async def test_total_deadline(emu: OllamaEmulator) -> None:
     emu.inject(Stall(after_chunks=1, seconds=5))
     timeouts = Timeouts(total=0.3)
     async with OllamaBackend(emu.url, timeouts=timeouts) as backend:
-        with pytest.raises(BackendTimeoutError, match="end of the answer"):
+        with pytest.raises(BackendTimeoutError, match="end of the answer") as caught:
             await collect(backend)
+    # The configured deadline, not the 0.0 s that was left of it.
+    assert "Timeouts.total = 0.3 s" in str(caught.value)
+
+
+async def test_total_deadline_holds_across_busy_retries(emu: OllamaEmulator) -> None:
+    emu.inject(Busy(times=None))
+    patient = Retries(busy_attempts=50, backoff_base=0.1, backoff_max=0.1)  # waits of 0.05-0.1 s
+    async with OllamaBackend(emu.url, timeouts=Timeouts(total=0.4), retries=patient) as backend:
+        with pytest.raises(BackendTimeoutError, match=r"Timeouts\.total = 0\.4 s.*busy \(503\)"):
+            await collect(backend)
+    # Stopped at the deadline (about 5-9 tries), not after all 50 tries (2.5-5 s of waits).
+    assert 2 <= len(emu.completions) < 20
 
 
 # --- what a real server cannot easily produce: httpx.MockTransport ---------------------------
