@@ -34,6 +34,7 @@ class LoopState:
     gate: anyio.Semaphore | None
     limiter: anyio.CapacityLimiter  # worker threads for counting long prompts
     locks: dict[str, anyio.Lock] = field(default_factory=dict)  # per model, for `/api/show`
+    warm_up: anyio.Lock = field(default_factory=anyio.Lock)  # one tokenizer load, not one each
     closer: AsyncGenerator[None, None] | None = None
 
 

@@ -3,12 +3,14 @@
 Transport: the client runs on `httpx_aiohttp.AiohttpTransport` with a sized aiohttp connection
 pool, because httpx's default pool does work proportional to its open connections on every
 request and collapses under hundreds of concurrent runs (DESIGN decision 9; see
-`bench/bench_client.py`).
+`bench/bench_client.py`). One pool per event loop (`_connection.py`); the small calls and
+their error translation live in `_server.py`, prompt counting in `_tokens.py`.
 
 Retries and their limits:
 
 * 503 (Ollama's queue is full): the request is sent again after an exponential, jittered wait,
-  `Retries.busy_attempts` times in all, then `OllamaBusyError`.
+  `Retries.busy_attempts` times in all, then `OllamaBusyError`; the waits count against
+  `Timeouts.total`, and a wait that would end past it raises that timeout at once.
 * A stream that breaks off (reset, incomplete chunked body, closed before the final line) is
   retried `Retries.dropped_streams` times, then `StreamError`. A raw request is safe to repeat:
   * before any text reached the caller, the same request is sent again;
@@ -21,6 +23,8 @@ Retries and their limits:
     a valid sample given the visible text.
 * Nothing else is retried: an error line inside the stream, an unreadable line, a timeout, a
   refused connection, a missing model are reported at once, translated into `agent.errors`.
+  Only transport failures, unreadable answers and `ollama.ResponseError` are translated; any
+  other exception is a bug and propagates as it is.
 """
 
 from __future__ import annotations
@@ -62,20 +66,23 @@ class OllamaBackend(Backend):
     ```
 
     `host`: as the `ollama` client reads it (None → `OLLAMA_HOST` → `http://127.0.0.1:11434`).
-    `max_connections`: the size of the connection pool (per event loop). The default, 512, was
-    measured (`bench/bench_client.py`-style, emulator in its own process, 200 ms per call):
-    the pool caps how many requests are on the wire at once, and Ollama itself serves
-    `OLLAMA_NUM_PARALLEL` (default 1) per model and queues up to `OLLAMA_MAX_QUEUE` (default
-    512) more, answering 503 beyond that; a pool of 512 lets a full queue through and no more
-    (the rest wait here, where no 503 and no retry happen). 100 is the `httpx_aiohttp` default
-    and throttles 200+ concurrent runs; 1,000 gains nothing over 512 at 200 runs and only
-    bypasses this wait at 1,000 runs to hit the server's queue limit. `concurrency`: at most
-    this many requests in flight to this server; the rest wait here, before any deadline
-    starts (set it to the server's `OLLAMA_NUM_PARALLEL` × loaded models to keep Ollama's own
-    queue short). `pull_missing`: pull a model that is not there instead of failing (progress
-    goes to `on_pull_progress` and the log). `completion_reserve`: the room for the answer when
-    the caller sets no `num_predict`. `transport`: an httpx transport to use instead (tests);
-    it is shared by every event loop and closed by `aclose()`.
+    `max_connections`: the size of the connection pool (per event loop), so the most requests
+    on the wire at once; the rest wait here. The default, 512, is Ollama's default
+    `OLLAMA_MAX_QUEUE`: Ollama admits `OLLAMA_NUM_PARALLEL` × models running plus that many
+    waiting and answers 503 beyond, so a larger pool only turns a burst into 503s and retries.
+    Measured (5-call runs, emulator in its own process, 200 ms + 5 tokens per call, ideal
+    1.2 s, 2 shared cores): 200 runs took 3.0-3.2 s with 100 connections (the `httpx_aiohttp`
+    default: runs queue for a connection), 1.60 s with 512 and 1.54-1.60 s with 1,000; 1,000
+    runs are CPU-bound (7.6-16 s whatever the pool); 1,000 one-call runs against 64 slots and
+    a queue of 512 took 9.0 s with 512 or 1,000 connections, but 1,000 drew 685 503s (each
+    retried after a backoff) and 512 none. Raise it with `OLLAMA_MAX_QUEUE`.
+
+    `concurrency`: at most this many requests in flight to this server; the rest wait here,
+    before any deadline starts (set it to the server's `OLLAMA_NUM_PARALLEL` × loaded models
+    to keep Ollama's own queue short). `pull_missing`: pull a model that is not there instead
+    of failing (progress goes to `on_pull_progress` and the log). `completion_reserve`: the
+    room for the answer when the caller sets no `num_predict`. `transport`: an httpx transport
+    to use instead (tests); it is shared by every event loop and closed by `aclose()`.
 
     One backend can serve several `anyio.run` calls in turn (a script that runs an agent
     twice): each event loop gets its own connection pool, closed when that loop ends or by
@@ -178,8 +185,14 @@ class OllamaBackend(Backend):
         return self._server.pull(model)
 
     async def _count(self, text: str) -> int:
-        limiter = (await self._connections.current()).limiter
-        return await self.token_counter.count(text, limiter=limiter)
+        state = await self._connections.current()
+        counter = self.token_counter
+        if not counter.warm:
+            # The first count loads the tokenizer in a thread; runs that start meanwhile wait
+            # for it here rather than each taking a thread of its own.
+            async with state.warm_up:
+                await counter.warm_up(limiter=state.limiter)
+        return await counter.count(text, limiter=state.limiter)
 
     # --- generate ------------------------------------------------------------------------------
 
@@ -191,7 +204,7 @@ class OllamaBackend(Backend):
         state = await self._connections.current()
         # Ollama adds the BOS itself; sending its text too would give the model two (§1.5).
         text = prompt.removeprefix(BEGIN_OF_TEXT)
-        sent = 1 + await self.token_counter.count(text, limiter=state.limiter)
+        sent = 1 + await self._count(text)
         ceiling = min(info.context_length, options.num_ctx_max or info.context_length)
         num_ctx, num_predict = size_context(
             model=model,

@@ -79,6 +79,17 @@ class TokenCounter:
         self.misses = 0
         self.counted_chars = 0  # characters actually tokenized, for tests and benchmarks
 
+    @property
+    def warm(self) -> bool:
+        """Whether a count has run (and so loaded the tokenizer)."""
+        return self._warm
+
+    async def warm_up(self, *, limiter: anyio.CapacityLimiter | None = None) -> None:
+        """Load the tokenizer in a worker thread, if no count has loaded it yet."""
+        if not self._warm:
+            await anyio.to_thread.run_sync(self._count, "warm up", limiter=limiter)
+            self._warm = True
+
     async def count(self, text: str, *, limiter: anyio.CapacityLimiter | None = None) -> int:
         """Tokens in `text` (special-token text counted as one token each, no BOS added)."""
         if len(text) < self._min_chars:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import itertools
 import threading
 
+import anyio
 import pytest
 
+from agent.backends import GenerateOptions, OllamaBackend
 from agent.backends._tokens import TokenCounter
 from agent.llama3 import count_tokens, tokenizer_is_exact
+from agent.testing import OllamaEmulator, answer
 
 pytestmark = pytest.mark.anyio
 
@@ -104,3 +107,26 @@ async def test_the_memory_of_counts_is_bounded() -> None:
     assert (counter.hits, counter.misses) == (1, 3)
     assert await counter.count(runs[0][1]) == count_tokens(runs[0][1])
     assert (counter.hits, counter.misses) == (1, 4)
+
+
+async def test_runs_starting_together_load_the_tokenizer_once_off_the_loop() -> None:
+    threads: list[threading.Thread] = []
+
+    def count(text: str) -> int:
+        threads.append(threading.current_thread())
+        return count_tokens(text)
+
+    async with OllamaEmulator(answer("ok")) as emu, OllamaBackend(emu.url) as backend:
+        backend.token_counter = TokenCounter(count)
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(drain, backend)
+    workers = [t for t in threads if t is not threading.main_thread()]
+    assert len(workers) == 1  # the warm-up; the 20 short prompts were counted on the loop
+    assert threads.count(threading.main_thread()) >= 20
+
+
+async def drain(backend: OllamaBackend) -> None:
+    prompt = "<|begin_of_text|>" + conversation(0)[0]
+    async for _ in backend.generate(prompt, model="llama3.1", options=GenerateOptions()):
+        pass

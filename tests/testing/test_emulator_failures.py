@@ -60,7 +60,7 @@ async def test_a_dropped_stream_caches_only_what_was_sent() -> None:
         emu.inject(DropConnection(after_chunks=2))
         client = ollama.AsyncClient(emu.url)
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-            [p async for p in await client.generate(**BODY, stream=True)]
+            [p async for p in await client.generate("llama3.1", PROMPT, raw=True, stream=True)]
         assert emu.cache["llama3.1:latest"] == PROMPT + "one two"
         # A follow-up that repeats the whole answer finds only the part that was generated.
         await client.generate("llama3.1", PROMPT + "one two three four", raw=True)
@@ -73,7 +73,7 @@ async def test_a_dropped_stream_caches_only_what_was_sent() -> None:
 async def test_a_stream_the_client_leaves_caches_only_what_was_sent() -> None:
     async with OllamaEmulator(answer("one two three four"), token_rate=20) as emu:
         client = ollama.AsyncClient(emu.url)
-        stream = await client.generate(**BODY, stream=True)
+        stream = await client.generate("llama3.1", PROMPT, raw=True, stream=True)
         async with contextlib.aclosing(stream):  # type: ignore[type-var]
             async for part in stream:
                 assert part.response == "one"
@@ -86,5 +86,5 @@ async def test_a_stream_the_client_leaves_caches_only_what_was_sent() -> None:
 
 async def test_a_finished_stream_caches_prompt_and_completion() -> None:
     async with OllamaEmulator(answer("one two")) as emu:
-        await ollama.AsyncClient(emu.url).generate(**BODY)
+        await ollama.AsyncClient(emu.url).generate("llama3.1", PROMPT, raw=True)
         assert emu.cache["llama3.1:latest"] == PROMPT + "one two"

@@ -86,3 +86,19 @@ def test_explicit_pieces_are_kept() -> None:
         chunk_chars=None,
     )
     assert gen.chunks == ("Hel", "lo")
+
+
+def test_generated_through_a_chunk_includes_control_tokens_it_covers() -> None:
+    # llama-server renders <|python_tag|> as empty text, but the model did generate it: a
+    # stream cut after the first visible chunk leaves the tag in the cache too.
+    gen = run_generation(
+        '<|python_tag|>{"a": 1} tail<|eom_id|>',
+        engine="llama-server",
+        stop=(),
+        num_predict=None,
+        chunk_chars=4,
+    )
+    assert gen.chunks[0] == '{"a":'
+    assert gen.generated_through(0) == ""
+    assert gen.generated_through(1) == '<|python_tag|>{"a":'
+    assert gen.generated_through(len(gen.chunks)) == gen.generated == '<|python_tag|>{"a": 1} tail'
