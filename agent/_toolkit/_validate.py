@@ -5,6 +5,9 @@ coercions repair common model slips, each recorded: a digit string where a numbe
 (`"10"` -> 10, `"2.5"` -> 2.5), `"true"`/`"false"` where a boolean is expected, and a JSON string
 where an object or array is expected. They apply only where a string is not allowed; nothing
 else is guessed.
+
+Most calls are valid: jsonschema-rs says so first (`_fastcheck`, about a microsecond), and
+python-jsonschema, which finds the coercions and words the messages, runs only when it does not.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from jsonschema import Draft202012Validator
 from jsonschema import ValidationError as SchemaError
 from pydantic import ValidationError as PydanticError
 
+from agent._toolkit._fastcheck import fast_check
 from agent._toolkit._messages import (
     json_type,
     leaf_errors,
@@ -57,6 +61,7 @@ class ArgumentChecker:
         self._tool = tool
         self._schema = schema
         self._validator = Draft202012Validator(schema)
+        self._fast = fast_check(schema)  # None: a schema it does not cover, python-only
         self._convert = convert
 
     def check(self, arguments: Mapping[str, Any]) -> Checked:
@@ -64,7 +69,7 @@ class ArgumentChecker:
         current: Any = dict(arguments) if isinstance(arguments, Mapping) else arguments
         coercions: list[str] = []
         for _ in range(_ROUNDS):
-            errors = list(self._validator.iter_errors(current))
+            errors = self._errors(current)
             if not errors:
                 break
             current, made = self._coerce(current, errors)
@@ -72,7 +77,7 @@ class ArgumentChecker:
                 raise InvalidArgumentsError(self._tool, schema_problems(errors, self._schema))
             coercions.extend(made)
         else:
-            errors = list(self._validator.iter_errors(current))
+            errors = self._errors(current)
             if errors:
                 raise InvalidArgumentsError(self._tool, schema_problems(errors, self._schema))
         values = current
@@ -82,6 +87,17 @@ class ArgumentChecker:
             except PydanticError as exc:
                 raise InvalidArgumentsError(self._tool, pydantic_problems(exc)) from exc
         return Checked(arguments=current, coercions=tuple(coercions), values=values)
+
+    def _errors(self, instance: Any) -> list[SchemaError]:
+        """python-jsonschema's errors, unless the fast check already knows there are none."""
+        if self._fast is not None and self._fast(instance):
+            return []
+        try:
+            return list(self._validator.iter_errors(instance))
+        except OverflowError as exc:  # e.g. a float `multipleOf` against an integer past 1e308
+            raise InvalidArgumentsError(
+                self._tool, ["a number is too large to check; use a smaller value"]
+            ) from exc
 
     def _coerce(self, root: Any, errors: list[SchemaError]) -> tuple[Any, list[str]]:
         made: list[str] = []

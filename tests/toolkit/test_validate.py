@@ -270,6 +270,14 @@ def test_the_validator_is_compiled_once_per_tool(monkeypatch: pytest.MonkeyPatch
         return real(schema)
 
     monkeypatch.setattr(module, "Draft202012Validator", counting)
+    fast: list[object] = []
+    real_fast = module.fast_check
+
+    def counting_fast(schema: Any) -> Any:
+        fast.append(schema)
+        return real_fast(schema)
+
+    monkeypatch.setattr(module, "fast_check", counting_fast)
 
     @tool
     def mul(a: int, b: int) -> int:
@@ -277,4 +285,24 @@ def test_the_validator_is_compiled_once_per_tool(monkeypatch: pytest.MonkeyPatch
 
     for _ in range(3):
         mul.validate({"a": "2", "b": 3})
+        mul.validate({"a": 2, "b": 3})
     assert made == [mul.parameters]
+    assert fast == [mul.parameters]
+
+
+def test_a_number_too_large_to_check_is_an_invalid_argument_not_a_crash() -> None:
+    from agent import Tool
+    from agent.errors import InvalidArgumentsError
+
+    step = Tool.from_schema(
+        name="step",
+        description="Steps.",
+        parameters={
+            "type": "object",
+            "properties": {"x": {"type": "number", "multipleOf": 0.5}},
+            "required": ["x"],
+        },
+        function=lambda x: x,
+    )
+    with pytest.raises(InvalidArgumentsError, match="too large to check"):
+        step.validate({"x": 10**400})
