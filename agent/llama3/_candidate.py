@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agent.llama3._calls import Reading, read_bare, read_builtin, read_function_tag, read_json
-from agent.llama3._literal import Balance
+from agent.llama3._literal import Balance, json_end
 from agent.llama3._pylist import read_python_list
 from agent.llama3._triggers import CLOSE_PREFIXES, CLOSE_TAG, IDENT, KEY
 
@@ -104,6 +104,10 @@ def _brace(cand: Candidate, buf: str, *, final: bool, open_at_end: set[int]) -> 
         cand.phase = "balance"
     if cand.start in open_at_end:
         return Span(end=len(buf), complete=False)
+    if cand.cursor == cand.start + 1:
+        end = json_end(buf, cand.start)
+        if end is not None:
+            return Span(end=end, complete=True)
     return _balance(cand, buf, final=final, open_at_end=open_at_end)
 
 

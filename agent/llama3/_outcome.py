@@ -48,6 +48,14 @@ class Outcome:
     calls: list[Call] = field(default_factory=list)
     malformed: list[MalformedCall] = field(default_factory=list)
     forms: set[str] = field(default_factory=set)
+    botched_at: int | None = None
+    """The index in `content` of the first botched call's text: streaming stops showing there."""
+
+    def add_botched(self, text: str) -> None:
+        """Keep a botched call's text in `content` (as Meta's parser does), noting where."""
+        if self.botched_at is None:
+            self.botched_at = len(self.content)
+        self.content.append(text)
 
 
 def unknown_tool(name: str, allowed: frozenset[str] | None) -> str:
@@ -114,7 +122,9 @@ def decide_block(
         outcome.malformed.extend(bad)
         if calls or bad:
             outcome.forms.add(found.reading.form)
-        if not calls:
+        if bad and not calls:
+            outcome.add_botched(found.text)
+        elif not calls:
             outcome.content.append(found.text)
 
 

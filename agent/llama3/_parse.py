@@ -19,7 +19,7 @@ tag) it is reported as malformed, so the loop can tell the model; so is a comple
 nothing but JSON in the strict call shape (`{"name": ..., "parameters": {...}}`, the OpenAI
 envelope, or a list of them). A JSON object with a name and no arguments is a call only when it
 is the whole completion (or follows the tag) and names an offered tool. Malformed calls keep
-their text in `content`; calls do not.
+their text in `content`; calls do not. `StreamParser.feed` shows neither.
 """
 
 from __future__ import annotations
@@ -76,6 +76,13 @@ class _Machine:
         self._started = False
 
     def feed(self, chunk: str, *, final: bool = False) -> None:
+        if not self._pending and "<" not in chunk:
+            # Most chunks: no special token can start in them.
+            if self._mode == "payload":
+                self.payloads[-1].append(chunk)
+            else:
+                self._plain(chunk)
+            return
         text = self._pending + chunk
         i = 0
         while True:
@@ -189,11 +196,16 @@ class StreamParser:
     `feed(chunk)` returns the text that is now safe to show; `finish()` returns the same result
     as `parse_completion` on the whole text, and its `content` starts with everything `feed`
     returned (the rest is `content[len(parser.shown):]`). Linear in the text overall.
+
+    `feed` never returns a call's text. A good call's text is not in `content`; a botched
+    call's is (as in Meta's parser), so `feed` shows nothing from the first botched call on:
+    the rest, minus the `malformed` calls' text, is the caller's to show once the parse is done.
     """
 
     def __init__(self, *, tools: Iterable[Any] | None = None) -> None:
         self._tools = allowed_names(tools)
         self._machine = _Machine(self._tools)
+        self._content = self._machine.prose.outcome.content  # only ever appended to
         self._chunks: list[str] = []
         self._seen = 0
         self._hold = ""
@@ -213,6 +225,8 @@ class StreamParser:
             return ""
         try:
             self._machine.feed(chunk)
+            if len(self._content) == self._seen:  # nothing new (inside a call, say)
+                return ""
             return self._emit()
         except Exception:
             # `finish` parses the whole text again (and warns if that fails too).
@@ -226,24 +240,22 @@ class StreamParser:
 
     def _emit(self) -> str:
         # Content pieces only ever get appended; show them with the surrounding whitespace held
-        # back, since the final content is stripped.
-        content = self._machine.prose.outcome.content
-        out: list[str] = []
-        while self._seen < len(content):
-            text = self._hold + content[self._seen]
-            self._seen += 1
-            if self._lead:
-                text = text.lstrip()
-                if not text:
-                    continue
-                self._lead = False
-            body = text.rstrip()
-            self._hold = text[len(body) :]
-            out.append(body)
-        shown = "".join(out)
-        if shown:
-            self._shown.append(shown)
-        return shown
+        # back, since the final content is stripped. A botched call's text stays in the content
+        # but is no answer: nothing from it on is shown (`content` must start with `shown`).
+        outcome = self._machine.prose.outcome
+        end = len(self._content) if outcome.botched_at is None else outcome.botched_at
+        if self._seen >= end:
+            return ""
+        text = self._hold + "".join(self._content[self._seen : end])
+        self._seen = end
+        if self._lead:
+            text = text.lstrip()
+            self._lead = not text
+        body = text.rstrip()
+        self._hold = text[len(body) :]
+        if body:
+            self._shown.append(body)
+        return body
 
     def finish(self) -> ParsedCompletion:
         """The parse of the whole completion (equal to `parse_completion` on it)."""

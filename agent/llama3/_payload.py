@@ -47,7 +47,7 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
             _code(payload, outcome)
         else:
             _malformed(outcome, payload, unknown_tool("code_interpreter", allowed))
-            outcome.content.append(payload)
+            outcome.add_botched(payload)
         return
     if not blocks and _spaced_dotcall(payload, allowed, outcome):
         return
@@ -63,12 +63,12 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
         return
     if stripped[0] in "{[<":
         _malformed(outcome, payload, "the tool call after <|python_tag|> is cut off or garbled")
-        outcome.content.append(payload)
+        outcome.add_botched(payload)
     elif code_ok:
         _code(payload, outcome)
     else:
         _malformed(outcome, payload, unknown_tool("code_interpreter", allowed))
-        outcome.content.append(payload)
+        outcome.add_botched(payload)
 
 
 def _spaced_dotcall(payload: str, allowed: frozenset[str] | None, outcome: Outcome) -> bool:

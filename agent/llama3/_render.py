@@ -11,6 +11,9 @@ stop tokens) is kept as it is, with no second end token.
 Untrusted text is neutralized (DESIGN decision 5): tool results, tool names and descriptions, and
 user and neutral-form assistant text unless the message is `trusted`. System messages come from
 the program and are kept as they are; so is `raw`, which is the model's own output.
+
+A run renders the same messages and tools at every step, so the text of each message is kept
+per message object while it lives, and the tool blocks per set of tools (`_templates`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Literal, get_args
 
 from agent.errors import RenderError
 from agent.llama3 import _templates as tpl
+from agent.llama3._memo import IdentityCache
 from agent.llama3._models import default_tool_format, model_family
 from agent.llama3._neutralize import neutralize
 from agent.llama3._special import BEGIN_OF_TEXT, END_HEADER, EOM, EOT, PYTHON_TAG, START_HEADER
@@ -71,17 +75,21 @@ def render_prompt(
         )
     choice = _tool_choice(tool_choice, specs)
     custom_names = frozenset(s.name for s in specs if s.builtin is None)
+    head: list[Message] = []
     if add_system_prompt:
         offered = [] if tool_choice == "none" else specs
         if model_family(model) == "3.1":
-            msgs = _augment_3_1(msgs, offered, fmt=fmt, today=today, choice=choice)
+            head, msgs = _augment_3_1(msgs, offered, fmt=fmt, today=today, choice=choice)
         else:
-            msgs = _augment_3_2(
+            head, msgs = _augment_3_2(
                 msgs, offered, fmt=fmt, choice=choice, behavior=system_message_behavior
             )
     parts = [BEGIN_OF_TEXT]
-    parts.extend(_encode_message(m, fmt, custom_names) for m in msgs)
-    parts.append(_header("assistant"))
+    for msg in head:
+        parts.extend(_encode_message(msg, fmt, custom_names))
+    for msg in msgs:
+        parts.extend(_message_parts(msg, fmt, custom_names))
+    parts.append(_HEADERS["assistant"])
     return "".join(parts)
 
 
@@ -167,7 +175,8 @@ def _split_system(msgs: list[Message]) -> tuple[Message | None, list[Message]]:
 
 def _augment_3_1(
     msgs: list[Message], specs: list[ToolSpec], *, fmt: str, today: dt.date | None, choice: str
-) -> list[Message]:
+) -> tuple[list[Message], list[Message]]:
+    """The messages Meta puts first (the system prompt, the tool block), and the rest."""
     system, rest = _split_system(msgs)
     custom = [s for s in specs if s.builtin is None]
     content = ""
@@ -190,12 +199,12 @@ def _augment_3_1(
                 "it too); use 'json' or 'function_tag', or a llama3.2 / llama3.3 model"
             )
         out.append(Message(role="user", content=block, trusted=True))
-    return out + rest
+    return out, rest
 
 
 def _augment_3_2(
     msgs: list[Message], specs: list[ToolSpec], *, fmt: str, choice: str, behavior: str
-) -> list[Message]:
+) -> tuple[list[Message], list[Message]]:
     system, rest = _split_system(msgs)
     custom = [s for s in specs if s.builtin is None]
     builtins = _builtins(specs)
@@ -214,15 +223,15 @@ def _augment_3_2(
         content += system.content
     if choice:
         content += "\n" + choice
-    return [Message(role="system", content=content.strip("\n"), trusted=True), *rest]
+    return [Message(role="system", content=content.strip("\n"), trusted=True)], rest
 
 
-def _builtins(specs: Sequence[ToolSpec]) -> list[str]:
+def _builtins(specs: Sequence[ToolSpec]) -> tuple[str, ...]:
     names: list[str] = []
     for spec in specs:
         if spec.builtin is not None and spec.builtin not in names:
             names.append(spec.builtin)
-    return names
+    return tuple(names)
 
 
 # --- ChatFormat.encode_message ---------------------------------------------------------------
@@ -232,13 +241,33 @@ def _header(role: str) -> str:
     return f"{START_HEADER}{role}{END_HEADER}\n\n"
 
 
-def _encode_message(msg: Message, fmt: str, custom_names: frozenset[str]) -> str:
-    header = _header("ipython" if msg.role == "tool" else msg.role)
+_HEADERS = {role: _header(role) for role in ("system", "user", "assistant")}
+_HEADERS["tool"] = _header("ipython")  # Meta's name for the tool role
+
+# A message's text depends on the message alone, except an assistant turn rebuilt from its
+# calls (no `raw`): that one also depends on the format and the tools, and on argument dicts
+# that may change, so it is not cached. The cache holds the pieces, not their concatenation:
+# a message's text is not copied, and what is stored per message stays small.
+_PARTS: IdentityCache[tuple[str, ...]] = IdentityCache()
+
+
+def _message_parts(msg: Message, fmt: str, custom_names: frozenset[str]) -> tuple[str, ...]:
+    """`_encode_message`, remembered per message object (a run renders each one every step)."""
+    parts = _PARTS.get(msg)
+    if parts is None:
+        parts = _encode_message(msg, fmt, custom_names)
+        if msg.raw is not None or not msg.tool_calls:
+            _PARTS.put(msg, parts)
+    return parts
+
+
+def _encode_message(msg: Message, fmt: str, custom_names: frozenset[str]) -> tuple[str, ...]:
+    header = _HEADERS[msg.role]
     end = EOM if msg.role == "assistant" and msg.stop_reason == "end_of_message" else EOT
     if msg.role == "assistant" and msg.raw is not None:
         if msg.raw.endswith((EOT, EOM)):
-            return header + msg.raw
-        return header + msg.raw + end
+            return header, msg.raw
+        return header, msg.raw, end
     guard = _same if msg.role == "system" or msg.trusted else neutralize
     body = guard(msg.content)
     if msg.role == "assistant" and msg.tool_calls:
@@ -246,8 +275,8 @@ def _encode_message(msg: Message, fmt: str, custom_names: frozenset[str]) -> str
         first_is_code = _is_builtin(msg.tool_calls[0].name, custom_names) and (
             msg.tool_calls[0].name == "code_interpreter"
         )
-        body = (PYTHON_TAG if first_is_code else "") + body + guard(calls)
-    return header + body + end
+        return header, (PYTHON_TAG if first_is_code else ""), body, guard(calls), end
+    return header, body, end
 
 
 def _same(text: str) -> str:

@@ -43,6 +43,9 @@ from agent.llama3._triggers import (
     triggers,
 )
 
+_KEEP = 1024
+"""Committed text kept in the buffer before it is dropped (appending copies the buffer)."""
+
 
 class Scanner:
     """Incremental scanner for one segment of text (special tokens already removed).
@@ -82,9 +85,11 @@ class Scanner:
         """Add text and scan as far as is decidable."""
         if self._final:
             return
-        if self._pos > 4096 and self._state == "prose":
-            self._buf = self._buf[self._pos :]
-            self._pos = 0
+        if self._pos > _KEEP and self._state == "prose":
+            # Drop committed text, but one character: a trigger looks one back (`x.call(` is
+            # none in `my_x.call(`), and must see the same text however the input was split.
+            self._buf = self._buf[self._pos - 1 :]
+            self._pos = 1
         self._buf += text
         self._run()
 
@@ -105,25 +110,21 @@ class Scanner:
             self.records.append(text)
         else:
             self.outcome.content.append(text)
+        body = text.rstrip()
         newline = text.rfind("\n")
         if newline >= 0:
             self._line_text = bool(text[newline + 1 :].strip())
-        elif not text.isspace():
+        elif body:
             self._line_text = True
-        if not text.isspace():
+        if body:
             self._fresh = False
-            self._last_char = text.rstrip()[-1]
+            self._last_char = body[-1]
 
     # --- the state machine ------------------------------------------------------------------
 
     def _run(self) -> None:
-        step = {
-            "prose": self._step_prose,
-            "fence": self._step_fence,
-            "cand": self._step_cand,
-            "after": self._step_after,
-        }
-        while step[self._state]():
+        steps = _STEPS
+        while steps[self._state](self):
             pass
 
     def _step_prose(self) -> bool:
@@ -162,7 +163,11 @@ class Scanner:
     def _safe_end(self, pos: int) -> int:
         """Where committing must stop: the text may end in the start of a trigger."""
         buf = self._buf
-        for k in range(max(pos, len(buf) - self._t.longest), len(buf)):
+        start = max(pos, len(buf) - self._t.longest)
+        # No trigger holds a blank, so none can start before the last one (most chunks end in
+        # a word or two: this leaves a few characters to look at instead of `longest`).
+        start = max(start, buf.rfind(" ", start) + 1, buf.rfind("\n", start) + 1)
+        for k in range(start, len(buf)):
             tail = buf[k:]
             if tail in self._t.prefixes and (tail[0] in "<`" or k == 0 or not is_word(buf[k - 1])):
                 return k
@@ -323,3 +328,11 @@ class Scanner:
         sentence before the block and starts one after it, so the block stands alone."""
         after = self._buf[self._cursor : self._cursor + 1]
         return not (self._last_char in SENTENCE_END and after.isupper())
+
+
+_STEPS = {
+    "prose": Scanner._step_prose,
+    "fence": Scanner._step_fence,
+    "cand": Scanner._step_cand,
+    "after": Scanner._step_after,
+}

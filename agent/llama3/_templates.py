@@ -14,12 +14,13 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from string import Template
 from typing import Any
 
 from agent.errors import RenderError
+from agent.llama3._memo import IdentityCache
 from agent.llama3._neutralize import neutralize
 from agent.llama3._types import ToolSpec
 
@@ -57,12 +58,14 @@ def format_date(day: dt.date) -> str:
     return f"{day.day:02d} {_MONTHS[day.month - 1]} {day.year}"
 
 
+@lru_cache(maxsize=16)
 def system_default(today: dt.date) -> str:
     """The two date lines Meta puts in every Llama 3.1 system prompt."""
     return fill("system_default.txt", today=format_date(today))
 
 
-def builtin_block(builtins: Sequence[str]) -> str:
+@lru_cache(maxsize=32)
+def builtin_block(builtins: tuple[str, ...]) -> str:
     """`Environment: ipython`, then a `Tools:` line naming the built-ins but code_interpreter."""
     listed = [name for name in builtins if name != "code_interpreter"]
     text = fill("environment.txt") + "\n"
@@ -71,6 +74,7 @@ def builtin_block(builtins: Sequence[str]) -> str:
     return text
 
 
+@lru_cache(maxsize=64)
 def tool_choice_text(choice: str) -> str:
     """The instruction Meta appends for `tool_choice` (empty for auto and none)."""
     if choice in ("auto", "none"):
@@ -143,10 +147,59 @@ def _param_type(prop: Mapping[str, Any]) -> str:
     return "any"
 
 
+# --- the tool blocks, cached per set of tools ------------------------------------------------
+#
+# A run renders the same tools at every step, and rendering their block is most of the cost of
+# a prompt. The blocks are cached by the specs' content (their repr, computed once per spec
+# object): equal specs built anew (from dicts, say) share a block. A spec's `parameters` must
+# therefore not be changed in place once it has been rendered (ToolSpec is frozen; its dicts
+# are meant to be too).
+
+_SPEC_KEYS: IdentityCache[object] = IdentityCache()
+
+
+def _spec_key(spec: ToolSpec) -> object:
+    key = _SPEC_KEYS.get(spec)
+    if key is None:
+        try:
+            key = repr(spec)
+        except Exception:  # a value in the schema with a broken repr: the spec is its own key
+            key = object()
+        _SPEC_KEYS.put(spec, key)
+    return key
+
+
+class Toolset:
+    """Tool specs, equal to another `Toolset` when the specs have the same content."""
+
+    __slots__ = ("_hash", "key", "specs")
+
+    def __init__(self, specs: tuple[ToolSpec, ...]) -> None:
+        self.specs = specs
+        self.key = tuple(_spec_key(s) for s in specs)
+        self._hash = hash(self.key)
+
+    @classmethod
+    def of(cls, specs: Sequence[ToolSpec]) -> Toolset:
+        """The toolset of `specs`, in order."""
+        return cls(tuple(specs))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Toolset) and self.key == other.key
+
+
 def json_tools(tools: Sequence[ToolSpec]) -> str:
     """Meta's JSON custom-tool block (JsonCustomToolGenerator), sent as a user message."""
+    return _json_tools(Toolset.of(tools))
+
+
+@lru_cache(maxsize=32)
+def _json_tools(tools: Toolset) -> str:
     blocks = []
-    for spec in tools:
+    for spec in tools.specs:
         params = _params(spec)
         properties = ",".join(
             "\n" + fill("json_param.txt", name=_text(p.name), description=_text(p.description))
@@ -167,8 +220,13 @@ def json_tools(tools: Sequence[ToolSpec]) -> str:
 
 def function_tag_tools(tools: Sequence[ToolSpec]) -> str:
     """Meta's `<function=...>` custom-tool block (FunctionTagCustomToolGenerator)."""
+    return _function_tag_tools(Toolset.of(tools))
+
+
+@lru_cache(maxsize=32)
+def _function_tag_tools(tools: Toolset) -> str:
     blocks = []
-    for spec in tools:
+    for spec in tools.specs:
         # model_dump() of each parameter without its default, through `tojson` (sorted keys).
         dumped = {
             p.name: {
@@ -192,8 +250,13 @@ def function_tag_tools(tools: Sequence[ToolSpec]) -> str:
 
 def python_list_functions(tools: Sequence[ToolSpec]) -> str:
     """The function list of Meta's Llama 3.2/3.3 prompt (PythonListCustomToolGenerator)."""
+    return _python_list_functions(Toolset.of(tools))
+
+
+@lru_cache(maxsize=32)
+def _python_list_functions(tools: Toolset) -> str:
     blocks = []
-    for spec in tools:
+    for spec in tools.specs:
         params = _params(spec)
         properties = ",".join(
             "\n"

@@ -73,7 +73,9 @@ class ToolSpec:
     """What the model is told about one tool.
 
     `builtin` names the Llama built-in this tool serves; such tools are listed the native way
-    (`Tools: brave_search, ...`) instead of as JSON definitions.
+    (`Tools: brave_search, ...`) instead of as JSON definitions. Treat `parameters` as frozen
+    too: the renderer caches each spec's tool definition, so a change made in place to the
+    dict after the spec was rendered is not seen (make a new spec instead).
     """
 
     name: str

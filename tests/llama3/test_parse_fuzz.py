@@ -112,6 +112,15 @@ def check(text: str, tools: list[str] | None, cuts: list[int]) -> None:
     assert parser.finish() == whole
     assert not parser._broken
     assert whole.content.startswith(shown)
+    assert_nothing_botched_shown(parser, shown)
+
+
+def assert_nothing_botched_shown(parser: StreamParser, shown: str) -> None:
+    """What `feed` returned ends before the first botched call's text in the content."""
+    outcome = parser._machine.prose.outcome
+    if outcome.botched_at is not None:
+        assert outcome.content[outcome.botched_at] in {m.text for m in outcome.malformed}
+        assert len(shown) <= len("".join(outcome.content[: outcome.botched_at]).lstrip())
 
 
 @settings(max_examples=400, deadline=None)
@@ -149,3 +158,14 @@ def test_pathological_inputs() -> None:
         "[" + "{}" * 20_000 + "]",
     ]:
         check(text, None, [7, 100, 999])
+
+
+@settings(max_examples=50, deadline=None)
+@given(size=st.integers(1000, 5000), cuts=st.lists(st.integers(0, 6000), max_size=12))
+def test_long_prose_streams_as_whole(size: int, cuts: list[int]) -> None:
+    # The scanner drops committed text as a stream goes on; a trigger must still see the
+    # character before it (`xyzbrave_search.call(` is no call, however the text is split).
+    text = ("word " * size)[:size] + 'xyzbrave_search.call(query="a")\nDone.'
+    check(text, None, [*cuts, size + 3])
+    check(text, ["brave_search"], [*cuts, size + 3])
+    assert not parse_completion(text).tool_calls
