@@ -30,7 +30,7 @@ MODEL = "llama3.1"
 STEPS = 5  # tool calls per run; the answer makes six requests
 TASK = "Start from 0 and add 1 five times, one call at a time."
 TODAY = datetime.date(2024, 9, 21)  # fixed, so every prompt of every run is the same text
-NUM_CTX = 4096  # what the backend sizes these prompts to; the baselines send the same
+NUM_CTX = 8192  # what the backend sizes these prompts to; the baselines send the same
 PYTHON_TAG = "<|python_tag|>"
 _NEXT_TURN = (
     "<|eom_id|><|start_header_id|>ipython<|end_header_id|>\n\n{result}<|eot_id|>"

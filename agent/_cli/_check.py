@@ -108,10 +108,10 @@ async def _check_server(
         except LlamaAgentError as exc:
             report.add("model", "fail", str(exc), ExitCode.ERROR)
             return
-        ceiling = config.ollama.options.num_ctx
+        size = config.ollama.options.num_ctx
         context = f"context {info.context_length} tokens"
-        if ceiling is not None and ceiling < info.context_length:
-            context += f" (num_ctx ceiling {ceiling})"
+        if size is not None and size < info.context_length:
+            context += f" (num_ctx {size} from the config)"
         family = f"Llama {info.family}" if info.family != "unknown" else "not a Llama 3.x model"
         verdict: Verdict = "ok" if info.family != "unknown" else "warn"
         report.add("model", verdict, f"{info.name}: {family}, {context}")

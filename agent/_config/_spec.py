@@ -56,8 +56,10 @@ class OllamaOptions(Spec):
     """Sampling options sent with every request."""
 
     num_ctx: Annotated[int, Field(gt=0)] | None = None
-    """Ceiling for the context window. Each request's context is sized to its prompt plus
-    `num_predict`, never above this nor above the model's own context length."""
+    """The context window sent with every request (capped at the model's own context length).
+    One size for every request means Ollama never reloads the model to resize it; Ollama
+    allocates the KV cache for it when it loads the model. Unset: sized from the prompt (at
+    least 8192, doubling when a conversation outgrows it)."""
     temperature: Annotated[float, Field(ge=0)] | None = None
     """Sampling temperature; 0 is (nearly) deterministic. Unset: the server's default."""
     seed: int | None = None

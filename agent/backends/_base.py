@@ -26,8 +26,10 @@ class GenerateOptions:
     num_predict: int | None = None
     stop: Sequence[str] = ()
     keep_alive: str | float | None = None
-    # Upper bound for `num_ctx`; the backend sizes the context to the prompt, never above this
-    # nor above the model's own context length.
+    # The context size (Ollama's `num_ctx`, capped by the model's context length). Set: every
+    # request sends exactly this, so the model is never reloaded for a new size and the memory
+    # is what was chosen. None: the backend sizes it to the prompts with room to grow (see
+    # `agent/backends/_context.py`). A prompt that does not fit is a `ContextOverflowError`.
     num_ctx_max: int | None = None
 
 

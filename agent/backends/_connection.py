@@ -11,16 +11,24 @@ The client is closed by `aclose()`, or else when its loop shuts down: an async g
 started in that loop holds it, and the loop finalizes every async generator before it closes
 (`anyio.run` and `asyncio.run` call `shutdown_asyncgens`, PEP 525); its `finally` closes the
 client, so connections are not left open behind a finished `anyio.run`.
+
+`release_stream` is the client's response hook: httpx binds each response's stream to the
+response (`Response.stream` → `BoundAsyncStream` → `Response`), a reference cycle that keeps the
+response, its request, headers and the whole aiohttp response alive until the garbage collector
+runs (about 35 objects a request). Under hundreds of concurrent runs that made a quarter of the
+client's CPU time garbage collection. The hook puts a wrapper in between that lets go of the
+bound stream once it is closed, so all of it is freed by reference counting instead.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.lowlevel
+import httpx
 import ollama
 
 _ids = itertools.count()
@@ -36,6 +44,29 @@ class LoopState:
     locks: dict[str, anyio.Lock] = field(default_factory=dict)  # per model, for `/api/show`
     warm_up: anyio.Lock = field(default_factory=anyio.Lock)  # one tokenizer load, not one each
     closer: AsyncGenerator[None, None] | None = None
+
+
+class _ReleasingStream(httpx.AsyncByteStream):
+    """A response stream that drops the stream it wraps once closed (see the module docstring)."""
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream: httpx.AsyncByteStream | None = stream
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._stream is None:
+            raise httpx.StreamClosed()
+        return self._stream.__aiter__()
+
+    async def aclose(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.aclose()
+
+
+async def release_stream(response: httpx.Response) -> None:
+    """httpx response hook: break the response ↔ stream cycle when the response is closed."""
+    if isinstance(response.stream, httpx.AsyncByteStream):
+        response.stream = _ReleasingStream(response.stream)
 
 
 async def _close_at_shutdown(

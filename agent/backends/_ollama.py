@@ -43,8 +43,8 @@ from httpx_aiohttp import AiohttpTransport
 
 from agent.backends._base import Backend, Done, GenerateEvent, GenerateOptions, ModelInfo, TextChunk
 from agent.backends._config import PullProgress, Retries, Timeouts, parse_host
-from agent.backends._connection import Connections, LoopState
-from agent.backends._context import PromptHistory, size_context
+from agent.backends._connection import Connections, LoopState, release_stream
+from agent.backends._context import PromptHistory, Remembered, size_context
 from agent.backends._modelinfo import check_capabilities, wire_options
 from agent.backends._server import PullCallback, Server
 from agent.backends._stream import Dropped, Final, StreamAttempt, timeout_error
@@ -137,6 +137,7 @@ class OllamaBackend(Backend):
                     write=self.timeouts.between_chunks,
                     pool=None,
                 ),
+                event_hooks={"response": [release_stream]},
             )
 
         self._connections = Connections(
@@ -184,8 +185,8 @@ class OllamaBackend(Backend):
         """Pull `model`, yielding Ollama's progress lines; ends after `status == "success"`."""
         return self._server.pull(model)
 
-    async def _count(self, text: str) -> int:
-        state = await self._connections.current()
+    async def _count(self, text: str, state: LoopState | None = None) -> int:
+        state = state or await self._connections.current()
         counter = self.token_counter
         if not counter.warm:
             # The first count loads the tokenizer in a thread; runs that start meanwhile wait
@@ -194,125 +195,126 @@ class OllamaBackend(Backend):
                 await counter.warm_up(limiter=state.limiter)
         return await counter.count(text, limiter=state.limiter)
 
+    def _size(
+        self, model: str, info: ModelInfo, options: GenerateOptions, sent: int
+    ) -> tuple[int, int]:
+        """`num_ctx` and `num_predict` for a prompt of `sent` tokens (policy: `_context.py`)."""
+        ceiling = min(info.context_length, options.num_ctx_max or info.context_length)
+        current = self._num_ctx.get(model, 0)
+        sizes = size_context(
+            model=model,
+            prompt_tokens=sent,
+            num_predict=options.num_predict,
+            reserve=self.completion_reserve,
+            ceiling=ceiling,
+            current=current,
+            fixed=options.num_ctx_max is not None,
+        )
+        # Per model and only growing, so runs sharing the model agree (a change reloads it).
+        self._num_ctx[model] = max(current, sizes[0])
+        return sizes
+
     # --- generate ------------------------------------------------------------------------------
 
     async def generate(
         self, prompt: str, *, model: str, options: GenerateOptions
     ) -> AsyncIterator[GenerateEvent]:
         """Stream the completion of the native `prompt` (which starts with `<|begin_of_text|>`)."""
+        # Two async generators between the client and the caller (this one and the attempt's):
+        # every layer costs every chunk, so the loop of attempts lives here, not in a third.
         info = await self.model_info(model)
         state = await self._connections.current()
         # Ollama adds the BOS itself; sending its text too would give the model two (§1.5).
         text = prompt.removeprefix(BEGIN_OF_TEXT)
-        sent = 1 + await self._count(text)
-        ceiling = min(info.context_length, options.num_ctx_max or info.context_length)
-        num_ctx, num_predict = size_context(
-            model=model,
-            prompt_tokens=sent,
-            num_predict=options.num_predict,
-            reserve=self.completion_reserve,
-            ceiling=ceiling,
-            current=self._num_ctx.get(model, 0),
-        )
-        self._num_ctx[model] = num_ctx
+        sent = 1 + await self._count(text, state)
+        num_ctx, num_predict = self._size(model, info, options, sent)
         gate = state.gate
         if gate is not None:
             await gate.acquire()
         try:
-            async for event in self._generate(
-                state, text, model, options, sent, num_ctx, num_predict
-            ):
-                yield event
+            deadline = anyio.current_time() + (self.timeouts.total or float("inf"))
+            emitted: list[str] = []
+            warnings: list[str] = []
+            busy = drops = 0
+            while True:
+                continuation = "".join(emitted)
+                resumed_chunks = len(emitted)
+                # What the server may have cached before this attempt; then this prompt, which
+                # it caches as soon as it evaluates it (concurrent runs share a prefix that way).
+                history = self._history.snapshot(model)
+                self._history.remember(model, text + continuation, tokens=sent - 1)
+                left = num_predict - len(emitted)
+                if emitted and left <= 0:
+                    yield Done(done_reason="length", warnings=tuple(warnings))
+                    return
+                attempt = StreamAttempt(
+                    state.client,
+                    url=self.url,
+                    model=model,
+                    prompt=text + continuation,
+                    options=wire_options(options, num_ctx=num_ctx, num_predict=left),
+                    keep_alive=options.keep_alive,
+                    timeouts=self.timeouts,
+                    deadline=deadline,
+                    sent=sent,
+                    num_ctx=num_ctx,
+                    translate_other=self._server.translate_other,
+                )
+                try:
+                    async with contextlib.aclosing(attempt.events()) as events:
+                        async for event in events:
+                            if isinstance(event, TextChunk):
+                                emitted.append(event.text)
+                                yield event
+                                continue
+                            yield await self._finish(
+                                event,
+                                model,
+                                text,
+                                continuation,
+                                sent,
+                                warnings,
+                                resumed_chunks,
+                                history,
+                            )
+                            return
+                except ollama.ResponseError as exc:
+                    if exc.status_code == 404:
+                        self._server.info.pop(model, None)  # deleted since it was described
+                    if exc.status_code != 503:
+                        raise response_error(
+                            exc, model=model, url=self.url, needed=sent, available=num_ctx
+                        ) from exc
+                    busy += 1
+                    await self._wait_while_busy(exc, model, busy, deadline)
+                except Dropped as exc:
+                    # What was generated before the break sits in the server's cache all the same.
+                    self._history.remember(model, text + "".join(emitted), tokens=sent - 1)
+                    drops += 1
+                    self._after_drop(exc, model, drops, emitted, warnings)
         finally:
             if gate is not None:
                 gate.release()
 
-    async def _generate(
-        self,
-        state: LoopState,
-        text: str,
-        model: str,
-        options: GenerateOptions,
-        sent: int,
-        num_ctx: int,
-        num_predict: int,
-    ) -> AsyncIterator[GenerateEvent]:
-        deadline = anyio.current_time() + (self.timeouts.total or float("inf"))
-        emitted: list[str] = []
-        warnings: list[str] = []
-        busy = drops = 0
-        while True:
-            continuation = "".join(emitted)
-            resumed_chunks = len(emitted)
-            # What the server may have cached before this attempt; then this prompt, which it
-            # caches as soon as it evaluates it (concurrent runs share a prefix that way).
-            history = self._history.snapshot(model)
-            self._history.remember(model, text + continuation)
-            left = num_predict - len(emitted)
-            if emitted and left <= 0:
-                yield Done(done_reason="length", warnings=tuple(warnings))
-                return
-            attempt = StreamAttempt(
-                state.client,
-                url=self.url,
-                model=model,
-                prompt=text + continuation,
-                options=wire_options(options, num_ctx=num_ctx, num_predict=left),
-                keep_alive=options.keep_alive,
-                timeouts=self.timeouts,
-                deadline=deadline,
-                sent=sent,
-                num_ctx=num_ctx,
-                translate_other=self._server.translate_other,
+    def _after_drop(
+        self, exc: Dropped, model: str, drops: int, emitted: list[str], warnings: list[str]
+    ) -> None:
+        """Raise when the stream broke off too often, else note the resumption."""
+        if drops > self.retries.dropped_streams:
+            raise StreamError(
+                f"the stream from Ollama at {self.url} for {model} broke off {drops} "
+                f"times ({exc.detail}). Check the server (`ollama ps`, its log) and any "
+                "proxy between it and this program."
+            ) from exc
+        if emitted:
+            note = (
+                f"the stream broke off after {len(''.join(emitted))} characters "
+                f"({exc.detail}) and was resumed from there"
             )
-            try:
-                async with contextlib.aclosing(attempt.events()) as events:
-                    async for event in events:
-                        if isinstance(event, TextChunk):
-                            emitted.append(event.text)
-                            yield event
-                            continue
-                        yield await self._finish(
-                            event,
-                            model,
-                            text,
-                            continuation,
-                            sent,
-                            warnings,
-                            resumed_chunks,
-                            history,
-                        )
-                        return
-            except ollama.ResponseError as exc:
-                if exc.status_code == 404:
-                    self._server.info.pop(model, None)  # deleted since it was described
-                if exc.status_code != 503:
-                    raise response_error(
-                        exc, model=model, url=self.url, needed=sent, available=num_ctx
-                    ) from exc
-                busy += 1
-                await self._wait_while_busy(exc, model, busy, deadline)
-            except Dropped as exc:
-                # What was generated before the break sits in the server's cache all the same.
-                self._history.remember(model, text + "".join(emitted))
-                drops += 1
-                if drops > self.retries.dropped_streams:
-                    raise StreamError(
-                        f"the stream from Ollama at {self.url} for {model} broke off {drops} "
-                        f"times ({exc.detail}). Check the server (`ollama ps`, its log) and any "
-                        "proxy between it and this program."
-                    ) from exc
-                if emitted:
-                    note = (
-                        f"the stream broke off after {len(''.join(emitted))} characters "
-                        f"({exc.detail}) and was resumed from there"
-                    )
-                    warnings.append(note)
-                    logger.warning("%s: %s", model, note)
-                else:
-                    logger.info(
-                        "%s: stream broke off before any text (%s); retrying", model, exc.detail
-                    )
+            warnings.append(note)
+            logger.warning("%s: %s", model, note)
+        else:
+            logger.info("%s: stream broke off before any text (%s); retrying", model, exc.detail)
 
     async def _wait_while_busy(
         self, exc: ollama.ResponseError, model: str, busy: int, deadline: float
@@ -346,11 +348,13 @@ class OllamaBackend(Backend):
         sent: int,
         warnings: list[str],
         resumed_chunks: int,
-        history: tuple[str, ...],
+        history: tuple[Remembered, ...],
     ) -> Done:
         done = final.done
-        # One chunk is one token; the tokens of an interrupted attempt count as generated too.
-        usage = dataclasses.replace(done.usage, eval_count=done.usage.eval_count + resumed_chunks)
+        usage = done.usage
+        if resumed_chunks:
+            # One chunk is one token; the tokens of an interrupted attempt count as generated.
+            usage = dataclasses.replace(usage, eval_count=usage.eval_count + resumed_chunks)
         sent_now = sent if not continuation else 1 + await self._count(text + continuation)
         warning = await self._history.shortfall_warning(
             model=model,
@@ -372,6 +376,11 @@ class OllamaBackend(Backend):
                     warning += f" The server runs {model} with a context of {loaded} tokens."
                 logger.warning("%s", warning)
                 warnings.append(warning)
-        completion = continuation + final.text
-        self._history.remember(model, text + completion)
+        # What the server now holds, and a lower bound of its tokens without counting them:
+        # the prompt's, plus what it generated (`eval_count` includes the end token, which is
+        # not cached; a token is rarely less than a character, so the text's length bounds it).
+        generated = min(max(done.usage.eval_count - 1, 0), len(final.text))
+        self._history.remember(
+            model, text + continuation + final.text, tokens=sent_now - 1 + generated
+        )
         return Done(done_reason=done.done_reason, usage=usage, warnings=(*warnings, *done.warnings))

@@ -107,14 +107,6 @@ class StreamAttempt:
         self._num_ctx = num_ctx
         self._translate_other = translate_other
 
-    def _limit(self, *, first: bool) -> tuple[float, Deadline]:
-        step = self._timeouts.first_chunk if first else self._timeouts.between_chunks
-        which: Deadline = "first chunk" if first else "next chunk"
-        remaining = self._deadline - anyio.current_time()
-        if step is None or remaining < step:
-            return max(remaining, 0.0), "total"
-        return step, which
-
     def _timeout(self, which: Deadline) -> BackendTimeoutError:
         return timeout_error(which, url=self._url, model=self._model, timeouts=self._timeouts)
 
@@ -128,40 +120,45 @@ class StreamAttempt:
             keep_alive=self._keep_alive,
         )
         pieces: list[str] = []
-        first = True
-        async with closing_iterator(stream):
+        total = self._deadline
+        step = self._timeouts.first_chunk
+        which: Deadline = "first chunk"
+        try:
             while True:
-                limit, which = self._limit(first=first)
-                with anyio.move_on_after(limit) as scope:
-                    part = await self._next(stream)
+                # This runs once per token with Ollama: the deadline and the read are inline.
+                limit = total if step is None else min(anyio.current_time() + step, total)
+                with anyio.CancelScope(deadline=limit) as scope:
+                    try:
+                        part = await anext(stream)
+                    except StopAsyncIteration:
+                        raise Dropped("the stream ended without its final line") from None
+                    except TRANSPORT_ERRORS as exc:
+                        raise self._transport_error(exc) from exc
+                    except UNREADABLE_ERRORS as exc:
+                        raise self._translate_other(
+                            exc, model=self._model, what="generate"
+                        ) from exc
                 if scope.cancelled_caught:
-                    raise self._timeout(which)
-                first = False
-                if part is None:
-                    raise Dropped("the stream ended without its final line")
+                    raise self._timeout(which if limit < total else "total")
                 if part.done:
                     yield Final(done=self._done(part), text="".join(pieces))
                     return
-                if part.response:
-                    pieces.append(part.response)
-                    yield TextChunk(text=part.response)
+                if text := part.response:
+                    pieces.append(text)
+                    yield TextChunk(text=text)
+                step = self._timeouts.between_chunks
+                which = "next chunk"
+        finally:
+            # What stops the HTTP stream (and so the generation) on an early exit.
+            await stream.aclose()  # type: ignore[attr-defined]
 
-    async def _next(
-        self, stream: AsyncIterator[ollama.GenerateResponse]
-    ) -> ollama.GenerateResponse | None:
-        try:
-            return await anext(stream)
-        except StopAsyncIteration:
-            return None
-        except TRANSPORT_ERRORS as exc:
-            kind = transport_kind(exc)
-            if kind == "dropped":
-                raise Dropped(f"{type(exc).__name__}: {exc}") from exc
-            if kind == "read_timeout":
-                raise self._timeout("next chunk") from exc
-            raise self._translate_other(exc, model=self._model, what="generate") from exc
-        except UNREADABLE_ERRORS as exc:
-            raise self._translate_other(exc, model=self._model, what="generate") from exc
+    def _transport_error(self, exc: Exception) -> Exception:
+        kind = transport_kind(exc)
+        if kind == "dropped":
+            return Dropped(f"{type(exc).__name__}: {exc}")
+        if kind == "read_timeout":
+            return self._timeout("next chunk")
+        return self._translate_other(exc, model=self._model, what="generate")
 
     def _done(self, part: ollama.GenerateResponse) -> Done:
         usage = Usage(

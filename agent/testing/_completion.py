@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from agent.testing._chat import render_chat
+from agent.testing._counting import common_prefix_length
 from agent.testing._faults import Busy, DropConnection, Fault, ServerError
 from agent.testing._generation import run_generation
 from agent.testing._http import HttpRequest, Responder
-from agent.testing._models import EmulatedModel, common_prefix_length
+from agent.testing._models import EmulatedModel
 from agent.testing._records import RecordedRequest
 from agent.testing._scripts import ScriptRequest
 from agent.testing._shaping import continue_output, pseudo_ids, shape
@@ -98,8 +99,7 @@ async def handle(
         emu.update(index, status=reject.status, error=reject.message, finished=True)
         await responder.json(reject.status, {"error": reject.message})
     finally:
-        record = emu.requests[index]
-        if not record.finished and responder.client_gone.is_set():
+        if responder.client_gone.is_set() and not emu.recorded(index).finished:
             emu.update(index, cancelled=True)
 
 
@@ -181,7 +181,8 @@ async def _complete(
         turns.append({"role": "user", "content": body["prompt"]})
         prompt = render_chat(turns, [], family=model.family)
 
-    total_tokens = 1 + emu.count_tokens(prompt)  # Ollama's runner adds the BOS
+    counted = emu.prompt_counter.count(model.name, prompt)
+    total_tokens = 1 + counted.total  # Ollama's runner adds the BOS
     truncated = total_tokens > num_ctx
     if truncated:
         if body.get("truncate") is False and emu.version_at_least(0, 12, 6):
@@ -195,9 +196,9 @@ async def _complete(
         previous = emu.cache.get(model.name)
         cached = 0
         if previous is not None:
-            common = prompt[: common_prefix_length(previous, prompt)]
+            common = common_prefix_length(previous, prompt)
             # The BOS is always shared; llama.cpp re-evaluates at least the last prompt token.
-            cached = min(1 + emu.count_tokens(common), total_tokens - 1)
+            cached = min(1 + counted.prefix(common), total_tokens - 1)
         prompt_eval_count = total_tokens - cached
     emu.update(
         index,

@@ -15,10 +15,17 @@ import anyio.from_thread
 
 from agent.llama3 import count_tokens as llama_count_tokens
 from agent.testing import _completion
+from agent.testing._counting import PromptCounter
 from agent.testing._faults import Fault, FaultBook
 from agent.testing._generation import Engine
 from agent.testing._http import HttpRequest, HttpServer, Responder
-from agent.testing._models import EmulatedModel, default_models, family_of, normalize_name
+from agent.testing._models import (
+    EmulatedModel,
+    default_models,
+    family_of,
+    keep_alive_seconds,
+    normalize_name,
+)
 from agent.testing._pull import pull
 from agent.testing._records import RecordedRequest
 from agent.testing._scripts import Script, echo
@@ -66,7 +73,10 @@ class OllamaEmulator:
     from 0.12.10, `capabilities` from 0.6.4, streamed tool calls from 0.8), `engine`
     (`"llamarunner"` for ≤ 0.29, `"llama-server"` for ≥ 0.30; derived from `version` by
     default), `faults`, `num_parallel` and `max_queue` (Ollama's scheduler: extra requests
-    wait; beyond the queue they get 503), `default_num_ctx` (None: by version), `count_tokens`.
+    wait; beyond the queue they get 503), `default_num_ctx` (None: by version), `count_tokens`
+    (Llama 3's by default, counted incrementally when the tokenizer is exact: each prompt costs
+    only what it added to a recent one, see `agent.testing._counting`; any other counter is
+    called on whole texts).
 
     A bug inside the emulator (an exception in a request handler, not a failing script, which
     answers 500) closes that connection and is kept in `emu.errors`; leaving the `async with`
@@ -110,6 +120,7 @@ class OllamaEmulator:
             2048 if version_tuple(version) < (0, 6, 7) else 4096
         )
         self.count_tokens = count_tokens
+        self._prompt_counter: PromptCounter | None = None
         self.raise_errors = raise_errors
         self._models: dict[str, EmulatedModel] = {}
         for model in default_models() if models is None else models:
@@ -253,6 +264,15 @@ class OllamaEmulator:
         self._records.clear()
         self.loaded.clear()
         self.cache.clear()
+        self._prompt_counter = None
+
+    @property
+    def prompt_counter(self) -> PromptCounter:
+        """Counts prompts with `count_tokens`, incrementally when that is exact (`_counting.py`)."""
+        counter = self._prompt_counter
+        if counter is None or counter.counts_with is not self.count_tokens:
+            counter = self._prompt_counter = PromptCounter(self.count_tokens)
+        return counter
 
     async def wait_idle(self) -> None:
         """Wait until no request is in progress (e.g. to see a cancellation recorded).
@@ -266,6 +286,10 @@ class OllamaEmulator:
         self._records.append(record)
         return len(self._records) - 1
 
+    def recorded(self, index: int) -> RecordedRequest:
+        """The record `record` returned `index` for, as it is now (no copy of the list)."""
+        return self._records[index]
+
     def update(self, index: int, **changes: Any) -> RecordedRequest:
         record = dataclasses.replace(self._records[index], **changes)
         self._records[index] = record
@@ -277,7 +301,7 @@ class OllamaEmulator:
 
     def mark_loaded(self, model: EmulatedModel, num_ctx: int, keep_alive: Any) -> bool:
         """Load `model` with `num_ctx`; True when that meant a (re)load, which clears its cache."""
-        seconds = _keep_alive_seconds(keep_alive)
+        seconds = keep_alive_seconds(keep_alive)
         expires = datetime.now(UTC) + timedelta(seconds=seconds if seconds >= 0 else 10**8)
         previous = self.loaded.get(model.name)
         self.loaded[model.name] = (num_ctx, expires)
@@ -378,19 +402,3 @@ class OllamaEmulator:
 
 def _as_model(model: str | EmulatedModel) -> EmulatedModel:
     return model if isinstance(model, EmulatedModel) else EmulatedModel.llama(model)
-
-
-def _keep_alive_seconds(keep_alive: Any) -> float:
-    if keep_alive is None:
-        return 300.0
-    if isinstance(keep_alive, int | float):
-        return float(keep_alive)
-    text = str(keep_alive).strip()
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for unit in ("ms", "h", "m", "s"):
-        if text.endswith(unit):
-            with contextlib.suppress(ValueError):
-                return float(text[: -len(unit)]) * units[unit]
-    with contextlib.suppress(ValueError):
-        return float(text)
-    return 300.0

@@ -94,7 +94,7 @@ def run_generation(
             hit_eog = True
             break
         generated.append(token)
-        control = SPECIAL_RE.fullmatch(token) is not None
+        control = token.startswith("<|") and SPECIAL_RE.fullmatch(token) is not None
         rendered.append("" if control and engine == "llama-server" else token)
 
     cut = _first_stop(rendered, stop)

@@ -39,7 +39,13 @@ class ClientGone(Exception):
 
 
 class Responder:
-    """Writes one response; knows whether the client is still there."""
+    """Writes one response; knows whether the client is still there.
+
+    The status line and headers go out with the first body bytes (as Go's net/http sends them),
+    and the end of a chunked body with the last line: a socket write less each, per response,
+    which no client can tell apart. Each line in between is still one write, as Ollama flushes
+    every token.
+    """
 
     def __init__(
         self, conn: h11.Connection, stream: anyio.abc.SocketStream, *, head: bool = False
@@ -47,34 +53,40 @@ class Responder:
         self._conn = conn
         self._stream = stream
         self._head = head
+        self._pending = b""  # the status line and headers, until the first write
         self.started = False
         self.aborted = False
         self.client_gone = anyio.Event()
 
     async def start(self, status: int, content_type: str, *, length: int | None = None) -> None:
-        """Send the status line and headers (chunked unless `length` is given)."""
+        """Begin the response (chunked unless `length` is given); sent with the first write."""
         headers = [("Content-Type", content_type), ("Date", formatdate(usegmt=True))]
         if length is not None:
             headers.append(("Content-Length", str(length)))
         else:
             headers.append(("Transfer-Encoding", "chunked"))
         self.started = True
-        await self._send(self._conn.send(h11.Response(status_code=status, headers=headers)))
+        self._pending = self._conn.send(h11.Response(status_code=status, headers=headers)) or b""
 
-    async def write(self, data: bytes) -> None:
-        """Send body bytes (one chunk when chunked, flushed at once)."""
+    async def write(self, data: bytes, *, end: bool = False) -> None:
+        """Send body bytes (one chunk when chunked, flushed at once); `end` finishes too."""
+        out = self._pending
+        self._pending = b""
         if data and not self._head:
-            await self._send(self._conn.send(h11.Data(data=data)))
+            out += self._conn.send(h11.Data(data=data)) or b""
+        if end:
+            out += self._conn.send(h11.EndOfMessage()) or b""
+        if out:
+            await self._stream_send(out)
 
     async def end(self) -> None:
         """Finish the response; the connection stays open for the next request."""
-        await self._send(self._conn.send(h11.EndOfMessage()))
+        await self.write(b"", end=True)
 
     async def respond(self, status: int, content_type: str, body: bytes) -> None:
-        """A whole response with a Content-Length."""
+        """A whole response with a Content-Length, in one write."""
         await self.start(status, content_type, length=len(body))
-        await self.write(body)
-        await self.end()
+        await self.write(body, end=True)
 
     async def json(self, status: int, payload: Any) -> None:
         """A whole `application/json; charset=utf-8` response, as Go's gin writes it."""
@@ -86,7 +98,8 @@ class Responder:
         self.aborted = True
         if partial and self.started:
             # A chunk header promising more bytes than follow: the client sees a truncated chunk.
-            raw = f"{len(partial) * 2:x}\r\n".encode() + partial
+            raw = self._pending + f"{len(partial) * 2:x}\r\n".encode() + partial
+            self._pending = b""
             await self._stream_send(raw)
         await self.hang_up()
 
@@ -98,10 +111,6 @@ class Responder:
             # SO_LINGER 0: the close sends RST, the way a crashed server looks to the client.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         await self._stream.aclose()
-
-    async def _send(self, data: bytes | None) -> None:
-        if data:
-            await self._stream_send(data)
 
     async def _stream_send(self, data: bytes) -> None:
         try:

@@ -7,6 +7,7 @@ Go template read back by `/api/show`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -81,18 +82,6 @@ _SIZES: dict[str, tuple[str, int]] = {
     "405b": ("405.9B", 243323423640),
 }
 _DEFAULT_SIZE = {"3.1": "8b", "3.2": "3b", "3.3": "70b"}
-
-
-def common_prefix_length(a: str, b: str) -> int:
-    """Length of the longest common prefix (binary search over C-speed slice compares)."""
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
 
 
 def normalize_name(name: str) -> str:
@@ -237,3 +226,20 @@ def _go_quote(text: str) -> str:
 def default_models() -> tuple[EmulatedModel, ...]:
     """`llama3.1:latest`, `llama3.2:latest` and `llama3.3:latest`."""
     return tuple(EmulatedModel.llama(n) for n in ("llama3.1", "llama3.2", "llama3.3"))
+
+
+def keep_alive_seconds(keep_alive: Any) -> float:
+    """How long a model stays loaded: `keep_alive` as Ollama reads it (seconds or "5m")."""
+    if keep_alive is None:
+        return 300.0
+    if isinstance(keep_alive, int | float):
+        return float(keep_alive)
+    text = str(keep_alive).strip()
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for unit in ("ms", "h", "m", "s"):
+        if text.endswith(unit):
+            with contextlib.suppress(ValueError):
+                return float(text[: -len(unit)]) * units[unit]
+    with contextlib.suppress(ValueError):
+        return float(text)
+    return 300.0

@@ -24,11 +24,11 @@ Endpoint = Literal["generate", "chat"]
 ScriptOutput = str | Sequence[str]
 Script = Callable[["ScriptRequest"], ScriptOutput | Awaitable[ScriptOutput]]
 
-_TURN_RE = re.compile(
-    r"<\|start_header_id\|>(?P<role>[a-z_]+)<\|end_header_id\|>\n\n(?P<content>.*?)"
-    r"(?=<\|eot_id\|>|<\|eom_id\|>|<\|start_header_id\|>|\Z)",
-    re.DOTALL,
-)
+# A turn: its header, then its content up to the first end token or next header (or the end).
+# Two searches rather than one lazy `.*?` with a lookahead, which tries the lookahead at every
+# character of a long system prompt.
+_HEADER_RE = re.compile(r"<\|start_header_id\|>([a-z_]+)<\|end_header_id\|>\n\n")
+_CONTENT_END_RE = re.compile(r"<\|(?:eot_id|eom_id|start_header_id)\|>")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,10 +56,15 @@ class ScriptRequest:
     @property
     def turns(self) -> list[Turn]:
         """The prompt's turns in order; the open assistant header at the end has empty content."""
-        return [
-            Turn(role=m.group("role"), content=m.group("content"))
-            for m in _TURN_RE.finditer(self.prompt)
-        ]
+        prompt = self.prompt
+        turns: list[Turn] = []
+        position = 0
+        while (header := _HEADER_RE.search(prompt, position)) is not None:
+            start = header.end()
+            end = _CONTENT_END_RE.search(prompt, start)
+            position = end.start() if end is not None else len(prompt)
+            turns.append(Turn(role=header.group(1), content=prompt[start:position]))
+        return turns
 
     @property
     def partial(self) -> str:

@@ -49,10 +49,10 @@ class _Stream:
         self.responder = responder
         self.fault = fault
 
-    async def write(self, payload: bytes) -> None:
+    async def write(self, payload: bytes, *, end: bool = False) -> None:
         if not self.responder.started:
             await self.responder.start(200, NDJSON)
-        await self.responder.write(payload)
+        await self.responder.write(payload, end=end)
 
     async def fault_at(self, position: int, *, last: bool) -> bool:
         """Apply the fault due at `position`; True when the stream is over."""
@@ -66,8 +66,7 @@ class _Stream:
             await self.write(fault.line.encode() + b"\n")
         elif isinstance(fault, ErrorLine):
             self.emu.update(self.index, error=fault.message, finished=True)
-            await self.write(line({"error": fault.message}))
-            await self.responder.end()
+            await self.write(line({"error": fault.message}), end=True)
             return True
         elif isinstance(fault, DropConnection):
             self.emu.update(self.index, error="connection dropped (fault)", finished=True)
@@ -172,9 +171,8 @@ async def send(
     last.update(final)
     last.update(_metrics(timing, counts, prompt_ns, eval_ns))
     emu.update(index, finished=True, **record)
-    await out.write(line(last))
+    await out.write(line(last), end=True)
     progress.complete = True
-    await responder.end()
 
 
 async def _whole(

@@ -8,7 +8,12 @@ import pytest
 from ollama._client import _parse_host
 
 from agent.backends import PullProgress, Retries, parse_host
-from agent.backends._context import PromptHistory, common_prefix_length, size_context
+from agent.backends._context import (
+    PromptHistory,
+    Remembered,
+    common_prefix_length,
+    size_context,
+)
 from agent.errors import ContextOverflowError
 from agent.llama3 import count_tokens
 
@@ -49,15 +54,40 @@ def test_pull_progress_fraction() -> None:
     assert PullProgress(status="success").fraction is None
 
 
-def test_size_context_grows_in_powers_of_two_and_never_shrinks() -> None:
+def test_size_context_starts_with_room_to_grow() -> None:
     kwargs = {"model": "m", "num_predict": None, "reserve": 2048, "ceiling": 131072}
-    assert size_context(prompt_tokens=100, current=0, **kwargs) == (4096, 3996)
-    assert size_context(prompt_tokens=3000, current=0, **kwargs)[0] == 8192
-    assert size_context(prompt_tokens=100, current=8192, **kwargs)[0] == 8192
-    num_ctx, num_predict = size_context(
+    # A small prompt: 8192, the floor (twice what it needs would be less).
+    assert size_context(prompt_tokens=100, current=0, **kwargs) == (8192, 8092)
+    # Twice what it needs (5000 + 2048), rounded up to a power of two.
+    assert size_context(prompt_tokens=5000, current=0, **kwargs)[0] == 16384
+    # A caller's num_predict replaces the reserve.
+    assert size_context(
         model="m", prompt_tokens=1000, num_predict=50, reserve=2048, ceiling=131072, current=0
-    )
-    assert (num_ctx, num_predict) == (4096, 50)
+    ) == (8192, 50)
+
+
+def test_size_context_is_kept_until_the_prompt_outgrows_it_then_doubles_at_least() -> None:
+    kwargs = {"model": "m", "num_predict": None, "reserve": 2048, "ceiling": 131072}
+    # Anything that fits keeps the current size (a new size reloads the model), even a prompt
+    # far smaller: it never shrinks.
+    for tokens in (10, 3000, 6144):
+        assert size_context(prompt_tokens=tokens, current=8192, **kwargs)[0] == 8192
+    # 6145 + 2048 no longer fits 8192: the next size holds twice that.
+    assert size_context(prompt_tokens=6145, current=8192, **kwargs)[0] == 32768
+    assert size_context(prompt_tokens=6145, current=65536, **kwargs)[0] == 65536
+
+
+def test_size_context_sends_the_callers_size_whatever_the_prompt() -> None:
+    kwargs = {"model": "m", "num_predict": None, "reserve": 2048, "fixed": True}
+    for tokens in (10, 5000, 16000):
+        assert size_context(prompt_tokens=tokens, current=0, ceiling=16384, **kwargs) == (
+            16384,
+            16384 - tokens,
+        )
+    # Even when another caller of this model asked for more: the setting is the size.
+    assert size_context(prompt_tokens=10, current=65536, ceiling=16384, **kwargs)[0] == 16384
+    with pytest.raises(ContextOverflowError):
+        size_context(prompt_tokens=16300, current=0, ceiling=16384, **kwargs)
 
 
 def test_size_context_caps_at_the_ceiling_and_limits_num_predict() -> None:
@@ -65,6 +95,10 @@ def test_size_context_caps_at_the_ceiling_and_limits_num_predict() -> None:
         model="m", prompt_tokens=7000, num_predict=None, reserve=2048, ceiling=8000, current=0
     )
     assert (num_ctx, num_predict) == (8000, 1000)
+    # A model whose whole context is smaller than the floor gets its whole context.
+    assert size_context(
+        model="m", prompt_tokens=100, num_predict=None, reserve=2048, ceiling=6000, current=0
+    ) == (6000, 5900)
 
 
 def test_overflow_says_what_it_needs_and_has() -> None:
@@ -86,19 +120,30 @@ def test_common_prefix_length() -> None:
     assert common_prefix_length("abcdef", "abcxyz") == 3
     assert common_prefix_length("", "abc") == 0
     assert common_prefix_length("same", "same") == 4
+    assert common_prefix_length("abc", "abcdef") == 3
+    assert common_prefix_length("abcdef", "abc") == 3
+
+
+class _CountingCounter:
+    """`count_tokens`, and the characters it was asked to count."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+
+    async def __call__(self, text: str) -> int:
+        self.chars += len(text)
+        return count_tokens(text)
 
 
 @pytest.mark.anyio
 async def test_history_tells_cache_hits_from_truncation() -> None:
-    async def count(text: str) -> int:
-        return count_tokens(text)
-
+    count = _CountingCounter()
     history = PromptHistory(count)
     prompt = "system text " * 50
     sent = 1 + count_tokens(prompt + "more")
 
     async def warn(
-        seen: tuple[str, ...], text: str, sent: int, reported: int, *, exact: bool = True
+        seen: tuple[Remembered, ...], text: str, sent: int, reported: int, *, exact: bool = True
     ) -> str | None:
         return await history.shortfall_warning(
             model="m",
@@ -111,7 +156,7 @@ async def test_history_tells_cache_hits_from_truncation() -> None:
         )
 
     assert await warn((), prompt + "more", sent, sent) is None
-    history.remember("m", prompt)
+    history.remember("m", prompt, tokens=count_tokens(prompt))
     seen = history.snapshot("m")
     cached = await history.cacheable_tokens(seen, prompt + "more")
     assert cached == 1 + count_tokens(prompt)
@@ -126,6 +171,64 @@ async def test_history_tells_cache_hits_from_truncation() -> None:
     # An estimated count is only trusted for large gaps.
     assert await warn(seen, "other " * 300, 600, 400, exact=False) is None
     assert await warn(seen, "other " * 300, 600, 200, exact=False) is not None
+
+
+@pytest.mark.anyio
+async def test_a_cache_hit_on_the_previous_step_is_decided_without_counting() -> None:
+    count = _CountingCounter()
+    history = PromptHistory(count)
+    others = ["another conversation " * (20 + i) for i in range(5)]
+    step = "<|start_header_id|>system<|end_header_id|>\n\n" + "Be brief. " * 2000
+    for other in others[:2]:
+        history.remember("m", other, tokens=count_tokens(other))
+    history.remember("m", step, tokens=count_tokens(step))
+    for other in others[2:]:  # concurrent runs remembered since
+        history.remember("m", other, tokens=count_tokens(other))
+    text = step + "<|eot_id|>and what was added since"
+    sent = 1 + count_tokens(text)
+    evaluated = sent - 1 - count_tokens(step)
+    count.chars = 0
+    for reported in (evaluated, evaluated - 3, 1):
+        assert (
+            await history.shortfall_warning(
+                model="m",
+                history=history.snapshot("m"),
+                text=text,
+                sent=sent,
+                reported=reported,
+                num_ctx=8192,
+                exact=True,
+            )
+            is None
+        )
+    assert count.chars == 0
+    # A report the previous step cannot explain is looked at closely: counted, and a warning.
+    warning = await history.shortfall_warning(
+        model="m",
+        history=history.snapshot("m"),
+        text=text,
+        sent=sent,
+        reported=evaluated - 200,
+        num_ctx=8192,
+        exact=True,
+    )
+    assert warning is not None
+    assert count.chars > 0
+
+
+def test_history_keeps_the_best_count_of_a_text_and_a_bounded_depth() -> None:
+    async def count(text: str) -> int:
+        return count_tokens(text)
+
+    history = PromptHistory(count, depth=3)
+    history.remember("m", "abc", tokens=1)
+    history.remember("m", "abc", tokens=2)
+    history.remember("m", "abc", tokens=1)
+    assert history.snapshot("m") == (Remembered(text="abc", tokens=2),)
+    for text in ("d", "e", "f"):
+        history.remember("m", text, tokens=1)
+    assert [r.text for r in history.snapshot("m")] == ["d", "e", "f"]
+    assert history.snapshot("other") == ()
 
 
 def test_family_and_context_length_from_show() -> None:

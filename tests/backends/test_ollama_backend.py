@@ -69,7 +69,7 @@ async def test_generate_sends_the_raw_prompt_and_every_option(emu: OllamaEmulato
     assert record.body["stream"] is True
     assert record.body["keep_alive"] == "30m"
     assert record.options == {
-        "num_ctx": 4096,
+        "num_ctx": 8192,
         "num_predict": 64,
         "temperature": 0.0,
         "seed": 7,
@@ -89,7 +89,7 @@ async def test_generate_sends_the_raw_prompt_and_every_option(emu: OllamaEmulato
     assert done.warnings == ()
     assert done.usage.prompt_tokens_sent == record.prompt_tokens == 1 + count_tokens(BODY)
     assert done.usage.prompt_eval_count == record.prompt_eval_count
-    assert done.usage.num_ctx == 4096
+    assert done.usage.num_ctx == 8192
     assert done.usage.eval_count == record.eval_count
     assert done.usage.total_duration > 0
 
@@ -100,8 +100,57 @@ async def test_num_ctx_sized_from_the_prompt_and_kept(emu: OllamaEmulator) -> No
         await collect(backend, long)
         await collect(backend)  # a short prompt keeps the larger context: no reload
     sizes = [r.options["num_ctx"] for r in emu.completions]
-    assert sizes[0] == sizes[1] >= 1 + count_tokens(long.removeprefix("<|begin_of_text|>"))
+    # Twice what the long prompt needs (its tokens plus the 2048 reserved for the answer).
+    needed = 1 + count_tokens(long.removeprefix(BOT)) + 2048
+    assert sizes[0] == sizes[1] == 16384 >= 2 * needed
     assert [r.reloaded for r in emu.completions] == [True, False]
+
+
+def _turn(role: str, text: str) -> str:
+    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{text}<|eot_id|>"
+
+
+async def test_a_ten_step_conversation_past_4096_tokens_never_reloads_the_model() -> None:
+    result = "sunny and warm, " * 100  # about 400 tokens per tool result
+    async with (
+        OllamaEmulator(answer('<|python_tag|>{"name": "weather", "parameters": {}}')) as emu,
+        OllamaBackend(emu.url) as backend,
+    ):
+        prompt = BOT + _turn("system", "You answer questions. " * 300) + _turn("user", "Go.")
+        for _ in range(10):
+            prompt += "<|start_header_id|>assistant<|end_header_id|>\n\n"
+            text, done = await collect(backend, prompt)
+            assert done.warnings == ()
+            prompt += text + "<|eom_id|>" + _turn("ipython", result)
+    records = emu.completions
+    assert records[0].prompt_tokens < 4096 < records[-1].prompt_tokens
+    assert {r.num_ctx for r in records} == {8192}
+    assert [r.reloaded for r in records] == [True] + [False] * 9
+    # So every step after the first prefilled only what it added.
+    assert all(r.cached_tokens > records[i].prompt_tokens for i, r in enumerate(records[1:]))
+
+
+async def test_a_set_num_ctx_is_sent_on_every_request(emu: OllamaEmulator) -> None:
+    async with OllamaBackend(emu.url) as backend:
+        await collect(backend, num_ctx_max=16384)
+        await collect(backend, PROMPT + "word " * 6000, num_ctx_max=16384)
+        _, done = await collect(backend, num_ctx_max=16384)
+        # Capped by the model's own context length.
+        await collect(backend, model="llama3.2", num_ctx_max=10**6)
+    assert [r.num_ctx for r in emu.completions] == [16384, 16384, 16384, 131072]
+    assert [r.reloaded for r in emu.completions] == [True, False, False, True]
+    assert done.usage.num_ctx == 16384
+
+
+async def test_conversations_sharing_a_model_agree_on_its_num_ctx(emu: OllamaEmulator) -> None:
+    async with OllamaBackend(emu.url) as backend:
+        await collect(backend)
+        await collect(backend, PROMPT + "word " * 10000)  # a long run grows the size...
+        await collect(backend)  # ...and a short run keeps it rather than reload the model
+        await collect(backend, model="llama3.2")  # per model
+    # Twice what the long prompt needs (about 10,000 + 2,048), as a power of two.
+    assert [r.num_ctx for r in emu.completions] == [8192, 32768, 32768, 8192]
+    assert [r.reloaded for r in emu.completions] == [True, True, False, True]
 
 
 async def test_a_caller_stop_keeps_the_llama3_stops() -> None:
@@ -131,6 +180,8 @@ async def test_a_conversation_is_counted_incrementally(emu: OllamaEmulator) -> N
         + turn("Question 0?")
     )
     sent_chars = 0
+    first_chars = len(prompt) - len(BOT)
+    added_chars = 0
     async with OllamaBackend(emu.url) as backend:
         for step in range(1, 6):
             text, done = await collect(backend, prompt)
@@ -138,11 +189,14 @@ async def test_a_conversation_is_counted_incrementally(emu: OllamaEmulator) -> N
             assert done.usage.prompt_eval_count < done.usage.prompt_tokens_sent or step == 1
             assert done.warnings == ()  # the cache check agrees with the server
             sent_chars += len(prompt) - len(BOT)
-            prompt += text + "<|eot_id|>" + turn(f"Question {step}?")
+            added = text + "<|eot_id|>" + turn(f"Question {step}?")
+            added_chars += len(added) if step < 5 else 0
+            prompt += added
         counter = backend.token_counter
-    # The first prompt whole, then per step only its new text (and the completion, for the
-    # cache check): far less than every prompt whole, twice.
+    # The first prompt whole, then per step only its new text; the cache check counts nothing
+    # (each step's report is explained by the step before): far less than every prompt whole.
     assert counter.misses == 1
+    assert counter.counted_chars <= first_chars + added_chars + 10 * 4
     assert counter.counted_chars < sent_chars / 3
 
 
