@@ -50,6 +50,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from agent.errors import ContextOverflowError
+from agent.llama3 import common_prefix_length
 
 MIN_NUM_CTX = 8192  # the smallest size sent when the caller sets none
 HEADROOM = 2  # a new size holds this many times what the prompt needs
@@ -91,20 +92,6 @@ def size_context(
         size = min(max(grown, MIN_NUM_CTX, current), ceiling)
     room = size - prompt_tokens
     return size, min(wanted_completion or room, room)
-
-
-def common_prefix_length(a: str, b: str) -> int:
-    """Length of the longest common prefix (binary search over C-speed slice compares)."""
-    if b.startswith(a):
-        return len(a)
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,12 +15,12 @@ stall every other run on the event loop. `TokenCounter` counts only what is new:
   GIL), so a first count of a long prompt does not stall the event loop either; so is the
   very first count, which loads the tokenizer.
 
-Why joining counts is exact: `agent.llama3.count_tokens` splits the text at special tokens and
-counts each piece on its own, as llama.cpp does (a special token is a hard boundary for BPE:
-no merge crosses it). So when the prefix ends with a special token, count(prefix + rest) ==
-count(prefix) + count(rest) with the exact tokenizer. The estimate used without the `tokenizer`
-extra adds 10 % and rounds down once at the end, so a sum of pieces can be one token short of
-the whole: then the counter adds 1 per join, staying on the safe (over-counting) side.
+Why joining counts is exact (`agent.llama3._marks`): `count_tokens` splits the text at special
+tokens and counts each piece on its own, as llama.cpp does (a special token is a hard boundary
+for BPE: no merge crosses it). So when the prefix ends with a special token, count(prefix +
+rest) == count(prefix) + count(rest) with the exact tokenizer. The estimate used without the
+`tokenizer` extra adds 10 % and rounds down once at the end, so a sum of pieces can be one token
+short of the whole: then the counter adds 1 per join, staying on the safe (over-counting) side.
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ from dataclasses import dataclass
 import anyio
 import anyio.to_thread
 
-from agent.llama3 import SPECIAL_TOKENS, count_tokens, tokenizer_is_exact
+from agent.llama3 import count_tokens, last_special_token_end, tokenizer_is_exact
 
-_SPECIAL = frozenset(SPECIAL_TOKENS)
-_LONGEST_SPECIAL = max(len(token) for token in SPECIAL_TOKENS)
 _WINDOW = 256  # characters before a cut that key it (cheap to hash, distinct per conversation)
 
 
@@ -99,7 +97,9 @@ class TokenCounter:
             start, known, cut, pieces = 0, 0, None, [text]
         else:
             start, known = self._lookup(text)
-            cut = self._last_cut(text, start)
+            cut = last_special_token_end(
+                text, max(start, self._min_chars - 2), max_back=self._max_back
+            )
             pieces = [text[start:cut], text[cut:]] if cut is not None else [text[start:]]
             self.counted_chars += sum(len(piece) for piece in pieces)
         if not self._warm or sum(len(piece) for piece in pieces) > self._thread_chars:
@@ -145,14 +145,6 @@ class TokenCounter:
                 return end, cut.tokens
         self.misses += 1
         return 0, 0
-
-    def _last_cut(self, text: str, start: int) -> int | None:
-        """The end of the last special token in `text` after `start`, if any."""
-        for end in self._marks(text, max(start, self._min_chars - 2)):
-            opening = text.rfind("<|", max(end - _LONGEST_SPECIAL, 0), end)
-            if opening >= 0 and text[opening:end] in _SPECIAL:
-                return end
-        return None
 
     def _remember(self, text: str, cut: int, tokens: int) -> None:
         key = (cut, hash(text[cut - _WINDOW : cut]))

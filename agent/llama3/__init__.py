@@ -6,8 +6,15 @@ Pure: no I/O, nothing else of the project imported (except `agent.errors`).
 - `parse_completion(text, tools=...)` / `StreamParser`: prose, tool calls, botched calls.
 - `neutralize` / `unneutralize`: keep special tokens out of untrusted text, reversibly.
 - `count_tokens`: exact with the `tokenizer` extra, a safe estimate without.
+- `common_prefix_length`, `special_token_spans`, `last_special_token_end`: the pieces of
+  incremental counting (a count up to the end of a special token never changes).
 """
 
+from agent.llama3._marks import (
+    common_prefix_length,
+    last_special_token_end,
+    special_token_spans,
+)
 from agent.llama3._models import default_tool_format, model_family
 from agent.llama3._neutralize import neutralize, unneutralize
 from agent.llama3._parse import StreamParser, allowed_names, parse_completion, plain_text
@@ -59,13 +66,16 @@ __all__ = [
     "ToolFormat",
     "ToolSpec",
     "allowed_names",
+    "common_prefix_length",
     "count_tokens",
     "default_tool_format",
+    "last_special_token_end",
     "model_family",
     "neutralize",
     "parse_completion",
     "plain_text",
     "render_prompt",
+    "special_token_spans",
     "tokenizer_is_exact",
     "unneutralize",
 ]

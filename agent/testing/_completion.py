@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from agent.llama3 import common_prefix_length
 from agent.testing._chat import render_chat
-from agent.testing._counting import common_prefix_length
 from agent.testing._faults import Busy, DropConnection, Fault, ServerError
 from agent.testing._generation import run_generation
 from agent.testing._http import HttpRequest, Responder

@@ -10,40 +10,22 @@ step): the marks up to there are reused, and only the text after them is tokeniz
 any prefix (the cached part) is then the count at the last mark before its end plus the few
 characters after that mark.
 
-Exact, not an estimate: Llama 3's `count_tokens` splits the text at special tokens and counts the
-pieces on their own, as llama.cpp does (no BPE merge crosses a special token), so with the exact
-tokenizer count(a + b) == count(a) + count(b) whenever `a` ends with a special token. Any other
-counter (the estimate used without the `tokenizer` extra, which rounds once over the whole text,
-or one a test passes in) is not additive that way: it is called on each whole text instead, so
-its counts stay what it says they are, just slower.
+Exact, not an estimate (`agent.llama3._marks`): Llama 3's `count_tokens` splits the text at
+special tokens and counts the pieces on their own, as llama.cpp does (no BPE merge crosses a
+special token), so with the exact tokenizer count(a + b) == count(a) + count(b) whenever `a`
+ends with a special token. Any other counter (the estimate used without the `tokenizer` extra,
+which rounds once over the whole text, or one a test passes in) is not additive that way: it is
+called on each whole text instead, so its counts stay what it says they are, just slower.
 """
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.llama3 import SPECIAL_TOKENS, count_tokens, tokenizer_is_exact
-
-_SPECIAL = frozenset(SPECIAL_TOKENS)
-_CANDIDATE = re.compile(r"<\|[a-z0-9_]+\|>")  # every special token has this shape
-
-
-def common_prefix_length(a: str, b: str) -> int:
-    """Length of the longest common prefix (binary search over C-speed slice compares)."""
-    if b.startswith(a):
-        return len(a)
-    low, high = 0, min(len(a), len(b))
-    while low < high:
-        middle = (low + high + 1) // 2
-        if a[:middle] == b[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
+from agent.llama3 import common_prefix_length, count_tokens, special_token_spans, tokenizer_is_exact
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,13 +82,11 @@ class PromptCounter:
             start = marks[-1]
         total = counts[-1]
         position = start
-        for match in _CANDIDATE.finditer(prompt, start):
-            if match.group() not in _SPECIAL:
-                continue
-            if match.start() > position:
-                total += self._counter(prompt[position : match.start()])
+        for opening, end in special_token_spans(prompt, start):
+            if opening > position:
+                total += self._counter(prompt[position:opening])
             total += 1
-            position = match.end()
+            position = end
             marks.append(position)
             counts.append(total)
         if position < len(prompt):

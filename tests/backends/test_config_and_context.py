@@ -8,12 +8,7 @@ import pytest
 from ollama._client import _parse_host
 
 from agent.backends import PullProgress, Retries, parse_host
-from agent.backends._context import (
-    PromptHistory,
-    Remembered,
-    common_prefix_length,
-    size_context,
-)
+from agent.backends._context import PromptHistory, Remembered, size_context
 from agent.errors import ContextOverflowError
 from agent.llama3 import count_tokens
 
@@ -114,14 +109,6 @@ def test_overflow_says_what_it_needs_and_has() -> None:
     assert (caught.value.needed, caught.value.available) == (8500, 8192)
     assert "8500" in str(caught.value)
     assert "8192" in str(caught.value)
-
-
-def test_common_prefix_length() -> None:
-    assert common_prefix_length("abcdef", "abcxyz") == 3
-    assert common_prefix_length("", "abc") == 0
-    assert common_prefix_length("same", "same") == 4
-    assert common_prefix_length("abc", "abcdef") == 3
-    assert common_prefix_length("abcdef", "abc") == 3
 
 
 class _CountingCounter:

@@ -8,9 +8,9 @@ import random
 import httpx
 import pytest
 
-from agent.llama3 import count_tokens, tokenizer_is_exact
+from agent.llama3 import common_prefix_length, count_tokens, tokenizer_is_exact
 from agent.testing import OllamaEmulator, answer
-from agent.testing._counting import PromptCounter, common_prefix_length
+from agent.testing._counting import PromptCounter
 
 exact_only = pytest.mark.skipif(
     not tokenizer_is_exact(), reason="incremental counting needs the exact tokenizer"
@@ -38,13 +38,6 @@ def conversation(steps: int, seed: int = 0) -> list[str]:
         call = json.dumps({"name": "add", "parameters": {"a": step, "b": rng.randint(0, 99)}})
         prompt += f"<|python_tag|>{call}<|eom_id|>" + turn("ipython", f"{step} + more, {rng}")
     return prompts
-
-
-def test_common_prefix_length() -> None:
-    assert common_prefix_length("abc", "abcdef") == 3
-    assert common_prefix_length("abcdef", "abc") == 3
-    assert common_prefix_length("abXdef", "abcdef") == 2
-    assert common_prefix_length("", "x") == 0
 
 
 @exact_only
