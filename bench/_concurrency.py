@@ -284,7 +284,8 @@ def run(*, quick: bool, sizes: list[int] | None = None) -> SectionResult:
         return result
     best = min(agents, key=lambda o: o["wall"])
     floor = floors[GOAL_RUNS]
-    peak = max(o["rss_peak"] for o in agents)
+    heaviest = max(agents, key=lambda o: o["rss_peak"])  # the goal holds for every Agent case
+    peak = heaviest["rss_peak"]
     result.goals = [
         Goal(
             name=f"{GOAL_RUNS} runs: wall time",
@@ -296,7 +297,8 @@ def run(*, quick: bool, sizes: list[int] | None = None) -> SectionResult:
         Goal(
             name=f"{GOAL_RUNS} runs: peak memory",
             target=f"< {mb(GOAL_BYTES)}",
-            measured=f"{mb(peak)} peak RSS (growth {mb(peak - best['rss_before'])})",
+            measured=f"{mb(peak)} peak RSS, the highest Agent case ({LABELS[heaviest['client']]};"
+            f" growth {mb(peak - heaviest['rss_before'])})",
             met=peak < GOAL_BYTES,
         ),
     ]

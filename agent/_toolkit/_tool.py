@@ -25,7 +25,7 @@ from agent._toolkit._execute import execute_call
 from agent._toolkit._schema import build_model, json_schema_of, make_converter
 from agent._toolkit._signature import FunctionInfo, check_name, read_function
 from agent._toolkit._validate import ArgumentChecker
-from agent.errors import ToolExecutionError
+from agent.errors import ToolDefinitionError, ToolExecutionError
 from agent.llama3 import BuiltinName, ToolSpec
 
 P = ParamSpec("P", default=...)
@@ -64,6 +64,75 @@ class Tool(Generic[P, R]):
     """
 
     def __init__(
+        self,
+        function: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        builtin: BuiltinName | None = None,
+        max_output: int | None = None,
+    ) -> None:
+        """`Tool(fn)` is `Tool.from_function(fn)`; `Tool(fn, name=..., description=...,
+        parameters=schema)` is `Tool.from_schema(...)` (a tool from YAML or another source).
+        The options (`timeout`, `retries`, `builtin`, `max_output`) are the same for both."""
+        if function is None:
+            raise ToolDefinitionError(
+                "Tool() needs the function: Tool(fn) builds the schema from its type hints, "
+                "Tool(fn, name=..., description=..., parameters=schema) takes a JSON schema"
+            )
+        options = {"timeout": timeout, "retries": retries, "builtin": builtin}
+        made: Tool[Any, Any]
+        if parameters is None:
+            made = Tool.from_function(
+                function,
+                name=name,
+                description=description,
+                max_output=max_output,
+                _localns=sys._getframe(1).f_locals,
+                **options,  # type: ignore[arg-type]
+            )
+        else:
+            if name is None or description is None:
+                raise ToolDefinitionError(
+                    "Tool(fn, parameters=...) needs name= and description= too (what the "
+                    "model sees besides the schema)"
+                )
+            made = Tool.from_schema(
+                name=name,
+                description=description,
+                parameters=parameters,
+                function=function,
+                max_output=max_output,
+                **options,  # type: ignore[arg-type]
+            )
+        self._setup(**made._fields())
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+            "function": self.function,
+            "checker": self._checker,
+            "calling": self.calling,
+            "is_async": self.is_async,
+            "builtin": self.builtin,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "max_output": self.max_output,
+        }
+
+    @classmethod
+    def _make(cls, **fields: Any) -> Tool[Any, Any]:
+        tool = cls.__new__(cls)
+        tool._setup(**fields)
+        return tool
+
+    def _setup(
         self,
         *,
         name: str,
@@ -197,7 +266,7 @@ class Tool(Generic[P, R]):
         timeout, retries, builtin, max_output = options
         check_builtin(name, builtin, parameters)
         positional_defaults = {p.name: p.default for p in info.params if p.positional_only}
-        return cls(
+        return cls._make(
             name=name,
             description=description,
             parameters=parameters,
@@ -225,7 +294,7 @@ class Tool(Generic[P, R]):
         max_output: int | None = None,
     ) -> Tool[P, R]:
         """A copy with other limits or description (e.g. from a config file); same schema."""
-        return type(self)(
+        return type(self)._make(
             name=self.name,
             description=self.description if description is None else description,
             parameters=self.parameters,

@@ -65,6 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         anyio.run(run)
     except KeyboardInterrupt:
         return 0
+    except OSError as exc:  # the port is taken, or not ours to bind
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        print(
+            f"error: cannot listen on 127.0.0.1:{args.port} ({reason}); pick another --port "
+            "(0 picks a free one and prints it)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

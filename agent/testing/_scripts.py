@@ -116,13 +116,19 @@ def echo(prefix: str = "") -> Script:
     return script
 
 
-def sequence(*replies: str | Sequence[str], repeat_last: bool = False) -> Script:
+def sequence(*replies: str | tuple[str, ...], repeat_last: bool = False) -> Script:
     """Reply with `replies` in order, one per request. A reply without an end token ends the turn.
 
     When they run out, the request fails with HTTP 500 (so a test notices), unless `repeat_last`.
     A continuation (a prompt ending in part of the last reply, as after a resumed stream) gets
     the last reply again; the emulator sends only the part not yet in the prompt.
     """
+    if any(isinstance(reply, list) for reply in replies):
+        # sequence([a, b]) reads like two replies but would be one reply in two chunks.
+        raise TypeError(
+            "sequence() takes replies as separate arguments: sequence(first, second); "
+            "a tuple of strings is one reply streamed in those chunks"
+        )
     lock = threading.Lock()
     position = 0
 

@@ -275,7 +275,7 @@ async def test_the_run_timeout_stops_a_slow_generation() -> None:
 async def test_an_agent_without_tools_takes_a_call_shaped_reply_as_its_answer() -> None:
     # With nothing to call, "unknown tool" would only send the model round in circles.
     reply = '{"name": "lookup", "parameters": {"id": 7}}'
-    async with running(sequence([f"<|python_tag|>{reply}<|eom_id|>"])) as (emu, agent):
+    async with running(sequence(f"<|python_tag|>{reply}<|eom_id|>")) as (emu, agent):
         events = await collect(agent.stream("Give me the lookup call as JSON."))
     result = events[-1].result  # type: ignore[union-attr]
     assert result.status == "answered"

@@ -79,3 +79,8 @@ def test_sequence_serves_a_continuation_from_the_same_reply() -> None:
     assert script(request(prompt)) == "Hello world"
     assert script(request(prompt + "Hello")) == "Hello world"
     assert script(request(prompt)) == "second"
+
+
+def test_sequence_refuses_a_list_that_looks_like_several_replies() -> None:
+    with pytest.raises(TypeError, match="separate arguments"):
+        sequence(["first", "second"])

@@ -53,3 +53,24 @@ def test_serve_command_runs_until_terminated() -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "agent.testing", "serve", "--port", str(port), "--echo"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: cannot listen on 127.0.0.1:{port} (address already in use); pick another "
+        "--port (0 picks a free one and prints it)"
+    )
+    assert done.stdout == ""

@@ -317,3 +317,32 @@ def test_tools_are_immutable() -> None:
     with pytest.raises(AttributeError, match="immutable"):
         made.name = "other"
     assert made.name == "search"
+
+
+def test_tool_can_be_built_directly_from_a_function_or_a_schema() -> None:
+    from agent import Tool
+    from agent.errors import ToolDefinitionError
+
+    def mul(a: int, b: int = 2) -> int:
+        """Multiply.
+
+        Args:
+            a: First factor.
+            b: Second factor.
+        """
+        return a * b
+
+    typed = Tool(mul, timeout=5)
+    assert typed.name == "mul"
+    assert typed.description == "Multiply."
+    assert typed.parameters["required"] == ["a"]
+    assert typed.timeout == 5
+    assert typed.validate({"a": "3"}).arguments == {"a": 3}
+
+    schema = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+    echo = Tool(lambda x: x, name="echo", description="Echo x.", parameters=schema)
+    assert (echo.name, echo.description, echo.parameters) == ("echo", "Echo x.", schema)
+    with pytest.raises(ToolDefinitionError, match="name= and description="):
+        Tool(lambda x: x, parameters=schema)
+    with pytest.raises(ToolDefinitionError, match="needs the function"):
+        Tool()
