@@ -294,21 +294,16 @@ class Tool(Generic[P, R]):
         max_output: int | None = None,
     ) -> Tool[P, R]:
         """A copy with other limits or description (e.g. from a config file); same schema."""
-        return type(self)._make(
-            name=self.name,
-            description=self.description if description is None else description,
-            parameters=self.parameters,
-            function=self.function,
-            checker=self._checker,
-            calling=self.calling,
-            is_async=self.is_async,
-            builtin=self.builtin,
-            timeout=self.timeout if timeout is None else check_timeout(self.name, timeout),
-            retries=self.retries if retries is None else check_retries(self.name, retries),
-            max_output=self.max_output
-            if max_output is None
-            else check_max_output(self.name, max_output),
-        )
+        fields = self._fields()
+        if description is not None:
+            fields["description"] = description
+        if timeout is not None:
+            fields["timeout"] = check_timeout(self.name, timeout)
+        if retries is not None:
+            fields["retries"] = check_retries(self.name, retries)
+        if max_output is not None:
+            fields["max_output"] = check_max_output(self.name, max_output)
+        return type(self)._make(**fields)
 
     # --- use ------------------------------------------------------------------------------
 
