@@ -18,8 +18,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent._config import load_agent
-    from agent._loop import (
+    from agent.backends import Backend, GenerateOptions, OllamaBackend, Usage
+    from agent.config import load_agent
+    from agent.llama3 import Message, ToolCall
+    from agent.loop import (
         Agent,
         Event,
         Limits,
@@ -39,9 +41,7 @@ if TYPE_CHECKING:
         ToolCallValidated,
         event_to_dict,
     )
-    from agent._toolkit import RunContext, Tool, Toolbox, ToolResult, tool
-    from agent.backends import Backend, GenerateOptions, OllamaBackend, Usage
-    from agent.llama3 import Message, ToolCall
+    from agent.toolkit import RunContext, Tool, Toolbox, ToolResult, tool
 
 __all__ = [
     "Agent",
@@ -77,8 +77,8 @@ __all__ = [
 ]
 
 _HOME = {
-    "agent._config": ("load_agent",),
-    "agent._loop": (
+    "agent.config": ("load_agent",),
+    "agent.loop": (
         "Agent",
         "Event",
         "Limits",
@@ -98,7 +98,7 @@ _HOME = {
         "ToolCallValidated",
         "event_to_dict",
     ),
-    "agent._toolkit": ("RunContext", "Tool", "ToolResult", "Toolbox", "tool"),
+    "agent.toolkit": ("RunContext", "Tool", "ToolResult", "Toolbox", "tool"),
     "agent.backends": ("Backend", "GenerateOptions", "OllamaBackend", "Usage"),
     "agent.llama3": ("Message", "ToolCall"),
 }

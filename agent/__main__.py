@@ -1,6 +1,6 @@
 """`python -m agent`: the `llama-agent` command."""
 
-from agent._cli import main
+from agent.cli import main
 
 if __name__ == "__main__":
     main()

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent._loop._result import RunResult
+    from agent.loop import RunResult
 
 __all__ = [
     "BackendError",

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from agent import _toolkit as tk
+from agent import toolkit as tk
 
 
 class Item(BaseModel):

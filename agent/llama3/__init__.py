@@ -15,7 +15,7 @@ from agent.llama3._marks import (
     last_special_token_end,
     special_token_spans,
 )
-from agent.llama3._models import default_tool_format, model_family
+from agent.llama3._models import Family, default_tool_format, model_family
 from agent.llama3._neutralize import neutralize, unneutralize
 from agent.llama3._parse import StreamParser, allowed_names, parse_completion, plain_text
 from agent.llama3._render import render_prompt
@@ -56,6 +56,7 @@ __all__ = [
     "START_HEADER",
     "STOP_TOKENS",
     "BuiltinName",
+    "Family",
     "MalformedCall",
     "Message",
     "ParsedCompletion",

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent._cli import ExitCode, app
-from agent._cli._exit import exit_code_for_error, exit_code_for_result
-from agent._config import config_json_schema, load_agent
-from agent._loop import RunResult
+from agent.cli import ExitCode, app
+from agent.cli._exit import exit_code_for_error, exit_code_for_result
+from agent.config import config_json_schema, load_agent
 from agent.errors import (
     ConfigError,
     ContextOverflowError,
@@ -21,6 +20,7 @@ from agent.errors import (
     SandboxUnavailableError,
     StreamError,
 )
+from agent.loop import RunResult
 
 runner = CliRunner()
 

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from agent._cli._output import Printer, compact_call, first_line
-from agent._loop import RunResult, RunStarted, StepFinished, TextDelta, ToolCallStarted
 from agent.backends import Usage
+from agent.cli._output import Printer, compact_call, first_line
+from agent.loop import RunResult, RunStarted, StepFinished, TextDelta, ToolCallStarted
 
 
 def test_first_line_cuts_and_counts() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent._cli import ExitCode, app
+from agent.cli import ExitCode, app
 from agent.testing import OllamaEmulator, answer, call_tool, call_tools, sequence
 from tests.cli.conftest import NAMESPACES_BLOCKED, StartEmulator
 

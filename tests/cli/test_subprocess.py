@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent._cli import ExitCode
+from agent.cli import ExitCode
 from agent.testing import answer, call_tool
 from tests.cli.conftest import StartEmulator
 

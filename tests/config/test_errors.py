@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent._config import load_config, parse_config
+from agent.config import load_config, parse_config
 from agent.errors import ConfigError
 
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from agent._config import config_json_schema, load_config
-from agent._config._spec import LimitsSettings, SandboxSettings, SearchSettings
-from agent._loop._limits import Limits
+from agent.config import config_json_schema, load_config
+from agent.config._spec import LimitsSettings, SandboxSettings, SearchSettings
+from agent.loop._limits import Limits
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +74,7 @@ REJECTED: list[Any] = [
 
 @pytest.mark.parametrize("data", ACCEPTED)
 def test_schema_and_loader_accept_the_same(data: Any) -> None:
-    from agent._config._spec import AgentConfig
+    from agent.config._spec import AgentConfig
 
     Draft202012Validator(config_json_schema()).validate(data)
     AgentConfig.model_validate(data)
@@ -84,7 +84,7 @@ def test_schema_and_loader_accept_the_same(data: Any) -> None:
 def test_schema_and_loader_reject_the_same(data: Any) -> None:
     from pydantic import ValidationError
 
-    from agent._config._spec import AgentConfig
+    from agent.config._spec import AgentConfig
 
     assert not Draft202012Validator(config_json_schema()).is_valid(data)
     with pytest.raises(ValidationError):

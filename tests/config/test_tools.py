@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from agent._config import load_agent, load_config
-from agent._config._build import build_tools
-from agent._toolkit import Tool
+from agent.config import load_agent, load_config
+from agent.config._build import build_tools
 from agent.errors import ConfigError
+from agent.toolkit import Tool
 
 GOOD_MODULE = '''
 from agent import tool

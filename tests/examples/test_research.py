@@ -19,7 +19,7 @@ import pytest
 from ddgs.http_client import HttpClient, Response
 from typer.testing import CliRunner
 
-from agent._cli import app
+from agent.cli import app
 from agent.errors import ToolExecutionError
 from agent.testing import OllamaEmulator, ScriptRequest, tool_call_text
 

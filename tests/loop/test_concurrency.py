@@ -185,7 +185,7 @@ def _our_tasks() -> list[asyncio.Task[object]]:
         if any(
             f"{os.sep}agent{os.sep}{part}{os.sep}" in name or name == __file__
             for name in files
-            for part in ("_loop", "_toolkit", "backends")
+            for part in ("loop", "toolkit", "backends")
         ):
             ours.append(task)
     return ours

@@ -5,7 +5,10 @@ import json
 
 import pytest
 
-from agent._loop import (
+from agent.backends._base import Usage
+from agent.errors import ConfigError, StreamError
+from agent.llama3 import Message, ToolCall
+from agent.loop import (
     Limits,
     RunFinished,
     RunResult,
@@ -16,9 +19,6 @@ from agent._loop import (
     event_to_dict,
     message_to_dict,
 )
-from agent.backends._base import Usage
-from agent.errors import ConfigError, StreamError
-from agent.llama3 import Message, ToolCall
 
 
 def test_limits_refuse_nonsense_with_every_problem_named() -> None:

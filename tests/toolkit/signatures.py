@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
-from agent import _toolkit as tk
-from agent._toolkit import RunContext
+from agent import toolkit as tk
+from agent.toolkit import RunContext
 
 
 class Color(enum.Enum):

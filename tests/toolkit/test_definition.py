@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import pytest
 from pydantic import Field, JsonValue
 
-from agent._toolkit import RunContext, Tool, tool
 from agent.errors import DeveloperError, ToolDefinitionError
 from agent.llama3 import ToolSpec
+from agent.toolkit import RunContext, Tool, tool
 
 
 class Conn:

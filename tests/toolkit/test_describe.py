@@ -14,9 +14,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, Field
 
-from agent._toolkit import Tool, tool
-from agent._toolkit._describe import MAX_NOTE, parameter_note, shown_parameters
 from agent.llama3 import render_prompt
+from agent.toolkit import Tool, tool
+from agent.toolkit._describe import MAX_NOTE, parameter_note, shown_parameters
 from tests.toolkit.signatures import SIGNATURES, make
 
 TODAY = dt.date(2025, 1, 5)

@@ -15,7 +15,8 @@ import anyio.lowlevel
 import pytest
 from pydantic import BaseModel
 
-from agent._toolkit import (
+from agent.errors import DeveloperError, InvalidArgumentsError, ToolExecutionError
+from agent.toolkit import (
     BoundCall,
     RunContext,
     Tool,
@@ -24,8 +25,7 @@ from agent._toolkit import (
     tool,
     tool_thread_limiter,
 )
-from agent._toolkit._execute import DEFAULT_THREAD_LIMIT
-from agent.errors import DeveloperError, InvalidArgumentsError, ToolExecutionError
+from agent.toolkit._execute import DEFAULT_THREAD_LIMIT
 
 pytestmark = pytest.mark.anyio
 

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, Field
 
-from agent._toolkit import Tool, tool
-from agent._toolkit._fastcheck import fast_check
-from agent._toolkit._messages import resolve
 from agent.errors import InvalidArgumentsError
+from agent.toolkit import Tool, tool
+from agent.toolkit._fastcheck import fast_check
+from agent.toolkit._messages import resolve
 from tests.toolkit.signatures import SIGNATURES, make
 
 SIGNATURE_SCHEMAS: dict[str, dict[str, Any]] = {

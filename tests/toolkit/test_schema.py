@@ -14,7 +14,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
-from agent._toolkit import Tool, tool
+from agent.toolkit import Tool, tool
 from tests.toolkit.signatures import SIGNATURES, make
 
 SNAPSHOTS = Path(__file__).with_name("schemas.json")

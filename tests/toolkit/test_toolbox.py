@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent._toolkit import Tool, Toolbox, tool
 from agent.errors import ToolDefinitionError, UnknownToolError
 from agent.llama3 import ToolSpec
+from agent.toolkit import Tool, Toolbox, tool
 
 
 @tool

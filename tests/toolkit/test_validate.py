@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field, field_validator
 
-from agent._toolkit import Tool, tool
 from agent.errors import InvalidArgumentsError
+from agent.toolkit import Tool, tool
 
 
 class Item(BaseModel):
@@ -260,7 +260,7 @@ def test_schema_tools_validate_with_the_same_rules() -> None:
 
 
 def test_the_validator_is_compiled_once_per_tool(monkeypatch: pytest.MonkeyPatch) -> None:
-    import agent._toolkit._validate as module
+    import agent.toolkit._validate as module
 
     made: list[object] = []
     real = module.Draft202012Validator  # type: ignore[attr-defined]

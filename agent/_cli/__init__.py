@@ -1,6 +1,0 @@
-"""The `llama-agent` command (also `python -m agent`), a thin typer layer over the library."""
-
-from agent._cli._app import app, main
-from agent._cli._exit import ExitCode
-
-__all__ = ["ExitCode", "app", "main"]

@@ -1,0 +1,148 @@
+"""`llama-agent check`: is everything a run needs in place? One line per thing, and why not."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rich.markup import escape
+
+from agent.cli._exit import ExitCode, exit_code_for_error
+from agent.cli._output import Printer
+from agent.cli._session import pull_model
+from agent.config import AgentConfig, CodeEntry, build_agent, load_config
+from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
+
+__all__ = ["Finding", "run_checks"]
+
+Verdict = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finding:
+    """One line of the check: what was looked at, the verdict, and the detail."""
+
+    what: str
+    verdict: Verdict
+    detail: str
+    code: ExitCode = ExitCode.OK  # the exit code when this fails
+
+
+class _Report:
+    def __init__(self, printer: Printer) -> None:
+        self.printer = printer
+        self.findings: list[Finding] = []
+
+    def add(self, what: str, verdict: Verdict, detail: str, code: ExitCode = ExitCode.OK) -> None:
+        finding = Finding(what=what, verdict=verdict, detail=detail, code=code)
+        self.findings.append(finding)
+        lines = detail.splitlines() or [""]
+        self.printer.note(f"{self.printer.mark(verdict)} [bold]{what}[/]: {escape(lines[0])}")
+        for line in lines[1:]:
+            self.printer.note(f"       {escape(line)}")
+
+    @property
+    def exit_code(self) -> ExitCode:
+        failed = [f.code for f in self.findings if f.verdict == "fail"]
+        return failed[0] if failed else ExitCode.OK
+
+
+async def run_checks(path: Path, printer: Printer, *, host: str | None, pull: bool) -> ExitCode:
+    """Check the config, the agent it builds, Ollama, the model and the sandbox; a line for each."""
+    report = _Report(printer)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        report.add("config", "fail", str(exc), ExitCode.CONFIG)
+        return report.exit_code
+    report.add("config", "ok", f"{path} is valid (model {config.model})")
+    with warnings.catch_warnings():
+        # The code tool's sandbox warns when it is made (`sandbox: none`, or no bubblewrap);
+        # the sandbox line below says it once.
+        warnings.filterwarnings("ignore", message="tools.code", category=RuntimeWarning)
+        await _check_agent(config, report)
+        await _check_server(config, report, host=host, pull=pull)
+        _check_sandbox(config, report)
+    return report.exit_code
+
+
+async def _check_agent(config: AgentConfig, report: _Report) -> None:
+    """Build the agent as `run` would (tools imported, `tool_choice` checked), without a request."""
+    try:
+        agent = build_agent(config)
+    except LlamaAgentError as exc:
+        report.add("tools", "fail", str(exc), exit_code_for_error(exc))
+        return
+    try:
+        names = ", ".join(t.name for t in agent.tools) or "none"
+        report.add("tools", "ok", f"{len(agent.tools)}: {names}")
+    finally:
+        await agent.aclose()
+
+
+async def _check_server(
+    config: AgentConfig, report: _Report, *, host: str | None, pull: bool
+) -> None:
+    from agent.backends import OllamaBackend
+
+    backend = OllamaBackend(host or config.ollama.host)
+    try:
+        try:
+            version = await backend.version()
+        except LlamaAgentError as exc:
+            report.add("ollama", "fail", str(exc), ExitCode.OLLAMA_UNREACHABLE)
+            return
+        report.add("ollama", "ok", f"{backend.url} answers, version {version}")
+        try:
+            info = await backend.model_info(config.model)
+        except ModelNotFoundError as exc:
+            if not pull:
+                report.add("model", "fail", str(exc), ExitCode.MODEL_MISSING)
+                return
+            await pull_model(backend, config.model, report.printer)
+            info = await backend.model_info(config.model)
+        except LlamaAgentError as exc:
+            report.add("model", "fail", str(exc), ExitCode.ERROR)
+            return
+        size = config.ollama.options.num_ctx
+        context = f"context {info.context_length} tokens"
+        if size is not None and size < info.context_length:
+            context += f" (num_ctx {size} from the config)"
+        family = f"Llama {info.family}" if info.family != "unknown" else "not a Llama 3.x model"
+        verdict: Verdict = "ok" if info.family != "unknown" else "warn"
+        report.add("model", verdict, f"{info.name}: {family}, {context}")
+        if info.supports_tools:
+            report.add("tool calling", "ok", "the model's template declares tool support")
+        else:
+            report.add(
+                "tool calling",
+                "warn",
+                "the model does not declare tool support; prompts are sent raw in Llama's format, "
+                "but a model not trained for tools will call them poorly",
+            )
+    finally:
+        await backend.aclose()
+
+
+def _uses_code(config: AgentConfig) -> bool:
+    return any(entry == "code" or isinstance(entry, CodeEntry) for entry in config.tools)
+
+
+def _check_sandbox(config: AgentConfig, report: _Report) -> None:
+    if not _uses_code(config):
+        report.add("sandbox", "ok", "not needed (no code tool)")
+        return
+    from tools import Sandbox, SandboxLimits
+
+    settings = config.sandbox
+    limits = SandboxLimits(**settings.model_dump(exclude={"mode"}, exclude_none=True))
+    # The probe's answer is cached: this is the one the code tool got.
+    sandbox = Sandbox(mode=settings.mode, limits=limits, pool_size=0)
+    if not sandbox.available:
+        # The agent still runs (search, math); only the code tool's calls fail.
+        report.add("sandbox", "fail", sandbox.problem or "unavailable", ExitCode.CONFIG)
+        return
+    verdict: Verdict = "ok" if sandbox.sandboxed else "warn"
+    report.add("sandbox", verdict, sandbox.description)

@@ -1,0 +1,190 @@
+"""What `Agent.stream()` yields: one frozen dataclass per thing that happens in a run.
+
+Each event has a `type` string (`"text_delta"`...) so it can go out as JSON or SSE with
+`event_to_dict`. The first event is `RunStarted`, the last `RunFinished`. Within a step:
+
+1. `TextDelta`s as the completion streams in (text that may still turn out to be a call is
+   held back until it cannot; the text of a call, well formed or botched, is never shown);
+2. for each call, in the model's order: `ToolCallParsed`, then `ToolCallValidated` or
+   `ToolCallRejected` (unknown tool, invalid arguments), or both for a repeated call;
+3. `MalformedCall` for each botched call (a call to a tool that does not exist is reported as
+   `ToolCallRejected` with reason `"unknown_tool"`, however the model wrote it);
+4. `ToolCallStarted` for every valid call: they all run at once;
+5. `ToolCallFinished` for each: in the model's order once all are done; or, when the stream
+   was given a `task_group` (`Agent.stream(..., task_group=tg)`), each as soon as its call ends;
+6. `StepFinished`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent.backends import DoneReason, Usage
+
+from ._result import RunResult, plain_data
+
+RejectReason = Literal["unknown_tool", "invalid_arguments", "repeated_call"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted:
+    """A run began. `history` is how many messages it continues from: those given as
+    `history=` (0 for a fresh run). The agent's system prompt is not counted; it is not
+    history (`RunResult.new_from`, the task's index in `messages`, does count it)."""
+
+    type: Literal["run_started"] = field(default="run_started", init=False)
+    run_id: str
+    model: str
+    task: str
+    history: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextDelta:
+    """Answer text as it streams in. Text that may turn out to be a tool call is held back, and
+    a call's text (even a botched one's: see `MalformedCall.text`) is not answer text."""
+
+    type: Literal["text_delta"] = field(default="text_delta", init=False)
+    step: int
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallParsed:
+    """The model made a call (`index` is its position in the step, from 0)."""
+
+    type: Literal["tool_call_parsed"] = field(default="tool_call_parsed", init=False)
+    step: int
+    index: int
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallValidated:
+    """The call matches its tool's schema. `arguments` are after coercion; `coercions` lists
+    each slip that was fixed (`"10"` taken as an integer...)."""
+
+    type: Literal["tool_call_validated"] = field(default="tool_call_validated", init=False)
+    step: int
+    index: int
+    id: str
+    name: str
+    tool: str
+    arguments: Mapping[str, Any]
+    coercions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallRejected:
+    """The call will not run; `error` is what the model is told as the call's result."""
+
+    type: Literal["tool_call_rejected"] = field(default="tool_call_rejected", init=False)
+    step: int
+    index: int
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+    reason: RejectReason
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MalformedCall:
+    """Output meant as a call that cannot be used (cut off, garbled); the model is told why."""
+
+    type: Literal["malformed_call"] = field(default="malformed_call", init=False)
+    step: int
+    id: str
+    text: str
+    reason: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallStarted:
+    """A validated call started running (all the calls of a step run concurrently)."""
+
+    type: Literal["tool_call_started"] = field(default="tool_call_started", init=False)
+    step: int
+    index: int
+    id: str
+    name: str
+    tool: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallFinished:
+    """A call ended. `result` is the text the model sees; `is_error` when the tool raised or timed
+    out (then `exception` and `traceback` say what happened). `duration` in seconds."""
+
+    type: Literal["tool_call_finished"] = field(default="tool_call_finished", init=False)
+    step: int
+    index: int
+    id: str
+    name: str
+    tool: str
+    result: str
+    is_error: bool
+    duration: float
+    truncated: bool = False
+    exception: BaseException | None = field(default=None, compare=False)
+    traceback: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepFinished:
+    """A model request and its calls are done. `usage` is what the server reported for it;
+    `warnings` what the backend noticed (a stream resumed, a prompt the server cut short)."""
+
+    type: Literal["step_finished"] = field(default="step_finished", init=False)
+    step: int
+    usage: Usage
+    done_reason: DoneReason
+    calls: int = 0
+    malformed: int = 0
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished:
+    """The run ended; `result.status` says how."""
+
+    type: Literal["run_finished"] = field(default="run_finished", init=False)
+    result: RunResult
+
+
+Event = (
+    RunStarted
+    | TextDelta
+    | ToolCallParsed
+    | ToolCallValidated
+    | ToolCallRejected
+    | MalformedCall
+    | ToolCallStarted
+    | ToolCallFinished
+    | StepFinished
+    | RunFinished
+)
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The event as JSON-ready data, `type` first (for `--json` lines and SSE `data:`)."""
+    if isinstance(event, RunFinished):
+        return {"type": event.type, "result": event.result.to_dict()}
+    data: dict[str, Any] = {}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, BaseException):
+            value = f"{type(value).__name__}: {value}"
+        elif isinstance(value, Usage):
+            value = dataclasses.asdict(value)
+        else:
+            value = plain_data(value)
+        data[f.name] = value
+    return data

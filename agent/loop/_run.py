@@ -1,0 +1,323 @@
+"""The loop: render, generate (streamed, parsed as it comes), run the calls, feed results back.
+
+`run_events` is an async generator that never yields inside a cancel scope or task group: the
+deadline wraps each await separately, and a step's tools either all finish inside one await
+(their task group opened and closed within it), or, given the caller's `task_group`, run there
+under cancel scopes the step owns, so each can be reported as it ends. Either way the consumer
+may close the generator, cancel it or drop it from any task, and nothing keeps running.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from agent.backends import Backend, Done, GenerateEvent, GenerateOptions
+from agent.errors import RunError, StreamError
+from agent.llama3 import (
+    Family,
+    Message,
+    ParsedCompletion,
+    StreamParser,
+    ToolFormat,
+    model_family,
+    plain_text,
+    render_prompt,
+)
+from agent.toolkit import RunContext, Toolbox
+
+from . import _calls as calls
+from ._events import Event, RunFinished, RunStarted, StepFinished, TextDelta
+from ._limits import Limits
+from ._result import RunStatus
+from ._state import RunState
+
+# Closing a backend stream (returning its connection to the pool) gets this long, shielded.
+_CLOSE_TIMEOUT = 5.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSpec:
+    """What an agent fixes for all its runs."""
+
+    backend: Backend
+    model: str
+    toolbox: Toolbox
+    options: GenerateOptions
+    limits: Limits
+    tool_format: ToolFormat | None
+    tool_choice: str
+
+    @property
+    def call_names(self) -> tuple[str, ...]:
+        """The names the model may call: tool names, and the built-ins the tools serve."""
+        return (*self.toolbox.names, *self.toolbox.callable_names)
+
+    def render(
+        self, messages: Sequence[Message], *, today: datetime.date, family: Family | None = None
+    ) -> str:
+        """The full native prompt for `messages` (starting with `<|begin_of_text|>`).
+
+        `family`: the Llama 3.x release the server reported for the model; `None` takes it from
+        the model's name (`agent.llama3.model_family`).
+        """
+        return render_prompt(
+            messages,
+            self.toolbox.specs,
+            # render_prompt reads only the family from the name, so "llama3.2" picks 3.2's format.
+            model=f"llama{family}" if family is not None else self.model,
+            today=today,
+            tool_format=self.tool_format,
+            tool_choice=self.tool_choice,
+        )
+
+
+class _Timeout(Exception):
+    """The run's deadline passed (internal: becomes status "timeout")."""
+
+
+async def run_events(
+    spec: RunSpec, state: RunState, *, deps: Any, task_group: TaskGroup | None = None
+) -> AsyncGenerator[Event, None]:
+    """Drive one run, yielding its events; `state` holds the outcome at every moment.
+
+    `task_group`: where a step's calls run, so that each `ToolCallFinished` is yielded as its
+    call ends; without it, a step's finished events come once all its calls are done.
+    """
+    timeout = spec.limits.run_timeout
+    deadline = anyio.current_time() + timeout if timeout is not None else math.inf
+    task = state.messages[state.new_from]
+    yield RunStarted(
+        run_id=state.run_id, model=spec.model, task=task.content, history=state.history
+    )
+    try:
+        state.family = await _family(spec, state, deadline)
+        while not state.finished:
+            if anyio.current_time() >= deadline:
+                raise _Timeout
+            # aclosing: if the consumer closes us mid-step, the step (and its HTTP stream) closes
+            # now, in this task, not whenever the garbage collector gets to it.
+            async with aclosing(
+                _step(spec, state, deps=deps, deadline=deadline, group=task_group)
+            ) as events:
+                async for event in events:
+                    yield event
+    except _Timeout:
+        state.finish("timeout")
+    except RunError as exc:
+        state.fail(exc)
+    yield RunFinished(result=state.result())
+
+
+async def _family(spec: RunSpec, state: RunState, deadline: float) -> Family | None:
+    """The prompt family the server reports for the model (asked once per backend and model).
+
+    A custom name (`myassistant`) says nothing about the format; `/api/show` does. The server's
+    tool capability is only a warning: it describes Ollama's own template, which raw mode does
+    not use, so a model whose template lacks tools can still be given the native tool prompt.
+    """
+    info = await _within(deadline, spec.backend.model_info(spec.model))
+    if spec.toolbox.tools and info.capabilities and not info.supports_tools:
+        state.warnings.append(
+            f"Ollama says model '{spec.model}' does not support tools (its template has none); "
+            "the runtime sends Llama's native tool prompt anyway, which works only if the "
+            "model is a Llama 3.1/3.2/3.3 instruct model"
+        )
+    if info.family == "unknown":
+        state.warnings.append(
+            f"Ollama does not identify model '{spec.model}' as Llama 3.x; the prompt uses the "
+            f"Llama {model_family(spec.model)} format chosen from its name"
+        )
+        return None
+    return info.family
+
+
+async def _step(
+    spec: RunSpec, state: RunState, *, deps: Any, deadline: float, group: TaskGroup | None
+) -> AsyncGenerator[Event, None]:
+    step = state.steps + 1
+    prompt = spec.render(state.messages, today=state.today, family=state.family)
+    parser = StreamParser(tools=spec.call_names)
+    pieces: list[str] = []
+    stream = spec.backend.generate(prompt, model=spec.model, options=spec.options)
+    try:
+        while True:
+            item = await _within(deadline, anext(stream))
+            if isinstance(item, Done):
+                done = item
+                break
+            pieces.append(item.text)
+            delta = parser.feed(item.text)
+            if delta:
+                yield TextDelta(step=step, text=delta)
+    except StopAsyncIteration as exc:
+        raise StreamError(
+            "the model server's stream ended without a final chunk; retry the run"
+        ) from exc
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+            await _close(stream)
+    parsed = parser.finish()
+    if parsed.wants_tools and not spec.toolbox:
+        # An agent without tools takes what the model wrote as its answer (llama-stack does the
+        # same): a call-shaped reply cannot run, and "unknown tool" would send the model round
+        # in circles until the retry budget ends the run.
+        parsed = ParsedCompletion(content=plain_text("".join(pieces)))
+    spans = _botched(parsed)
+    rest = _unshown(parsed.content, spans, shown=parser.shown)
+    if rest:
+        yield TextDelta(step=step, text=rest)
+    prose = _without(parsed.content, spans).strip()
+
+    state.record_step(done)
+    tool_calls = calls.with_ids(parsed.tool_calls, run_id=state.run_id, step=step)
+    state.messages.append(
+        Message(
+            role="assistant",
+            content=prose,
+            tool_calls=tool_calls,
+            stop_reason=parsed.stop_reason,
+            raw="".join(pieces),
+        )
+    )
+    finished = StepFinished(
+        step=step,
+        usage=done.usage,
+        done_reason=done.done_reason,
+        calls=len(tool_calls),
+        malformed=len(parsed.malformed),
+        warnings=done.warnings,
+    )
+    cut = done.done_reason == "length"
+    if not parsed.wants_tools or (cut and not tool_calls):
+        # A reply cut off by the length limit is reported as such, never as a full answer.
+        if parsed.malformed:
+            state.warnings.append(
+                "the length limit cut the reply off in the middle of a tool call (it is in the "
+                "last message's `raw`); raise num_predict if calls need more tokens"
+            )
+        state.finish("length" if cut else "answered", answer=prose)
+        yield finished
+        return
+
+    slots, events = calls.check(
+        tool_calls,
+        parsed.malformed,
+        step=step,
+        run_id=state.run_id,
+        toolbox=spec.toolbox,
+        ledger=state.ledger,
+        max_repeats=spec.limits.max_repeats,
+    )
+    settled = False
+    try:
+        for event in [*events, *calls.started(slots, step=step)]:
+            yield event
+        context: RunContext[Any] = RunContext(deps=deps, run_id=state.run_id, step=step)
+        if group is None:
+            in_time = await calls.execute(slots, context=context, deadline=deadline)
+        else:
+            running = calls.Running(slots, context=context, deadline=deadline, group=group)
+            try:
+                for _ in running.slots:
+                    slot = await running.next()
+                    slot.announced = True
+                    yield calls.finished(slot, step=step)
+            finally:
+                await running.stop()
+            in_time = running.in_time
+        messages, events, status = calls.settle(slots, step=step, ledger=state.ledger)
+        state.messages.extend(messages)
+        settled = True
+    finally:
+        if not settled:
+            # Cancelled or closed mid-step: every call still gets its one tool message, so the
+            # conversation stays well formed for a run that continues it.
+            state.messages.extend(calls.interrupted(slots))
+    for event in [*events, finished]:
+        yield event
+    _check_limits(state, spec.limits, status, in_time=in_time)
+
+
+def _check_limits(
+    state: RunState, limits: Limits, status: RunStatus | None, *, in_time: bool
+) -> None:
+    if not in_time:
+        state.finish("timeout")
+    elif status is not None:
+        state.finish(status)
+    elif limits.max_tokens is not None and state.usage.tokens >= limits.max_tokens:
+        state.finish("token_budget")
+    elif state.steps >= limits.max_steps:
+        state.finish("step_limit")
+
+
+async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
+    """`await awaitable` before the run's deadline, else `_Timeout`."""
+    if deadline == math.inf:
+        return await awaitable
+    with anyio.CancelScope(deadline=deadline):
+        return await awaitable
+    raise _Timeout
+
+
+async def _close(stream: AsyncIterator[GenerateEvent]) -> None:
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()
+
+
+# --- what of the completion is prose ------------------------------------------------------
+#
+# The parser keeps a botched call's text in `content` (so nothing the model wrote is lost),
+# while a good call's text is not there. The loop treats both alike: the caller is shown, and
+# the assistant message holds, the prose only. The botched text stays in `raw` and in the
+# `MalformedCall` event.
+
+
+def _botched(parsed: ParsedCompletion) -> list[tuple[int, int]]:
+    """Where each malformed call's text sits in `parsed.content`, in order."""
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for bad in parsed.malformed:
+        text = bad.text.strip()
+        at = parsed.content.find(text, cursor) if text else -1
+        if at >= 0:
+            spans.append((at, at + len(text)))
+            cursor = at + len(text)
+    return spans
+
+
+def _without(content: str, spans: Sequence[tuple[int, int]], start: int = 0) -> str:
+    """`content[start:]` minus the spans."""
+    kept: list[str] = []
+    position = start
+    for begin, end in spans:
+        if end <= position:
+            continue
+        kept.append(content[position : max(begin, position)])
+        position = end
+    kept.append(content[position:])
+    return "".join(kept)
+
+
+def _unshown(content: str, spans: Sequence[tuple[int, int]], *, shown: str) -> str:
+    """The prose the parser held back while it could still have been a call.
+
+    `content` starts with what the parser has shown (its contract); the rest, minus botched
+    calls, is shown now. Trailing space is dropped, as the final content is stripped.
+    """
+    if not content.startswith(shown):
+        return ""
+    rest = _without(content, spans, start=len(shown))
+    if not shown:
+        rest = rest.lstrip()
+    return rest.rstrip()

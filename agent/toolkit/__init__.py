@@ -1,0 +1,38 @@
+"""Tools from plain Python functions: JSON schemas, strict validation, safe execution.
+
+`@tool` / `Tool.from_function` read a typed function; `Tool.from_schema` takes a JSON schema and
+a callable. `Tool.validate` checks model-written arguments against the schema the model was
+shown (`InvalidArgumentsError`, one line per problem) and returns a `BoundCall`;
+`Tool.execute` runs it under the tool's timeout and returns a `ToolResult` (failures and
+timeouts are logged on the `agent.tools` logger). `Tool.spec`, what the renderer shows, is the
+schema with a type note ending each parameter's description, since Meta's templates drop types,
+allowed values and defaults. `Toolbox` holds an agent's tools and resolves calls, built-ins
+included.
+"""
+
+from agent.toolkit._calls import BoundCall, ToolResult
+from agent.toolkit._checks import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    SERVED_BUILTINS,
+)
+from agent.toolkit._context import RunContext
+from agent.toolkit._execute import set_thread_limit, tool_thread_limiter
+from agent.toolkit._tool import Tool, tool
+from agent.toolkit._toolbox import Toolbox
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "SERVED_BUILTINS",
+    "BoundCall",
+    "RunContext",
+    "Tool",
+    "ToolResult",
+    "Toolbox",
+    "set_thread_limit",
+    "tool",
+    "tool_thread_limiter",
+]

@@ -1,0 +1,202 @@
+"""Run one validated call: deadline, worker threads, results as text, errors as results.
+
+Sync tools run in worker threads under a capacity limiter, async tools are awaited, both under
+`anyio.move_on_after(timeout)`. Cancellation (a deadline, or the run being cancelled) reaches an
+async tool at its next `await`. A thread cannot be interrupted from outside: the call is
+*abandoned* (`abandon_on_cancel=True`), so the caller gets its timeout result or its
+cancellation at once, the limiter slot is freed, and the thread runs on until the function
+returns, its result discarded. Sync tools that may run long should call
+`anyio.from_thread.check_cancelled()` now and then to stop early once abandoned.
+
+Failures and timeouts are logged at WARNING on the `agent.tools` logger, failures with their
+traceback; the model only ever sees the one-line error text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.to_thread
+from anyio.lowlevel import RunVar
+from pydantic_core import PydanticSerializationError, to_json
+
+from agent.errors import DeveloperError, ModelError, ToolExecutionError
+from agent.toolkit._calls import BoundCall, ToolResult
+from agent.toolkit._context import RunContext
+
+if TYPE_CHECKING:
+    from agent.toolkit._tool import Tool
+
+DEFAULT_THREAD_LIMIT = 32
+logger = logging.getLogger("agent.tools")
+_thread_limit = DEFAULT_THREAD_LIMIT
+# One limiter per event loop: anyio primitives belong to the loop that made them.
+_limiter: RunVar[anyio.CapacityLimiter] = RunVar("llama_agent_tool_threads")
+
+
+def set_thread_limit(limit: int) -> None:
+    """Set how many sync tools may run in worker threads at once (default 32), in every event
+    loop, the current one included."""
+    global _thread_limit
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise DeveloperError(
+            f"set_thread_limit({limit!r}): the limit must be an integer of at least 1 (how many "
+            f"sync tools may run in worker threads at once; default {DEFAULT_THREAD_LIMIT}); "
+            "pass a positive integer"
+        )
+    _thread_limit = limit
+    # No limiter yet in this loop, or no loop at all (RuntimeError): made with the new limit.
+    with contextlib.suppress(LookupError, RuntimeError):
+        _limiter.get().total_tokens = limit
+
+
+def tool_thread_limiter() -> anyio.CapacityLimiter:
+    """The current event loop's limiter for sync tools (used when `execute` gets no `limiter=`)."""
+    try:
+        return _limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(_thread_limit)
+        _limiter.set(limiter)
+        return limiter
+
+
+async def execute_call(
+    tool: Tool[..., Any],
+    call: BoundCall,
+    *,
+    context: RunContext[Any] | None,
+    limiter: anyio.CapacityLimiter | None,
+) -> ToolResult:
+    """Run `call` with `tool`'s deadline; every failure but cancellation becomes an error result."""
+    start = time.perf_counter()
+    name = tool.name
+    value: Any = None
+    failure: BaseException | None = None
+    with anyio.move_on_after(tool.timeout) as scope:
+        try:
+            function = _prepared(tool, call, context)
+            if tool.is_async:
+                value = await function()
+            else:
+                value = await anyio.to_thread.run_sync(
+                    function, abandon_on_cancel=True, limiter=limiter or tool_thread_limiter()
+                )
+        except Exception as exc:
+            failure = exc
+    duration = time.perf_counter() - start
+    if scope.cancelled_caught:
+        error = _timeout_error(name, tool.timeout)
+        logger.warning("tool %s timed out after %g s", name, tool.timeout)
+        return _result(str(error), tool, is_error=True, exception=error, duration=duration)
+    if failure is not None:
+        logger.warning("tool %s failed: %r", name, failure, exc_info=failure)
+        return _result(
+            _error_text(name, failure),
+            tool,
+            is_error=True,
+            exception=failure,
+            traceback="".join(traceback.format_exception(failure)),
+            duration=duration,
+        )
+    try:
+        text = result_text(value)
+    except Exception as exc:  # a __str__ that raises
+        logger.warning("tool %s: its result cannot be shown as text", name, exc_info=exc)
+        return _result(
+            f"{name} failed: its result cannot be shown as text ({type(exc).__name__})",
+            tool,
+            is_error=True,
+            exception=exc,
+            traceback="".join(traceback.format_exception(exc)),
+            duration=duration,
+        )
+    return _result(text, tool, is_error=False, duration=duration)
+
+
+def _prepared(
+    tool: Tool[..., Any], call: BoundCall, context: RunContext[Any] | None
+) -> Callable[[], Any]:
+    """The function with its arguments bound (positional-only ones in order, the rest by name)."""
+    values = dict(call.values if call.values is not None else tool.convert(call.arguments))
+    info = tool.calling
+    if info.context_param is not None and not (context is None and info.context_optional):
+        if context is None:
+            raise ToolExecutionError(
+                "the tool needs a RunContext and none was given: pass context= to "
+                "Tool.execute (Agent.run does this)"
+            )
+        values[info.context_param] = context
+    args = [values.pop(n) if n in values else info.positional_defaults[n] for n in info.positional]
+    return functools.partial(tool.function, *args, **values)
+
+
+def _timeout_error(name: str, timeout: float) -> ToolExecutionError:
+    """What `raise ToolExecutionError(...) from TimeoutError(...)` would make, without raising:
+    the error tree's type for the program, the TimeoutError as its cause."""
+    error = ToolExecutionError(f"{name} timed out after {timeout:g} s")
+    error.__cause__ = TimeoutError(f"no result within {timeout:g} s")
+    error.__suppress_context__ = True
+    return error
+
+
+def _error_text(name: str, exc: BaseException) -> str:
+    if isinstance(exc, ModelError):
+        return str(exc)  # written for the model, tool name included
+    if isinstance(exc, ToolExecutionError):
+        return f"{name} failed: {exc}"  # a tool speaking to the model: no exception type
+    message = str(exc)
+    kind = type(exc).__name__
+    return f"{name} failed: {kind}: {message}" if message else f"{name} failed: {kind}"
+
+
+def result_text(value: Any) -> str:
+    """A result as the model sees it: a string as it is, anything else as compact JSON
+    (pydantic models, dataclasses, dicts, lists, numbers, None...), or `str()` when it has no
+    JSON form."""
+    if isinstance(value, str):
+        return value
+    try:
+        return to_json(value).decode()
+    except PydanticSerializationError:
+        if isinstance(value, dict | list | tuple | set | frozenset):
+            return to_json(value, fallback=str).decode()
+        return str(value)
+
+
+def cap(text: str, limit: int) -> tuple[str, bool]:
+    """`text` cut to at most `limit` characters, a marker saying how much was cut included."""
+    if len(text) <= limit:
+        return text, False
+    keep = limit
+    for _ in range(3):  # the marker's length depends on the number it prints
+        marker = f"\n[truncated: {len(text) - keep:,} of {len(text):,} characters cut]"
+        keep = max(0, limit - len(marker))
+    marker = f"\n[truncated: {len(text) - keep:,} of {len(text):,} characters cut]"
+    return text[:keep] + marker, True
+
+
+def _result(
+    text: str,
+    tool: Tool[..., Any],
+    *,
+    is_error: bool,
+    duration: float,
+    exception: BaseException | None = None,
+    traceback: str | None = None,
+) -> ToolResult:
+    shown, truncated = cap(text, tool.max_output)
+    return ToolResult(
+        text=shown,
+        is_error=is_error,
+        exception=exception,
+        traceback=traceback,
+        duration=duration,
+        truncated=truncated,
+    )
