@@ -26,7 +26,7 @@ from typing import Any, Literal
 import anyio
 
 from agent import Tool, Toolbox, tool
-from agent.backends._tokens import TokenCounter
+from agent.backends._context import TokenCounter
 from agent.llama3 import Message, StreamParser, ToolCall, count_tokens, render_prompt
 from bench import _profile
 from bench._common import median

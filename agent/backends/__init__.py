@@ -7,6 +7,12 @@ async with OllamaBackend() as backend:
     async for event in backend.generate(prompt, model="llama3.1", options=GenerateOptions()):
         ...
 ```
+
+Inside, shared by every backend: `_base` (the `Backend` ABC, its events, options, `Timeouts`,
+`Retries`), `_wire` (HTTP clients per event loop, transport failures, dropped streams) and
+`_context` (`num_ctx` sizing, token counting, model info). Per server: `_ollama` (the
+backend: retries, resumption, checks) and `_ollama_api` (Ollama's HTTP API and its errors).
+A new backend is a module of its own beside `_ollama`, built on the shared three.
 """
 
 from agent.backends._base import (
@@ -16,11 +22,13 @@ from agent.backends._base import (
     GenerateEvent,
     GenerateOptions,
     ModelInfo,
+    Retries,
     TextChunk,
+    Timeouts,
     Usage,
 )
-from agent.backends._config import PullProgress, Retries, Timeouts, parse_host
 from agent.backends._ollama import OllamaBackend
+from agent.backends._ollama_api import PullProgress, parse_host
 
 __all__ = [
     "Backend",

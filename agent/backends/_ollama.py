@@ -3,8 +3,9 @@
 Transport: the client runs on `httpx_aiohttp.AiohttpTransport` with a sized aiohttp connection
 pool, because httpx's default pool does work proportional to its open connections on every
 request and collapses under hundreds of concurrent runs (DESIGN decision 9; see
-`bench/bench_client.py`). One pool per event loop (`_connection.py`); the small calls and
-their error translation live in `_server.py`, prompt counting in `_tokens.py`.
+`bench/bench_client.py`). One pool per event loop (`_wire.py`); the calls to Ollama's API and
+their error translation live in `_ollama_api.py`, context sizing and prompt counting in
+`_context.py`. This module holds the policy: retries, resumption, and the checks around them.
 
 Retries and their limits:
 
@@ -41,15 +42,35 @@ import httpx
 import ollama
 from httpx_aiohttp import AiohttpTransport
 
-from agent.backends._base import Backend, Done, GenerateEvent, GenerateOptions, ModelInfo, TextChunk
-from agent.backends._config import PullProgress, Retries, Timeouts, parse_host
-from agent.backends._connection import Connections, LoopState, release_stream
-from agent.backends._context import PromptHistory, Remembered, size_context
-from agent.backends._modelinfo import check_capabilities, wire_options
-from agent.backends._server import PullCallback, Server
-from agent.backends._stream import Dropped, Final, StreamAttempt, timeout_error
-from agent.backends._tokens import TokenCounter
-from agent.backends._translate import response_error
+from agent.backends._base import (
+    Backend,
+    Done,
+    GenerateEvent,
+    GenerateOptions,
+    ModelInfo,
+    Retries,
+    TextChunk,
+    Timeouts,
+)
+from agent.backends._context import (
+    PromptHistory,
+    Remembered,
+    TokenCounter,
+    check_capabilities,
+    size_context,
+)
+from agent.backends._ollama_api import (
+    Final,
+    PullCallback,
+    PullProgress,
+    Server,
+    StreamAttempt,
+    parse_host,
+    response_error,
+    timeout_error,
+    wire_options,
+)
+from agent.backends._wire import Connections, Dropped, LoopState, release_stream
 from agent.errors import OllamaBusyError, StreamError
 from agent.llama3 import BEGIN_OF_TEXT, tokenizer_is_exact
 
@@ -185,7 +206,7 @@ class OllamaBackend(Backend):
         """Pull `model`, yielding Ollama's progress lines; ends after `status == "success"`."""
         return self._server.pull(model)
 
-    async def _count(self, text: str, state: LoopState | None = None) -> int:
+    async def _count(self, text: str, state: LoopState[ollama.AsyncClient] | None = None) -> int:
         state = state or await self._connections.current()
         counter = self.token_counter
         if not counter.warm:

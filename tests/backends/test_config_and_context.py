@@ -219,7 +219,7 @@ def test_history_keeps_the_best_count_of_a_text_and_a_bounded_depth() -> None:
 
 
 def test_family_and_context_length_from_show() -> None:
-    from agent.backends._modelinfo import context_length, family
+    from agent.backends._context import context_length, family
 
     assert family("llama3.2:3b", {}) == "3.2"
     assert family("my-model", {"general.basename": "Llama-3.3"}) == "3.3"

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from agent.backends import GenerateOptions, OllamaBackend
-from agent.backends._tokens import TokenCounter
+from agent.backends._context import TokenCounter
 from agent.llama3 import count_tokens, tokenizer_is_exact
 from agent.testing import OllamaEmulator, answer
 

@@ -1,0 +1,497 @@
+"""Ollama's HTTP API as the backend uses it, through the official `ollama.AsyncClient`.
+
+* **Requests**: the host as the `ollama` client reads it (`parse_host`) and each request's
+  `options` (`wire_options`).
+* **Errors**: Ollama's error statuses, in-band error lines and unreadable answers translated
+  into `agent.errors` (`response_error`, `Server.translate_other`): with `_wire`'s
+  classification of transport failures, the one boundary where foreign exceptions end.
+* **Generating**: one streamed `/api/generate` in raw mode, with a deadline per line
+  (`StreamAttempt`); `OllamaBackend` decides about retries and resumption.
+* **The rest of the API** (`Server`): `/api/version`, `/api/show`, `/api/ps`, and `/api/pull`
+  with its progress.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import urllib.parse
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import anyio
+import httpx
+import ollama
+import pydantic
+
+from agent.backends._base import (
+    Done,
+    DoneReason,
+    GenerateOptions,
+    ModelInfo,
+    TextChunk,
+    Timeouts,
+    Usage,
+)
+from agent.backends._context import describe
+from agent.backends._wire import (
+    TRANSPORT_ERRORS,
+    Connections,
+    Dropped,
+    closing_iterator,
+    transport_kind,
+    unreachable_reason,
+)
+from agent.errors import (
+    BackendError,
+    BackendResponseError,
+    BackendTimeoutError,
+    ContextOverflowError,
+    ModelCapabilityError,
+    ModelNotFoundError,
+    OllamaUnreachableError,
+    StreamError,
+)
+
+logger = logging.getLogger("agent.backends.ollama")
+
+T = TypeVar("T")
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PullProgress:
+    """One progress line of `ollama pull`: a status, and byte counts while a layer downloads."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        """Share of the current layer downloaded (0..1), if known."""
+        if not self.total or self.completed is None:
+            return None
+        return min(self.completed / self.total, 1.0)
+
+
+def parse_host(host: str | None) -> str:
+    """Resolve an Ollama host exactly as the `ollama` client does (`_parse_host`).
+
+    None or "" → `http://127.0.0.1:11434`; a bare host gets port 11434; `http://h` port 80;
+    `https://h` port 443; IPv6 addresses are bracketed; a path is kept, without a final `/`.
+    """
+    text, port = host or "", 11434
+    scheme, _, hostport = text.partition("://")
+    if not hostport:
+        scheme, hostport = "http", text
+    elif scheme == "http":
+        port = 80
+    elif scheme == "https":
+        port = 443
+    split = urllib.parse.urlsplit(f"{scheme}://{hostport}")
+    name = split.hostname or "127.0.0.1"
+    port = split.port or port
+    try:
+        if isinstance(ipaddress.ip_address(name), ipaddress.IPv6Address):
+            name = f"[{name}]"
+    except ValueError:
+        pass
+    if path := split.path.strip("/"):
+        return f"{scheme}://{name}:{port}/{path}"
+    return f"{scheme}://{name}:{port}"
+
+
+# The published llama3.x Modelfiles' stops (PROTOCOL.md §1.7), and `<|eom_id|>`: an end of
+# generation in every Ollama since 0.3.10, but printed as text by 0.3.0-0.3.9 (§1.5).
+LLAMA3_STOPS = ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>")
+
+
+def wire_options(options: GenerateOptions, *, num_ctx: int, num_predict: int) -> dict[str, Any]:
+    """The request's `options`: sizes from the backend, sampling from the caller."""
+    wire: dict[str, Any] = {"num_ctx": num_ctx, "num_predict": num_predict}
+    for key in ("temperature", "seed", "top_p", "top_k"):
+        value = getattr(options, key)
+        if value is not None:
+            wire[key] = value
+    if options.stop:
+        # A stop list replaces the Modelfile's on the server (§1.2), so Llama 3's own stops are
+        # added back: without them a model that writes a new header runs on into a fake turn.
+        stops = list(dict.fromkeys(options.stop))
+        wire["stop"] = stops + [s for s in LLAMA3_STOPS if s not in stops]
+    return wire
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+UNREADABLE_ERRORS: tuple[type[Exception], ...] = (json.JSONDecodeError, pydantic.ValidationError)
+"""What an answer that is not Ollama's JSON raises inside the client."""
+
+FOREIGN_ERRORS = TRANSPORT_ERRORS + UNREADABLE_ERRORS
+"""Everything the backend translates besides `ollama.ResponseError`; the rest propagates."""
+
+
+def response_error(
+    exc: ollama.ResponseError, *, model: str, url: str, needed: int = 0, available: int = 0
+) -> BackendError:
+    """Translate an error status (or an in-band error line, status -1) into the project's errors."""
+    message = str(exc.error)
+    status = exc.status_code
+    lowered = message.lower()
+    if status == -1:
+        return StreamError(
+            f"Ollama reported an error in the middle of the stream for {model}: {message}. "
+            "This usually means the model runner crashed or ran out of memory; check "
+            "`ollama ps` and the server log, then try again."
+        )
+    if status == 404 and "not found" in lowered:
+        return ModelNotFoundError(model, url)
+    if status == 400 and "does not support" in lowered:
+        return ModelCapabilityError(
+            f"{message}. Use a model that can do this (for tool use: llama3.1, llama3.2 or "
+            "llama3.3 from the Ollama library)."
+        )
+    if status == 400 and "context length" in lowered:
+        return ContextOverflowError(needed=needed, available=available, model=model)
+    return BackendResponseError(
+        f"Ollama at {url} answered {status} for {model}: {message}", status_code=status
+    )
+
+
+def unreadable(exc: BaseException, *, model: str, url: str) -> StreamError | None:
+    """A stream line that is not JSON, or not shaped like Ollama's."""
+    if isinstance(exc, json.JSONDecodeError):
+        return StreamError(
+            f"the stream from {url} for {model} contained a line that is not JSON ({exc.msg}). "
+            "Is OLLAMA_HOST pointing at Ollama, and not at a proxy or another service?"
+        )
+    if isinstance(exc, pydantic.ValidationError):
+        return StreamError(
+            f"the stream from {url} for {model} contained a line Ollama would not send: {exc}"
+        )
+    return None
+
+
+Deadline = Literal["first chunk", "next chunk", "total"]
+_SETTING: dict[Deadline, str] = {
+    "first chunk": "first_chunk",
+    "next chunk": "between_chunks",
+    "total": "total",
+}
+_ADVICE: dict[Deadline, str] = {
+    "first chunk": "Ollama may be loading the model or queueing requests; raise "
+    "Timeouts.first_chunk, or lower the backend's concurrency",
+    "next chunk": "the server stalled mid-answer; check it (`ollama ps`) or raise "
+    "Timeouts.between_chunks",
+    "total": "the whole generation took too long; raise Timeouts.total or lower num_predict",
+}
+
+
+def timeout_error(
+    which: Deadline, *, url: str, model: str, timeouts: Timeouts, note: str = ""
+) -> BackendTimeoutError:
+    """The error for a passed deadline, naming the configured limit (not what was left of it)."""
+    setting = _SETTING[which]
+    what = "end of the answer" if which == "total" else which
+    return BackendTimeoutError(
+        f"no {what} from Ollama at {url} for {model} within the deadline "
+        f"(Timeouts.{setting} = {getattr(timeouts, setting)} s){note}: {_ADVICE[which]}."
+    )
+
+
+# --- generating -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Final:
+    """The final line of an attempt, with the text that attempt produced."""
+
+    done: Done
+    text: str
+
+
+_DONE_REASONS: dict[str, DoneReason] = {"stop": "stop", "length": "length", "unload": "unload"}
+
+
+class StreamAttempt:
+    """Sends one `generate(raw=True, stream=True)` and yields `TextChunk`s, then one `Final`.
+
+    Raises `ollama.ResponseError` for an error status or an in-band error line (the caller
+    decides about 503), `Dropped` when the connection broke, `BackendTimeoutError` when a
+    deadline passed, and the project's errors for everything else.
+    """
+
+    def __init__(
+        self,
+        client: ollama.AsyncClient,
+        *,
+        url: str,
+        model: str,
+        prompt: str,
+        options: dict[str, Any],
+        keep_alive: str | float | None,
+        timeouts: Timeouts,
+        deadline: float,
+        sent: int,
+        num_ctx: int,
+        translate_other: Callable[..., BackendError],
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._model = model
+        self._prompt = prompt
+        self._options = options
+        self._keep_alive = keep_alive
+        self._timeouts = timeouts
+        self._deadline = deadline
+        self._sent = sent
+        self._num_ctx = num_ctx
+        self._translate_other = translate_other
+
+    def _timeout(self, which: Deadline) -> BackendTimeoutError:
+        return timeout_error(which, url=self._url, model=self._model, timeouts=self._timeouts)
+
+    async def events(self) -> AsyncGenerator[TextChunk | Final, None]:
+        stream = await self._client.generate(
+            model=self._model,
+            prompt=self._prompt,
+            raw=True,
+            stream=True,
+            options=self._options,
+            keep_alive=self._keep_alive,
+        )
+        pieces: list[str] = []
+        total = self._deadline
+        step = self._timeouts.first_chunk
+        which: Deadline = "first chunk"
+        try:
+            while True:
+                # This runs once per token with Ollama: the deadline and the read are inline.
+                limit = total if step is None else min(anyio.current_time() + step, total)
+                with anyio.CancelScope(deadline=limit) as scope:
+                    try:
+                        part = await anext(stream)
+                    except StopAsyncIteration:
+                        raise Dropped("the stream ended without its final line") from None
+                    except TRANSPORT_ERRORS as exc:
+                        raise self._transport_error(exc) from exc
+                    except UNREADABLE_ERRORS as exc:
+                        raise self._translate_other(
+                            exc, model=self._model, what="generate"
+                        ) from exc
+                if scope.cancelled_caught:
+                    raise self._timeout(which if limit < total else "total")
+                if part.done:
+                    yield Final(done=self._done(part), text="".join(pieces))
+                    return
+                if text := part.response:
+                    pieces.append(text)
+                    yield TextChunk(text=text)
+                step = self._timeouts.between_chunks
+                which = "next chunk"
+        finally:
+            # What stops the HTTP stream (and so the generation) on an early exit.
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    def _transport_error(self, exc: Exception) -> Exception:
+        kind = transport_kind(exc)
+        if kind == "dropped":
+            return Dropped(f"{type(exc).__name__}: {exc}")
+        if kind == "read_timeout":
+            return self._timeout("next chunk")
+        return self._translate_other(exc, model=self._model, what="generate")
+
+    def _done(self, part: ollama.GenerateResponse) -> Done:
+        usage = Usage(
+            prompt_eval_count=part.prompt_eval_count or 0,
+            eval_count=part.eval_count or 0,
+            total_duration=part.total_duration or 0,
+            load_duration=part.load_duration or 0,
+            prompt_eval_duration=part.prompt_eval_duration or 0,
+            eval_duration=part.eval_duration or 0,
+            prompt_tokens_sent=self._sent,
+            num_ctx=self._num_ctx,
+        )
+        reason = _DONE_REASONS.get(part.done_reason or "", "other")
+        return Done(done_reason=reason, usage=usage)
+
+
+# --- the rest of the API --------------------------------------------------------------------------
+
+PullCallback = Callable[[PullProgress], None]
+
+
+class Server:
+    """One Ollama server as the backend sees it: its version, its models, what it has loaded.
+
+    Answers that cannot change while the server runs are asked once and kept.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeouts: Timeouts,
+        connections: Connections[ollama.AsyncClient],
+        pull_missing: bool,
+        on_pull_progress: PullCallback | None,
+    ) -> None:
+        self.url = url
+        self.timeouts = timeouts
+        self.connections = connections
+        self.pull_missing = pull_missing
+        self.on_pull_progress = on_pull_progress
+        self.info: dict[str, ModelInfo] = {}
+        self._loaded: dict[tuple[str, int], int | None] = {}
+        self._version: str | None = None
+
+    async def small(
+        self, what: str, model: str, call: Callable[[ollama.AsyncClient], Awaitable[T]]
+    ) -> T:
+        """`call(client)` within `Timeouts.request`, its failures translated."""
+        client = (await self.connections.current()).client
+        try:
+            with anyio.fail_after(self.timeouts.request):
+                return await call(client)
+        except TimeoutError as exc:
+            raise BackendTimeoutError(
+                f"Ollama at {self.url} did not answer {what} within {self.timeouts.request} s. "
+                "Is the server overloaded? Raise Timeouts.request if it is just slow."
+            ) from exc
+        except ollama.ResponseError as exc:
+            raise response_error(exc, model=model, url=self.url) from exc
+        except FOREIGN_ERRORS as exc:
+            raise self.translate_other(exc, model=model, what=what) from exc
+
+    def translate_other(self, exc: BaseException, *, model: str, what: str) -> BackendError:
+        """A transport failure, or an answer that is not Ollama's JSON, as the project's error."""
+        kind = transport_kind(exc)
+        if kind == "unreachable":
+            return OllamaUnreachableError(self.url, unreachable_reason(exc))
+        if kind == "connect_timeout":
+            return BackendTimeoutError(
+                f"connecting to Ollama at {self.url} took longer than {self.timeouts.connect} s. "
+                "Check the host and the network, or raise Timeouts.connect."
+            )
+        if kind is not None:
+            return StreamError(
+                f"the connection to Ollama at {self.url} broke during {what} ({exc}). "
+                "Check that the server is still running (`ollama ps`)."
+            )
+        streamed = what in ("generate", "pull")
+        if streamed and (garbled := unreadable(exc, model=model, url=self.url)) is not None:
+            return garbled
+        return BackendResponseError(f"unexpected answer from Ollama at {self.url} to {what}: {exc}")
+
+    async def version(self) -> str:
+        """The server's version (`GET /api/version`), asked once."""
+        if self._version is None:
+            # The client has no version() method (PROTOCOL.md §4): use its request helper, so
+            # errors come out of the same path as every other call.
+            async def ask(client: ollama.AsyncClient) -> Any:
+                response: httpx.Response = await client._request_raw("GET", "/api/version")  # type: ignore[no-untyped-call]
+                return response.json()
+
+            answer = await self.small("GET /api/version", "", ask)
+            if not isinstance(answer, dict):
+                raise BackendResponseError(
+                    f"unexpected answer from Ollama at {self.url} to GET /api/version: {answer!r}"
+                )
+            self._version = str(answer.get("version", ""))
+        return self._version
+
+    async def model_info(self, model: str) -> ModelInfo:
+        """Context length, family, capabilities and server version of `model`, asked once."""
+        if model in self.info:
+            return self.info[model]
+        state = await self.connections.current()
+        lock = state.locks.setdefault(model, anyio.Lock())
+        async with lock:
+            if model in self.info:
+                return self.info[model]
+            try:
+                show = await self.small("POST /api/show", model, lambda c: c.show(model))
+            except ModelNotFoundError:
+                if not self.pull_missing:
+                    raise
+                await self._pull_logged(model)
+                show = await self.small("POST /api/show", model, lambda c: c.show(model))
+            info = describe(
+                model,
+                model_info=show.modelinfo or {},
+                capabilities=tuple(show.capabilities or ()),
+                server_version=await self.version(),
+            )
+            self.info[model] = info
+            return info
+
+    async def pull(self, model: str) -> AsyncIterator[PullProgress]:
+        """Pull `model`, yielding Ollama's progress lines; ends after `status == "success"`.
+
+        `Timeouts.between_chunks` bounds the wait for each progress line.
+        """
+        client = (await self.connections.current()).client
+        between_chunks = self.timeouts.between_chunks
+        stream = await client.pull(model, stream=True)
+        async with closing_iterator(stream):
+            while True:
+                try:
+                    with anyio.fail_after(between_chunks):
+                        part = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise BackendTimeoutError(
+                        f"pulling {model} from {self.url}: no progress for {between_chunks} s"
+                    ) from exc
+                except ollama.ResponseError as exc:
+                    raise BackendResponseError(
+                        f"Ollama at {self.url} could not pull '{model}': {exc.error}. Check the "
+                        "name and tag against the Ollama library.",
+                        status_code=exc.status_code,
+                    ) from exc
+                except FOREIGN_ERRORS as exc:
+                    raise self.translate_other(exc, model=model, what="pull") from exc
+                yield PullProgress(
+                    status=str(part.status or ""),
+                    digest=part.digest,
+                    total=part.total,
+                    completed=part.completed,
+                )
+
+    async def _pull_logged(self, model: str) -> None:
+        logger.info("pulling %s from %s", model, self.url)
+        last = ""
+        async for progress in self.pull(model):
+            if self.on_pull_progress is not None:
+                self.on_pull_progress(progress)
+            if progress.status != last:
+                logger.info("pull %s: %s", model, progress.status)
+                last = progress.status
+
+    async def loaded_context(self, model: str, num_ctx: int) -> int | None:
+        """The context the server runs `model` with (`/api/ps`, Ollama ≥ 0.10), if it says.
+
+        Asked once per model and requested `num_ctx`: the answer only changes with a reload.
+        """
+        key = (model, num_ctx)
+        if key not in self._loaded:
+            self._loaded[key] = await self._ask_loaded_context(model)
+        return self._loaded[key]
+
+    async def _ask_loaded_context(self, model: str) -> int | None:
+        try:
+            loaded = await self.small("GET /api/ps", model, lambda c: c.ps())
+        except BackendError:
+            return None
+        wanted = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
+        for entry in loaded.models:
+            if (entry.model or entry.name or "").lower() == wanted.lower():
+                context: int | None = entry.context_length
+                return context
+        return None
