@@ -1,4 +1,4 @@
-"""The connection pool per event loop, connect timeouts, and which errors are translated."""
+"""`_wire`: the connection pool per event loop, connect timeouts, which errors are translated."""
 
 from __future__ import annotations
 
