@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from agent.backends._base import Usage
+from agent.backends import Usage
 from agent.errors import ConfigError, StreamError
 from agent.llama3 import Message, ToolCall
 from agent.loop import (
