@@ -9,6 +9,10 @@ async with OllamaBackend() as backend:
 ```
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from agent.backends._base import (
     Backend,
     Done,
@@ -20,7 +24,21 @@ from agent.backends._base import (
     Usage,
 )
 from agent.backends._config import PullProgress, Retries, Timeouts, parse_host
-from agent.backends._ollama import OllamaBackend
+
+if TYPE_CHECKING:
+    from agent.backends._ollama import OllamaBackend
+else:
+
+    def __getattr__(name: str) -> Any:
+        # `OllamaBackend` loads the HTTP stack (ollama, httpx, aiohttp): imported on first use,
+        # so `import agent` (and the format layer, `agent.llama3`) does not pay for it.
+        if name == "OllamaBackend":
+            from agent.backends._ollama import OllamaBackend
+
+            globals()[name] = OllamaBackend  # later lookups skip this function
+            return OllamaBackend
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Backend",
