@@ -8,48 +8,51 @@ async with Agent("llama3.1", tools=[add], system="Be brief.") as agent:
     print(result.answer, result.status)
 ```
 
-The names below load on first use, so `import agent.llama3` (the pure format layer) does not
-pull in the HTTP client.
+Every public name is re-exported here from the package that defines it: `agent.llama3` (the
+format), `agent.toolkit` (tools), `agent.backends` (model servers), `agent.loop` (the agent and
+its runs), `agent.config` (YAML). The errors are in `agent.errors`.
+
+`OllamaBackend` alone loads on first use: its module is the HTTP stack (ollama, httpx, aiohttp),
+which `import agent.llama3` (the pure format layer) and `import agent` must not pay for.
 """
 
 from __future__ import annotations
 
-import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from agent.backends import Backend, GenerateOptions, OllamaBackend, Usage
-    from agent.config import load_agent
-    from agent.llama3 import Message, ToolCall
-    from agent.loop import (
-        Agent,
-        Event,
-        Limits,
-        MalformedCall,
-        RunFinished,
-        RunResult,
-        RunStarted,
-        RunStatus,
-        RunStream,
-        RunUsage,
-        StepFinished,
-        TextDelta,
-        ToolCallFinished,
-        ToolCallParsed,
-        ToolCallRejected,
-        ToolCallStarted,
-        ToolCallValidated,
-        event_to_dict,
-    )
-    from agent.toolkit import RunContext, Tool, Toolbox, ToolResult, tool
+from agent.backends import Backend, GenerateOptions, Usage
+from agent.config import load_agent
+from agent.llama3 import Message, ToolCall
+from agent.loop import (
+    Agent,
+    CallMalformed,
+    Event,
+    Limits,
+    RunFinished,
+    RunResult,
+    RunStarted,
+    RunStatus,
+    RunStream,
+    RunUsage,
+    StepFinished,
+    TextDelta,
+    ToolCallFinished,
+    ToolCallParsed,
+    ToolCallRejected,
+    ToolCallStarted,
+    ToolCallValidated,
+    event_to_dict,
+)
+from agent.toolkit import RunContext, Tool, Toolbox, ToolResult, tool
 
 __all__ = [
     "Agent",
     "Backend",
+    "CallMalformed",
     "Event",
     "GenerateOptions",
     "Limits",
-    "MalformedCall",
     "Message",
     "OllamaBackend",
     "RunContext",
@@ -76,42 +79,28 @@ __all__ = [
     "tool",
 ]
 
-_HOME = {
-    "agent.config": ("load_agent",),
-    "agent.loop": (
-        "Agent",
-        "Event",
-        "Limits",
-        "MalformedCall",
-        "RunFinished",
-        "RunResult",
-        "RunStarted",
-        "RunStatus",
-        "RunStream",
-        "RunUsage",
-        "StepFinished",
-        "TextDelta",
-        "ToolCallFinished",
-        "ToolCallParsed",
-        "ToolCallRejected",
-        "ToolCallStarted",
-        "ToolCallValidated",
-        "event_to_dict",
-    ),
-    "agent.toolkit": ("RunContext", "Tool", "ToolResult", "Toolbox", "tool"),
-    "agent.backends": ("Backend", "GenerateOptions", "OllamaBackend", "Usage"),
-    "agent.llama3": ("Message", "ToolCall"),
-}
-_MODULE_OF = {name: module for module, names in _HOME.items() for name in names}
+if TYPE_CHECKING:
+    from agent.backends import OllamaBackend
 
+    MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
+else:
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    def __getattr__(name: str) -> Any:
+        if name == "OllamaBackend":
+            from agent.backends import OllamaBackend
+
+            globals()[name] = OllamaBackend  # later lookups skip this function
+            return OllamaBackend
+        if name == "MalformedCall":  # the event's name until 0.1; goes in the next release
+            warnings.warn(
+                "agent.MalformedCall is deprecated: use agent.CallMalformed (the event was "
+                "renamed so it is not confused with agent.llama3.MalformedCall, a parse "
+                "result); the old name goes in the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return CallMalformed
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

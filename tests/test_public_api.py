@@ -3,18 +3,20 @@
 import inspect
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 import agent
+import agent.loop
 
 EXPECTED = [
     "Agent",
     "Backend",
+    "CallMalformed",
     "Event",
     "GenerateOptions",
     "Limits",
-    "MalformedCall",
     "Message",
     "OllamaBackend",
     "RunContext",
@@ -44,7 +46,7 @@ EXPECTED = [
 
 def test_all_is_pinned_and_sorted() -> None:
     assert agent.__all__ == EXPECTED
-    assert sorted(agent.__all__) == agent.__all__
+    assert sorted(set(agent.__all__)) == agent.__all__
 
 
 def test_every_name_resolves_and_is_documented() -> None:
@@ -105,6 +107,63 @@ def test_unknown_names_raise_attribute_error() -> None:
         agent.NoSuchThing  # noqa: B018
 
 
-def test_the_format_layer_imports_without_the_http_client() -> None:
-    code = "import sys, agent.llama3; sys.exit('ollama' in sys.modules or 'httpx' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+@pytest.mark.parametrize("module", ["agent.llama3", "agent"])
+def test_the_http_stack_loads_only_when_a_backend_is_used(module: str) -> None:
+    # The format layer (and `import agent`, which every submodule import runs) stays light:
+    # only `agent.OllamaBackend`, looked up on first use, brings in ollama, httpx and aiohttp.
+    code = (
+        f"import sys, {module}\n"
+        "http = ('ollama', 'httpx', 'aiohttp', 'httpx_aiohttp')\n"
+        "assert not [m for m in http if m in sys.modules], [m for m in http if m in sys.modules]\n"
+        "import agent\n"
+        "agent.OllamaBackend\n"
+        "assert all(m in sys.modules for m in http)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("module", [agent, agent.loop])
+def test_the_old_event_name_still_works_and_warns(module: Any) -> None:
+    with pytest.warns(DeprecationWarning, match="CallMalformed"):
+        old = module.MalformedCall
+    assert old is agent.CallMalformed
+    assert "MalformedCall" not in module.__all__
+    assert agent.CallMalformed(step=1, id="x", text="<", reason="cut").type == "malformed_call"
+
+
+def test_the_errors_tree_in_the_docstring_is_the_class_tree() -> None:
+    import agent.errors as errors
+
+    drawn: dict[str, str] = {}  # class -> its parent, as the docstring draws it
+    parents: list[tuple[int, str]] = []
+    tree = errors.__doc__.split("```")[1] if errors.__doc__ else ""
+    for line in tree.strip().splitlines():
+        name = line.lstrip("│├└─ ").split()[0]
+        depth = len(line) - len(line.lstrip("│├└─ "))
+        while parents and parents[-1][0] >= depth:
+            parents.pop()
+        drawn[name] = parents[-1][1] if parents else "Exception"
+        parents.append((depth, name))
+    actual = {
+        name: getattr(errors, name).__bases__[0].__name__
+        for name in errors.__all__
+        if isinstance(getattr(errors, name), type)
+    }
+    assert drawn == actual
+
+
+def test_the_errors_module_imports_nothing_of_the_project_at_run_time() -> None:
+    # Every layer imports it, so it sits below them all: project imports are for types only.
+    import ast
+
+    import agent.errors
+
+    module = ast.parse(inspect.getsource(agent.errors))
+    for node in module.body:  # imports under `if TYPE_CHECKING:` are not at this level
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names]
+            assert not any(n == "agent" or n.startswith("agent.") for n in names), ast.unparse(node)
+        elif isinstance(node, ast.If):
+            assert ast.unparse(node.test) == "TYPE_CHECKING", ast.unparse(node.test)

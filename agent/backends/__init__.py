@@ -15,6 +15,10 @@ backend: retries, resumption, checks) and `_ollama_api` (Ollama's HTTP API and i
 A new backend is a module of its own beside `_ollama`, built on the shared three.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from agent.backends._base import (
     Backend,
     Done,
@@ -27,8 +31,29 @@ from agent.backends._base import (
     Timeouts,
     Usage,
 )
-from agent.backends._ollama import OllamaBackend
-from agent.backends._ollama_api import PullProgress, parse_host
+
+if TYPE_CHECKING:
+    from agent.backends._ollama import OllamaBackend
+    from agent.backends._ollama_api import PullProgress, parse_host
+else:
+    # These load the HTTP stack (ollama, httpx, aiohttp): imported on first use, so that
+    # `import agent` (and the format layer, `agent.llama3`) does not pay for it.
+    _LAZY = {
+        "OllamaBackend": "agent.backends._ollama",
+        "PullProgress": "agent.backends._ollama_api",
+        "parse_host": "agent.backends._ollama_api",
+    }
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+
 
 __all__ = [
     "Backend",

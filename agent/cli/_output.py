@@ -17,8 +17,8 @@ from rich.status import Status
 from rich.text import Text
 
 from agent.loop import (
+    CallMalformed,
     Event,
-    MalformedCall,
     RunFinished,
     RunResult,
     RunStarted,
@@ -140,7 +140,7 @@ class Printer:
         elif isinstance(event, ToolCallRejected):
             call = compact_call(event.name, event.arguments)
             self.note(f"{self.mark('fail')} {escape(call)}: {escape(first_line(event.error))}")
-        elif isinstance(event, MalformedCall):
+        elif isinstance(event, CallMalformed):
             self.note(f"{self.mark('fail')} malformed call: {escape(first_line(event.reason))}")
         elif isinstance(event, RunFinished):
             self.idle()

@@ -1,9 +1,19 @@
-"""The agent loop: `Agent`, its runs, their events, limits, usage and results."""
+"""The agent loop: `Agent`, its runs, their events, limits, usage and results.
+
+Modules: `_agent` (the `Agent`), `_run` (one run: its state, the loop, `RunStream`), `_calls` (a
+step's calls: validated, run, fed back), `_events` (what a run yields) and `_result` (`RunResult`,
+`RunStatus`, `RunUsage`, `Limits`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
 
 from agent.loop._agent import Agent
 from agent.loop._events import (
+    CallMalformed,
     Event,
-    MalformedCall,
     RunFinished,
     RunStarted,
     StepFinished,
@@ -15,16 +25,14 @@ from agent.loop._events import (
     ToolCallValidated,
     event_to_dict,
 )
-from agent.loop._limits import Limits
-from agent.loop._result import RunResult, RunStatus, message_to_dict
-from agent.loop._stream import RunStream
-from agent.loop._usage import RunUsage
+from agent.loop._result import Limits, RunResult, RunStatus, RunUsage, message_to_dict
+from agent.loop._run import RunStream
 
 __all__ = [
     "Agent",
+    "CallMalformed",
     "Event",
     "Limits",
-    "MalformedCall",
     "RunFinished",
     "RunResult",
     "RunStarted",
@@ -41,3 +49,19 @@ __all__ = [
     "event_to_dict",
     "message_to_dict",
 ]
+
+if TYPE_CHECKING:
+    MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "MalformedCall":  # the event's name until 0.1; goes in the next release
+            warnings.warn(
+                "agent.loop.MalformedCall is deprecated: use agent.loop.CallMalformed (the event "
+                "was renamed so it is not confused with agent.llama3.MalformedCall, a parse "
+                "result); the old name goes in the next release",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return CallMalformed
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,17 +12,14 @@ from typing import Any, Protocol
 import anyio
 from anyio.abc import TaskGroup
 
-from agent.backends import Backend, GenerateOptions, OllamaBackend
+from agent import backends
+from agent.backends import Backend, GenerateOptions
 from agent.errors import DeveloperError, RunError
 from agent.llama3 import Message, ToolFormat
 from agent.toolkit import Tool, Toolbox
 
-from ._conversation import History, opening_messages
-from ._limits import Limits
-from ._result import RunResult
-from ._run import RunSpec, run_events
-from ._state import RunState
-from ._stream import RunStream
+from ._result import Limits, RunResult
+from ._run import History, RunSpec, RunState, RunStream, opening_messages, run_events
 
 
 class Closeable(Protocol):
@@ -90,7 +87,8 @@ class Agent:
                 "tool_choice or add the tool"
             )
         self._owns_backend = backend is None
-        self._backend: Backend = backend if backend is not None else OllamaBackend(host)
+        # `backends.OllamaBackend` is looked up here, when needed: it loads the HTTP stack.
+        self._backend: Backend = backend if backend is not None else backends.OllamaBackend(host)
         self._system = system
         self._today = today
         self._resources = tuple(resources)

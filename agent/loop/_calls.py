@@ -2,13 +2,14 @@
 
 Every call gets exactly one `tool` message, in the model's order, whether it ran, was rejected
 (unknown tool, invalid arguments, repeated) or was cut short by the run's time limit; each
-malformed call gets one too, after them. The retry and repeat counts are kept in the run's
-`Ledger`.
+malformed call gets one too, after them. What the model is told when a call cannot run is
+written here too, and the retry and repeat counts are kept in the run's `Ledger`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,10 +21,9 @@ from agent.errors import InvalidArgumentsError, UnknownToolError
 from agent.llama3 import Message, ToolCall
 from agent.toolkit import BoundCall, RunContext, Tool, Toolbox, ToolResult
 
-from . import _feedback as feedback
 from ._events import (
+    CallMalformed,
     Event,
-    MalformedCall,
     RejectReason,
     ToolCallFinished,
     ToolCallParsed,
@@ -31,8 +31,42 @@ from ._events import (
     ToolCallStarted,
     ToolCallValidated,
 )
-from ._result import RunStatus
-from ._state import UNATTRIBUTED, Ledger
+from ._result import UNATTRIBUTED_RETRIES, Limits, RunStatus
+
+# The retry-budget key for calls that name no known tool (unknown tools, garbled calls).
+UNATTRIBUTED = ""
+
+
+class Ledger:
+    """Failures in a row per tool and how often each identical call was made (one per run)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._failures: dict[str, int] = {}
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def budget(self, tool_retries: int | None) -> int:
+        """The retry budget of a tool (`None`: a call that names no known tool)."""
+        if self._limits.max_retries is not None:
+            return self._limits.max_retries
+        return UNATTRIBUTED_RETRIES if tool_retries is None else tool_retries
+
+    def fail(self, key: str) -> int:
+        """Count one more failure for `key`; returns the failures in a row."""
+        self._failures[key] = self._failures.get(key, 0) + 1
+        return self._failures[key]
+
+    def succeed(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def failures(self, key: str) -> int:
+        return self._failures.get(key, 0)
+
+    def repeat(self, tool: str, arguments: Mapping[str, Any]) -> int:
+        """Count a call; returns how many times this exact call has now been made in the run."""
+        key = (tool, json.dumps(arguments, sort_keys=True, default=repr))
+        self._seen[key] = self._seen.get(key, 0) + 1
+        return self._seen[key]
 
 
 @dataclass(kw_only=True)
@@ -87,12 +121,12 @@ def check(
             slot.tool = toolbox.resolve(call.name)
             slot.bound = slot.tool.validate(call.arguments)
         except UnknownToolError as exc:
-            slot.feedback, slot.counts_as_failure = feedback.unknown_tool(exc), True
+            slot.feedback, slot.counts_as_failure = _unknown_tool_text(exc), True
             events.append(_rejected(slot, step, "unknown_tool"))
             continue
         except InvalidArgumentsError as exc:
             assert slot.tool is not None
-            slot.feedback = feedback.invalid_arguments(slot.tool.name, exc)
+            slot.feedback = _invalid_arguments_text(slot.tool.name, exc)
             slot.counts_as_failure = True
             events.append(_rejected(slot, step, "invalid_arguments"))
             continue
@@ -106,7 +140,7 @@ def check(
         )
         count = ledger.repeat(slot.tool.name, slot.bound.arguments)
         if max_repeats and count >= max_repeats:
-            slot.feedback = feedback.repeated_call(slot.tool.name, count)
+            slot.feedback = _repeated_call_text(slot.tool.name, count)
             slot.over_repeat_limit = count > max_repeats
             slot.bound = None
             events.append(_rejected(slot, step, "repeated_call"))
@@ -123,12 +157,12 @@ def check(
             # The parser knows the tool names and flags a call to any other as malformed;
             # to the model and in the events it is an unknown tool, whichever layer saw it.
             unknown = UnknownToolError(bad.name, toolbox.callable_names)
-            slot.feedback = feedback.unknown_tool(unknown)
+            slot.feedback = _unknown_tool_text(unknown)
             events.append(_rejected(slot, step, "unknown_tool"))
         else:
-            slot.feedback = feedback.malformed(bad)
+            slot.feedback = _malformed_text(bad)
             events.append(
-                MalformedCall(
+                CallMalformed(
                     step=step, id=call_id, text=bad.text, reason=bad.reason, name=bad.name
                 )
             )
@@ -266,8 +300,8 @@ def _result_text(slot: Slot) -> str:
     if slot.result is not None:
         return slot.result.text
     if slot.cancelled:
-        return feedback.cancelled(slot.tool.name)
-    return feedback.run_time_limit(slot.tool.name)
+        return _cancelled_text(slot.tool.name)
+    return _run_time_limit_text(slot.tool.name)
 
 
 def settle(
@@ -326,7 +360,7 @@ def _interrupted_text(slot: Slot) -> str:
         return slot.feedback
     if slot.result is not None:
         return slot.result.text
-    return feedback.cancelled(slot.tool_name or slot.call.name)
+    return _cancelled_text(slot.tool_name or slot.call.name)
 
 
 def _finished(slot: Slot, step: int, result: ToolResult | None, text: str) -> ToolCallFinished:
@@ -353,3 +387,43 @@ def _lookup(toolbox: Toolbox, name: str | None) -> Tool | None:
         return toolbox.resolve(name)
     except UnknownToolError:
         return None
+
+
+# --- what the model is told, as a call's `ipython` result, when its call cannot run -------------
+#
+# Short and precise: the offending tool or field, and what to do instead.
+
+
+def _unknown_tool_text(exc: UnknownToolError) -> str:
+    return f"Error: {exc}. Call one of those tools, or answer without a tool."
+
+
+def _invalid_arguments_text(tool: str, exc: InvalidArgumentsError) -> str:
+    return (
+        f"Error: invalid arguments for {tool}:\n{exc}\n"
+        f"Call {tool} again with arguments that match its parameters."
+    )
+
+
+def _repeated_call_text(tool: str, count: int) -> str:
+    return (
+        f"Error: this is call number {count} to {tool} with exactly these arguments; it was not "
+        "run again and its result would not change. Use the results you already have, change "
+        "the arguments, or answer."
+    )
+
+
+def _malformed_text(call: llama3.MalformedCall) -> str:
+    reason = call.reason.rstrip(".")
+    return (
+        f"Error: your tool call could not be used: {reason}. "
+        "Write the whole call again, complete and in the format described above."
+    )
+
+
+def _run_time_limit_text(tool: str) -> str:
+    return f"Error: {tool} did not finish before the run's time limit; it was stopped."
+
+
+def _cancelled_text(tool: str) -> str:
+    return f"Error: the run was cancelled before {tool} finished."

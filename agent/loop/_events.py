@@ -7,7 +7,7 @@ Each event has a `type` string (`"text_delta"`...) so it can go out as JSON or S
    held back until it cannot; the text of a call, well formed or botched, is never shown);
 2. for each call, in the model's order: `ToolCallParsed`, then `ToolCallValidated` or
    `ToolCallRejected` (unknown tool, invalid arguments), or both for a repeated call;
-3. `MalformedCall` for each botched call (a call to a tool that does not exist is reported as
+3. `CallMalformed` for each botched call (a call to a tool that does not exist is reported as
    `ToolCallRejected` with reason `"unknown_tool"`, however the model wrote it);
 4. `ToolCallStarted` for every valid call: they all run at once;
 5. `ToolCallFinished` for each: in the model's order once all are done; or, when the stream
@@ -45,7 +45,7 @@ class RunStarted:
 @dataclass(frozen=True, kw_only=True)
 class TextDelta:
     """Answer text as it streams in. Text that may turn out to be a tool call is held back, and
-    a call's text (even a botched one's: see `MalformedCall.text`) is not answer text."""
+    a call's text (even a botched one's: see `CallMalformed.text`) is not answer text."""
 
     type: Literal["text_delta"] = field(default="text_delta", init=False)
     step: int
@@ -94,8 +94,13 @@ class ToolCallRejected:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MalformedCall:
-    """Output meant as a call that cannot be used (cut off, garbled); the model is told why."""
+class CallMalformed:
+    """Output meant as a call that cannot be used (cut off, garbled); the model is told why.
+
+    `text` is what the model wrote, `reason` what is wrong with it (from the parser's
+    `agent.llama3.MalformedCall`). Its `type` stays `"malformed_call"`, the name it had before
+    the class was renamed, so JSON and SSE consumers see no change.
+    """
 
     type: Literal["malformed_call"] = field(default="malformed_call", init=False)
     step: int
@@ -165,7 +170,7 @@ Event = (
     | ToolCallParsed
     | ToolCallValidated
     | ToolCallRejected
-    | MalformedCall
+    | CallMalformed
     | ToolCallStarted
     | ToolCallFinished
     | StepFinished

@@ -1,7 +1,8 @@
-"""The loop: render, generate (streamed, parsed as it comes), run the calls, feed results back.
+"""One run: its opening messages, its state, the loop that drives it, and the stream it is read as.
 
-`run_events` is an async generator that never yields inside a cancel scope or task group: the
-deadline wraps each await separately, and a step's tools either all finish inside one await
+The loop renders, generates (streamed, parsed as it comes), runs the calls, feeds the results
+back. `run_events` is an async generator that never yields inside a cancel scope or task group:
+the deadline wraps each await separately, and a step's tools either all finish inside one await
 (their task group opened and closed within it), or, given the caller's `task_group`, run there
 under cancel scopes the step owns, so each can be reported as it ends. Either way the consumer
 may close the generator, cancel it or drop it from any task, and nothing keeps running.
@@ -14,13 +15,14 @@ import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 
-from agent.backends import Backend, Done, GenerateEvent, GenerateOptions
-from agent.errors import RunError, StreamError
+from agent.backends import Backend, Done, DoneReason, GenerateEvent, GenerateOptions
+from agent.errors import DeveloperError, RunError, StreamError
 from agent.llama3 import (
     Family,
     Message,
@@ -35,14 +37,15 @@ from agent.toolkit import RunContext, Toolbox
 
 from . import _calls as calls
 from ._events import Event, RunFinished, RunStarted, StepFinished, TextDelta
-from ._limits import Limits
-from ._result import RunStatus
-from ._state import RunState
+from ._result import Limits, RunResult, RunStatus, RunUsage
 
 # Closing a backend stream (returning its connection to the pool) gets this long, shielded.
 _CLOSE_TIMEOUT = 5.0
 
 T = TypeVar("T")
+
+
+# --- what an agent fixes for all its runs ---------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +82,168 @@ class RunSpec:
             tool_format=self.tool_format,
             tool_choice=self.tool_choice,
         )
+
+
+# --- where a run starts ---------------------------------------------------------------------------
+
+History = RunResult | Sequence[Message] | None
+
+
+def opening_messages(
+    task: str | Message | None, *, system: str | None, history: History
+) -> tuple[list[Message], int]:
+    """The run's first messages, and the index of the task among them (`None`: no new task,
+    the history as it stands).
+
+    The agent's `system` (trusted: the program wrote it) replaces a system message at the start
+    of the history; history without one keeps its own. So a conversation continued by the same
+    agent renders the same prefix and the server's prompt cache still applies.
+    """
+    earlier = list(history.messages if isinstance(history, RunResult) else history or ())
+    for message in earlier:
+        if not isinstance(message, Message):
+            raise DeveloperError(
+                f"history must hold agent.llama3.Message objects (or be a RunResult), got "
+                f"{type(message).__name__}; build them with Message(...) or Message.from_dict(...)"
+            )
+    if system is not None:
+        if earlier and earlier[0].role == "system":
+            earlier = earlier[1:]
+        earlier.insert(0, Message(role="system", content=system, trusted=True))
+    if isinstance(task, Message):
+        if task.role != "user":
+            raise DeveloperError(f"the task must be a user message, got role '{task.role}'")
+        earlier.append(task)
+    elif task is not None:
+        earlier.append(Message(role="user", content=task))
+    return earlier, len(earlier) - 1 if task is not None else len(earlier)
+
+
+# --- what a run has done so far -------------------------------------------------------------------
+
+
+class RunState:
+    """Everything a run has done so far; `result()` snapshots it at any moment."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        model: str,
+        messages: list[Message],
+        new_from: int,
+        limits: Limits,
+        today: datetime.date,
+        history: int = 0,
+    ) -> None:
+        self.run_id = run_id
+        self.model = model
+        self.messages = messages
+        self.new_from = new_from
+        self.history = history  # how many messages came from `history=`
+        self.family: Family | None = None  # the prompt family the server reported
+        self.limits = limits
+        self.today = today
+        self.ledger = calls.Ledger(limits)
+        self.usage = RunUsage()
+        self.steps = 0
+        self.done_reason: DoneReason | None = None
+        self.status: RunStatus | None = None
+        self.answer = ""
+        self.exception: RunError | None = None
+        self.warnings: list[str] = []
+
+    def record_step(self, done: Done) -> None:
+        self.steps += 1
+        self.usage = self.usage.add(done.usage)
+        self.done_reason = done.done_reason
+        self.warnings.extend(done.warnings)
+
+    def finish(self, status: RunStatus, *, answer: str = "") -> None:
+        self.status = status
+        self.answer = answer
+
+    def fail(self, exc: RunError) -> None:
+        self.status = "error"
+        self.exception = exc
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not None
+
+    def result(self) -> RunResult:
+        """The result so far; a run that never reached an end reads as `"cancelled"`."""
+        return RunResult(
+            answer=self.answer,
+            messages=tuple(self.messages),
+            status=self.status or "cancelled",
+            usage=self.usage,
+            steps=self.steps,
+            done_reason=self.done_reason,
+            error=str(self.exception) if self.exception else None,
+            exception=self.exception,
+            run_id=self.run_id,
+            model=self.model,
+            today=self.today,
+            new_from=self.new_from,
+            warnings=tuple(self.warnings),
+            family=self.family,
+        )
+
+
+class RunStream:
+    """What `Agent.stream()` returns: an async iterator of `Event`s ending with `RunFinished`.
+
+    Iterating drives the run; nothing runs between iterations (except, with `task_group=`, the
+    current step's tool calls, in that group). Closing the stream early (`await
+    stream.aclose()`, leaving `async with stream:`) or cancelling the task that iterates cancels
+    the run: its HTTP stream and every running tool call, all stopped when that returns.
+    `result` is the run's state at any moment; a run closed or cancelled before its end reads as
+    status `"cancelled"`, with every step completed so far in `result.messages`.
+
+    `async with stream:` holds no task group or cancel scope, so it may span a `yield` (an SSE
+    endpoint's generator, for instance).
+
+    A `RunError` (Ollama down, model missing...) does not raise here: the stream ends with a
+    `RunFinished` whose result has status `"error"` and the exception in `result.exception`.
+    """
+
+    def __init__(self, events: AsyncGenerator[Event, None], state: RunState) -> None:
+        self._events = events
+        self._state = state
+
+    def __aiter__(self) -> RunStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the run if it is still going; waits until its stream and tools have stopped."""
+        await self._events.aclose()
+
+    async def __aenter__(self) -> RunStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def result(self) -> RunResult:
+        """The run's result, or what it has done so far."""
+        return self._state.result()
+
+    @property
+    def run_id(self) -> str:
+        return self._state.run_id
+
+
+# --- the loop -------------------------------------------------------------------------------------
 
 
 class _Timeout(Exception):
@@ -280,7 +445,7 @@ async def _close(stream: AsyncIterator[GenerateEvent]) -> None:
 # The parser keeps a botched call's text in `content` (so nothing the model wrote is lost),
 # while a good call's text is not there. The loop treats both alike: the caller is shown, and
 # the assistant message holds, the prose only. The botched text stays in `raw` and in the
-# `MalformedCall` event.
+# `CallMalformed` event.
 
 
 def _botched(parsed: ParsedCompletion) -> list[tuple[int, int]]:

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from agent.config import config_json_schema, load_config
 from agent.config._spec import LimitsSettings, SandboxSettings, SearchSettings
-from agent.loop._limits import Limits
+from agent.loop import Limits
 
 ROOT = Path(__file__).resolve().parents[2]
 

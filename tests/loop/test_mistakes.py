@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from agent import Limits, MalformedCall, TextDelta, ToolCallRejected, ToolCallValidated, tool
+from agent import CallMalformed, Limits, TextDelta, ToolCallRejected, ToolCallValidated, tool
 from agent.backends import GenerateOptions
 from agent.testing import ScriptRequest, sequence
 
@@ -70,7 +70,7 @@ async def test_a_malformed_call_is_reported_to_the_model() -> None:
     result = events[-1].result  # type: ignore[union-attr]
     assert result.status == "answered"
     assert result.answer == "3."
-    bad = [e for e in events if isinstance(e, MalformedCall)]
+    bad = [e for e in events if isinstance(e, CallMalformed)]
     assert len(bad) == 1
     assert bad[0].step == 1
     feedback = result.messages[2]
@@ -103,7 +103,7 @@ async def test_a_botched_call_is_never_shown_as_answer_text(completion: str, pro
     script = sequence(completion, call("add", a=1, b=2), "3.<|eot_id|>")
     async with running(script, tools=[add]) as (_, agent):
         events = await collect(agent.stream("1 + 2?"))
-    bad = [e for e in events if isinstance(e, MalformedCall)]
+    bad = [e for e in events if isinstance(e, CallMalformed)]
     assert len(bad) == 1
     assert bad[0].text  # the botched text is reported where it belongs
     shown = [e.text for e in events if isinstance(e, TextDelta) and e.step == 1]
