@@ -4,23 +4,33 @@
 a callable. `Tool.validate` checks model-written arguments against the schema the model was
 shown (`InvalidArgumentsError`, one line per problem) and returns a `BoundCall`;
 `Tool.execute` runs it under the tool's timeout and returns a `ToolResult` (failures and
-timeouts are logged on the `agent.tools` logger). `Tool.spec`, what the renderer shows, is the
-schema with a type note ending each parameter's description, since Meta's templates drop types,
-allowed values and defaults. `Toolbox` holds an agent's tools and resolves calls, built-ins
-included.
+timeouts are logged on the `agent.tools` logger: one WARNING line each, the traceback at DEBUG).
+`Tool.spec`, what the renderer shows, is the schema with a type note ending each parameter's
+description, since Meta's templates drop types, allowed values and defaults. `Toolbox` holds an
+agent's tools and resolves calls, built-ins included.
+
+The modules: `_tool` (the definition: `Tool`, `@tool`, `Toolbox`, option checks), `_schema`
+(function -> JSON schema and pydantic converter), `_describe` (the type notes shown to the model),
+`_validate` (argument checks, coercions, problem lines), `_execute` (running a call: `RunContext`,
+threads, timeouts, `ToolResult`).
 """
 
-from agent.toolkit._calls import BoundCall, ToolResult
-from agent.toolkit._checks import (
+from agent.toolkit._execute import (
+    BoundCall,
+    RunContext,
+    ToolResult,
+    set_thread_limit,
+    tool_thread_limiter,
+)
+from agent.toolkit._tool import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     SERVED_BUILTINS,
+    Tool,
+    Toolbox,
+    tool,
 )
-from agent.toolkit._context import RunContext
-from agent.toolkit._execute import set_thread_limit, tool_thread_limiter
-from agent.toolkit._tool import Tool, tool
-from agent.toolkit._toolbox import Toolbox
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",

@@ -1,4 +1,5 @@
-"""Run one validated call: deadline, worker threads, results as text, errors as results.
+"""Run one validated call: the run context, deadline, worker threads, results as text, errors as
+results.
 
 Sync tools run in worker threads under a capacity limiter, async tools are awaited, both under
 `anyio.move_on_after(timeout)`. Cancellation (a deadline, or the run being cancelled) reaches an
@@ -8,8 +9,9 @@ cancellation at once, the limiter slot is freed, and the thread runs on until th
 returns, its result discarded. Sync tools that may run long should call
 `anyio.from_thread.check_cancelled()` now and then to stop early once abandoned.
 
-Failures and timeouts are logged at WARNING on the `agent.tools` logger, failures with their
-traceback; the model only ever sees the one-line error text.
+Failures and timeouts are logged on the `agent.tools` logger as one WARNING line naming the tool
+and the error (an expected failure, such as a search without network, is not a crash); the
+traceback follows at DEBUG. The model only ever sees the one-line error text.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import functools
 import logging
 import time
 import traceback
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -28,11 +31,62 @@ from anyio.lowlevel import RunVar
 from pydantic_core import PydanticSerializationError, to_json
 
 from agent.errors import DeveloperError, ModelError, ToolExecutionError
-from agent.toolkit._calls import BoundCall, ToolResult
-from agent.toolkit._context import RunContext
 
 if TYPE_CHECKING:
     from agent.toolkit._tool import Tool
+
+DepsT = TypeVar("DepsT")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunContext(Generic[DepsT]):
+    """What the runtime injects into a tool parameter annotated `RunContext[...]`.
+
+    The parameter is never shown to the model. `deps` is whatever the program passed to
+    `Agent.run(..., deps=...)`: a database handle, the user id, an HTTP client.
+    """
+
+    deps: DepsT
+    run_id: str = ""
+    step: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BoundCall:
+    """Arguments that passed a tool's schema, made by `Tool.validate`.
+
+    - `arguments`: the JSON-level dict after coercions (what to log, or show in events).
+    - `coercions`: each repair made, human-readable: `argument 'b': "10" -> 10`.
+    - `values`: the Python values the function receives (pydantic models, enums, ...); `None`
+      when the call was built by hand, and `Tool.execute` then converts `arguments` itself.
+    """
+
+    tool: Tool[..., Any]
+    arguments: Mapping[str, Any]
+    coercions: tuple[str, ...] = ()
+    values: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolResult:
+    """What a tool call gave.
+
+    - `text`: what the model sees: a string result as it is; anything else as compact JSON; an
+      error's message. Capped at the tool's `max_output` with a visible marker.
+    - `is_error`: the tool raised, timed out, or could not be called.
+    - `exception` / `traceback`: for the program (events, logs), never shown to the model.
+    - `duration`: seconds, conversion and execution included.
+    - `truncated`: `text` was cut to `max_output`.
+    """
+
+    text: str
+    is_error: bool = False
+    exception: BaseException | None = None
+    traceback: str | None = None
+    duration: float = 0.0
+    truncated: bool = False
+
 
 DEFAULT_THREAD_LIMIT = 32
 logger = logging.getLogger("agent.tools")
@@ -96,7 +150,7 @@ async def execute_call(
         logger.warning("tool %s timed out after %g s", name, tool.timeout)
         return _result(str(error), tool, is_error=True, exception=error, duration=duration)
     if failure is not None:
-        logger.warning("tool %s failed: %r", name, failure, exc_info=failure)
+        _log_failure(f"tool {name} failed", failure)
         return _result(
             _error_text(name, failure),
             tool,
@@ -108,7 +162,7 @@ async def execute_call(
     try:
         text = result_text(value)
     except Exception as exc:  # a __str__ that raises
-        logger.warning("tool %s: its result cannot be shown as text", name, exc_info=exc)
+        _log_failure(f"tool {name}: its result cannot be shown as text", exc)
         return _result(
             f"{name} failed: its result cannot be shown as text ({type(exc).__name__})",
             tool,
@@ -118,6 +172,19 @@ async def execute_call(
             duration=duration,
         )
     return _result(text, tool, is_error=False, duration=duration)
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    """One line per failure: an expected one (a search without network) is no crash, and a
+    traceback on the terminal says it is. The traceback is there for who asks for DEBUG."""
+    logger.warning("%s: %s", what, _error_name(exc))
+    logger.debug("%s", what, exc_info=exc)
+
+
+def _error_name(exc: BaseException) -> str:
+    """`ConnectionError: no network`, on one line."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _prepared(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Hashable
 from typing import Annotated, Any
@@ -114,7 +115,7 @@ REFUSED: list[tuple[str, Callable[[], object], str]] = [
     ("generator", lambda: tool(generator),
      "tool function 'generator' is a generator; a tool returns one value: collect the items and return a list"),
     ("unresolved", lambda: tool(unresolved),
-     "tool function 'unresolved': the annotation 'Missing' of parameter 'x' cannot be resolved (name 'Missing' is not defined); define the type at module level or import it where the function is defined"),
+     "tool function 'unresolved': the annotation 'Missing' of parameter 'x' cannot be resolved (name 'Missing' is not defined); define the type at module level or import it where the function is defined, or pass localns= (for a type defined inside a function: localns=locals())"),
     ("ghost in docstring", lambda: tool(documents_a_ghost),
      "tool function 'documents_a_ghost': the docstring documents 'country', which the function does not have; fix the docstring or the signature"),
     ("bad name", lambda: tool(name="get-weather")(search),
@@ -312,17 +313,20 @@ def test_schema_is_copied_not_shared() -> None:
     assert made.validate({"q": "text"}).arguments == {"q": "text"}
 
 
-def test_tools_are_immutable() -> None:
+def test_tools_are_immutable_values() -> None:
     made = tool(search)
-    with pytest.raises(AttributeError, match="immutable"):
-        made.name = "other"
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign"):
+        made.name = "other"  # type: ignore[misc]
     assert made.name == "search"
+    assert made == tool(search) == Tool.from_function(search)
+    assert hash(made) == hash(tool(search))
+    assert made != tool(name="other")(search)
+    assert made != made.with_options(timeout=1)
+    assert made.with_options(timeout=1) == Tool.from_function(search, timeout=1.0)
+    assert len({made, tool(search)}) == 1
 
 
-def test_tool_can_be_built_directly_from_a_function_or_a_schema() -> None:
-    from agent import Tool
-    from agent.errors import ToolDefinitionError
-
+def test_a_tool_is_built_by_its_factories_only() -> None:
     def mul(a: int, b: int = 2) -> int:
         """Multiply.
 
@@ -332,17 +336,9 @@ def test_tool_can_be_built_directly_from_a_function_or_a_schema() -> None:
         """
         return a * b
 
-    typed = Tool(mul, timeout=5)
-    assert typed.name == "mul"
-    assert typed.description == "Multiply."
+    typed = Tool.from_function(mul, timeout=5)
+    assert (typed.name, typed.description, typed.timeout) == ("mul", "Multiply.", 5)
     assert typed.parameters["required"] == ["a"]
-    assert typed.timeout == 5
     assert typed.validate({"a": "3"}).arguments == {"a": 3}
-
-    schema = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
-    echo = Tool(lambda x: x, name="echo", description="Echo x.", parameters=schema)
-    assert (echo.name, echo.description, echo.parameters) == ("echo", "Echo x.", schema)
-    with pytest.raises(ToolDefinitionError, match="name= and description="):
-        Tool(lambda x: x, parameters=schema)
-    with pytest.raises(ToolDefinitionError, match="needs the function"):
-        Tool()
+    with pytest.raises(TypeError):
+        Tool(mul)  # type: ignore[call-arg,misc]

@@ -214,10 +214,10 @@ async def test_a_result_that_cannot_become_text_is_an_error() -> None:
     assert result.text == "weird failed: its result cannot be shown as text (RuntimeError)"
 
 
-# --- logging: the traceback for the program, one line for the model ------------------------
+# --- logging: one line per failure, the traceback at DEBUG --------------------------------------
 
 
-async def test_failures_are_logged_with_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failure_is_one_warning_line(caplog: pytest.LogCaptureFixture) -> None:
     @tool
     def divide(a: float, b: float) -> float:
         return a / b
@@ -226,11 +226,35 @@ async def test_failures_are_logged_with_their_traceback(caplog: pytest.LogCaptur
         result = await run(divide, {"a": 1, "b": 0})
     [record] = caplog.records
     assert (record.name, record.levelno) == ("agent.tools", logging.WARNING)
-    assert record.getMessage() == "tool divide failed: ZeroDivisionError('float division by zero')"
-    assert record.exc_info is not None
-    assert record.exc_info[1] is result.exception
-    assert "return a / b" in caplog.text  # the traceback reaches the log
+    assert record.getMessage() == "tool divide failed: ZeroDivisionError: float division by zero"
+    assert record.exc_info is None
+    assert "return a / b" not in caplog.text  # no traceback on the terminal
+    assert caplog.text.count("\n") == 1
     assert result.text == "divide failed: ZeroDivisionError: float division by zero"
+    assert result.traceback is not None
+    assert "return a / b" in result.traceback
+
+
+async def test_the_traceback_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    @tool
+    def search(query: str) -> str:
+        raise ConnectionError("no network:\n  name resolution failed")
+
+    with caplog.at_level(logging.DEBUG, logger="agent.tools"):
+        result = await run(search, {"query": "llama"})
+    warning, debug = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert warning.exc_info is None
+    assert warning.getMessage() == (
+        "tool search failed: ConnectionError: no network: name resolution failed"
+    )
+    assert debug.levelno == logging.DEBUG
+    assert debug.getMessage() == "tool search failed"
+    assert debug.exc_info is not None
+    assert debug.exc_info[1] is result.exception
+    assert "raise ConnectionError" in caplog.text  # the traceback reaches a DEBUG log
+    assert result.is_error
+    assert result.text.startswith("search failed: ConnectionError: no network")
 
 
 async def test_timeouts_are_logged_without_changing_the_result(
@@ -256,11 +280,12 @@ async def test_a_result_that_cannot_become_text_is_logged(caplog: pytest.LogCapt
     def weird() -> Unprintable:
         return Unprintable()
 
-    with caplog.at_level(logging.WARNING, logger="agent.tools"):
+    with caplog.at_level(logging.DEBUG, logger="agent.tools"):
         await run(weird, {})
-    [record] = caplog.records
-    assert record.getMessage() == "tool weird: its result cannot be shown as text"
-    assert record.exc_info is not None
+    warning, debug = caplog.records
+    assert warning.getMessage().startswith("tool weird: its result cannot be shown as text: ")
+    assert warning.exc_info is None
+    assert debug.exc_info is not None
 
 
 async def test_successes_are_not_logged(caplog: pytest.LogCaptureFixture) -> None:

@@ -28,8 +28,7 @@ from pydantic import BaseModel, Field
 
 from agent.errors import InvalidArgumentsError
 from agent.toolkit import Tool, tool
-from agent.toolkit._fastcheck import fast_check
-from agent.toolkit._messages import resolve
+from agent.toolkit._validate import fast_check, resolve
 from tests.toolkit.signatures import SIGNATURES, make
 
 SIGNATURE_SCHEMAS: dict[str, dict[str, Any]] = {

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
-from pydantic import BaseModel
 
-from agent.toolkit import Tool, tool
 from tests.toolkit.signatures import SIGNATURES, make
 
 SNAPSHOTS = Path(__file__).with_name("schemas.json")
@@ -77,21 +75,6 @@ def test_no_titles_and_type_first() -> None:
 def test_context_parameter_is_never_shown() -> None:
     assert "ctx" not in json.dumps(make("with_context").parameters)
     assert "ctx" not in json.dumps(make("optional_context").parameters)
-
-
-def test_local_types_resolve_with_postponed_annotations() -> None:
-    # This module has `from __future__ import annotations`: "Local" is a string that only this
-    # function's frame can resolve.
-    class Local(BaseModel):
-        size: Literal["S", "M"]
-
-    @tool
-    def pick(choice: Local) -> str:
-        return choice.size
-
-    assert pick.parameters["properties"]["choice"]["properties"]["size"]["enum"] == ["S", "M"]
-    via_method = Tool.from_function(pick.function, name="pick2")
-    assert via_method.parameters == pick.parameters
 
 
 if __name__ == "__main__":
