@@ -1,21 +1,35 @@
 """Exact math for the model: `wolfram_alpha` (Llama's trained name) and `calculate`.
 
 Both use `evaluate`, a whitelist evaluator over Python's AST (see `tools._calc`): exact integers,
-floats, `+ - * / // % **`, comparisons and the usual functions, with every costly input refused in
-well under a millisecond.
+floats, `+ - * / // % **`, comparisons and the usual functions. A cost model charges the whole
+expression's big-integer work to one budget and refuses it before the step that would cross it,
+so a call takes about 30 ms at most, writing the result included.
+
+The tools are plain functions, so they run in a worker thread: a big-integer operation holds the
+GIL while it runs and cannot be interrupted, so on the event loop an evaluation would stall every
+other run for its whole length; in a thread the loop waits at most for one operation (a few ms,
+15 at worst). A subprocess would isolate it fully but costs more than the worst evaluation (this
+package alone takes ~0.4 s of CPU to import), and the budget already bounds what a kill would stop.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.to_thread
+from anyio.lowlevel import RunVar
+
 from agent import Tool, tool
-from tools._calc import ACCEPTED, MAX_CHARS, Number, evaluate, format_value
+from tools._calc import ACCEPTED, MAX_CHARS, Number, check_length, evaluate, format_value
 from tools._names import Names, pick
 
 __all__ = ["ACCEPTED", "Number", "evaluate", "format_value", "math_tools"]
 
-_TIMEOUT = 5.0  # evaluation is bounded to milliseconds; this only guards against the unforeseen
+_TIMEOUT = 5.0  # evaluation is bounded to ~30 ms of CPU; this only guards against the unforeseen
+# One evaluation thread per event loop: with several, the GIL may pass from one to another while
+# the loop waits behind both; calls queue instead (30 ms each at worst, microseconds as a rule).
+_thread: RunVar[anyio.CapacityLimiter] = RunVar("llama_agent_math_thread")
 
 
 def math_tools(*, names: Names = "both") -> list[Tool[..., Any]]:
@@ -34,7 +48,7 @@ def math_tools(*, names: Names = "both") -> list[Tool[..., Any]]:
         Args:
             query: An arithmetic expression such as `2^64 - 1` or `sqrt(2) * pi`.
         """
-        return _answer(query)
+        return await _answer(query)
 
     @tool(
         name="calculate",
@@ -50,11 +64,24 @@ def math_tools(*, names: Names = "both") -> list[Tool[..., Any]]:
         Args:
             expression: e.g. `factorial(25) / 2**10`, `comb(52, 5)`, `log(1000, 10) > 2.9`.
         """
-        return _answer(expression)
+        return await _answer(expression)
 
     return pick(names, wolfram_alpha, calculate)
 
 
-def _answer(expression: str) -> str:
+async def _answer(expression: str) -> str:
+    check_length(expression)  # before any other work, even stripping
+    try:
+        limiter = _thread.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(1)
+        _thread.set(limiter)
+    # Abandoned on timeout or cancellation: the thread then ends within its budget by itself.
+    return await anyio.to_thread.run_sync(
+        _evaluate_and_format, expression, limiter=limiter, abandon_on_cancel=True
+    )
+
+
+def _evaluate_and_format(expression: str) -> str:
     # Models often append '=' or '= ?' the way they would ask a person.
     return format_value(evaluate(expression.strip().rstrip("=? \t")))

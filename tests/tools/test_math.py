@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 
 import pytest
@@ -11,11 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.errors import ToolExecutionError
+from tools import _calc
 from tools.math import evaluate, format_value, math_tools
 
 # Refusals must take milliseconds; the bound is generous for a loaded 2-core machine, and the
 # unbounded computations take minutes to forever, so the test still fails if a guard is missing.
 FAST = 1.0
+# The budget is about 30 ms of work; CPU time (not wall time, which the other processes of a
+# loaded machine inflate) must stay under this, generous for a slower core.
+BOUNDED_CPU = 0.1
 
 
 @pytest.mark.parametrize(
@@ -191,3 +196,123 @@ async def test_tool_errors_reach_the_model_as_text() -> None:
     assert result.is_error
     assert "too large" in result.text
     assert "log10" in result.text  # says what to do instead
+
+
+def _cpu_time(expression: str) -> tuple[float, str]:
+    """CPU seconds this thread spent to evaluate and format `expression`, and the outcome."""
+    start = time.thread_time()
+    try:
+        outcome = format_value(evaluate(expression))
+    except ToolExecutionError as exc:
+        outcome = f"refused: {exc}"
+    return time.thread_time() - start, outcome
+
+
+def _chain(term: str, times: int) -> str:
+    return "+".join([f"({term})*0"] * times)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        # issue 14: accepted, 1.86 s and 1.42 s of CPU on the event loop, and a 100 MB input that
+        # took 269 ms before its length was checked.
+        "+".join(["comb(2e4,1e4)"] * 142),
+        "+".join(["gcd(3^62000,2^99999)"] * 70),
+        "1+" * 50_000_000 + "1",
+    ],
+)
+def test_issue_14_inputs_are_refused_quickly(expression: str) -> None:
+    seconds, outcome = _cpu_time(expression)
+    assert outcome.startswith("refused: "), outcome[:80]
+    assert "limit is" in outcome
+    assert seconds < BOUNDED_CPU
+
+
+# Each is accepted alone and costs from 1 to 20 ms; a chain of them costs more than the budget.
+# Every function and operator whose work grows faster than its operands' size is here.
+COSTLY_STEPS = [
+    ("comb(20000, 10000)", 3),
+    ("perm(20000, 7000)", 10),
+    ("gcd(3^62000, 2^99999)", 2),
+    ("lcm(3^30000, 5^20000)", 4),
+    ("factorial(5000)", 30),
+    ("7^35000", 40),
+    ("1^(2^99999)", 40),
+    ("(3^31000) * (7^17000)", 20),
+    ("(2^99999 - 1) // (3^31000)", 6),
+    ("(2^99999 - 1) % (3^31000)", 6),
+    ("round(2^99999 - 1, -1000)", 25),
+]
+
+
+@pytest.mark.parametrize(("term", "times"), COSTLY_STEPS)
+def test_the_whole_expression_is_charged_to_one_budget(term: str, times: int) -> None:
+    seconds, outcome = _cpu_time(term)
+    assert not outcome.startswith("refused"), outcome
+    assert seconds < BOUNDED_CPU
+
+    seconds, outcome = _cpu_time(_chain(term, times))
+    assert outcome.startswith("refused: the expression needs too much computation"), outcome
+    assert "the limit is 30 ms per calculation" in outcome
+    assert seconds < BOUNDED_CPU
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        # The costliest accepted inputs found, each close under the budget (17-28 ms estimated,
+        # 14-20 ms measured on the development machine).
+        "comb(2e4, 1e4)",
+        "gcd(3^62000, 2^99999)",
+        "perm(20000, 7000)",
+        "lcm(3^30000, 5^20000)",
+        _chain("factorial(5000)", 19),
+        _chain("3^62000", 15),
+        "2^99999 - 1 + (2^99998 - 1)",
+        "10^30000 - 1",
+        "-(7^35000)",
+        "max(" + ",".join(["3^62000"] * 12) + ") * 0",
+        "1+" * 240 + "1",
+        "sqrt(2) * pi + " * 80 + "1",
+    ],
+)
+def test_the_costliest_accepted_inputs_are_bounded(expression: str) -> None:
+    seconds, outcome = _cpu_time(expression)
+    assert not outcome.startswith("refused"), outcome[:200]
+    assert seconds < BOUNDED_CPU
+
+
+def test_a_cpu_time_backstop_stops_what_the_model_underestimates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_calc, "_BACKSTOP_CPU_S", 0.0)
+    with pytest.raises(ToolExecutionError, match=r"took over 0 s of computation and was stopped"):
+        evaluate("1 + 1")
+
+
+@pytest.mark.anyio
+async def test_the_tools_evaluate_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[threading.Thread] = []
+
+    def recording(expression: str) -> int:
+        threads.append(threading.current_thread())
+        return 4
+
+    monkeypatch.setattr("tools.math.evaluate", recording)
+    wolfram, calculate = math_tools()
+    for made in (wolfram, calculate):
+        call = made.validate({made.parameters["required"][0]: "2 + 2"})
+        assert (await made.execute(call)).text == "4"
+    assert len(threads) == 2
+    assert threading.main_thread() not in threads
+
+
+@pytest.mark.anyio
+async def test_the_length_is_checked_before_anything_else() -> None:
+    _, calculate = math_tools()
+    start = time.perf_counter()
+    result = await calculate.execute(calculate.validate({"expression": " " * 10_000_000}))
+    assert result.is_error
+    assert "10000000 characters long; the limit is 2000" in result.text
+    assert time.perf_counter() - start < FAST
