@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent import Agent, Event, RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
-from tools.math import math_tools
+from llama_agent_tools.math import math_tools
 
 SYSTEM = "Use the calculate tool for any arithmetic. Answer in one sentence."
 

@@ -7,15 +7,41 @@ well under a millisecond.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from agent import Tool, tool
-from tools._calc import ACCEPTED, MAX_CHARS, Number, evaluate, format_value
-from tools._names import Names, pick
+from agent.toolkit import ToolsetContext
 
-__all__ = ["ACCEPTED", "Number", "evaluate", "format_value", "math_tools"]
+from ._calc import ACCEPTED, MAX_CHARS, Number, evaluate, format_value
+from ._names import Names, default_names, pick
+
+__all__ = [
+    "ACCEPTED",
+    "MathSettings",
+    "Number",
+    "evaluate",
+    "format_value",
+    "math_tools",
+    "math_toolset",
+]
 
 _TIMEOUT = 5.0  # evaluation is bounded to milliseconds; this only guards against the unforeseen
+
+
+@dataclass(frozen=True, kw_only=True)
+class MathSettings:
+    """The math tools (`wolfram_alpha`, `calculate`)."""
+
+    names: Names | None = None
+    """`native`: `wolfram_alpha`, the name Llama was trained on (`Tools: wolfram_alpha` in the
+    system prompt); `custom`: `calculate`, an ordinary tool with a JSON schema; `both`. Unset:
+    `native` for Llama 3.1 and 3.3, `custom` for 3.2."""
+
+
+def math_toolset(settings: MathSettings, context: ToolsetContext) -> list[Tool[..., Any]]:
+    """The math tools a config's `math` entry asks for."""
+    return math_tools(names=settings.names or default_names(context.family, trained=False))
 
 
 def math_tools(*, names: Names = "both") -> list[Tool[..., Any]]:

@@ -21,17 +21,33 @@ from agent.toolkit._context import RunContext
 from agent.toolkit._execute import set_thread_limit, tool_thread_limiter
 from agent.toolkit._tool import Tool, tool
 from agent.toolkit._toolbox import Toolbox
+from agent.toolkit._toolsets import (
+    ENTRY_POINT_GROUP,
+    Size,
+    Toolset,
+    ToolsetCheck,
+    ToolsetContext,
+    check_settings,
+    find_toolsets,
+)
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
+    "ENTRY_POINT_GROUP",
     "SERVED_BUILTINS",
     "BoundCall",
     "RunContext",
+    "Size",
     "Tool",
     "ToolResult",
     "Toolbox",
+    "Toolset",
+    "ToolsetCheck",
+    "ToolsetContext",
+    "check_settings",
+    "find_toolsets",
     "set_thread_limit",
     "tool",
     "tool_thread_limiter",

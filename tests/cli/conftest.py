@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.testing import OllamaEmulator, Script
-from tools._sandbox import _launch
+from llama_agent_tools._sandbox import _launch
 
 CONFIG = """\
 model: llama3.1

@@ -18,8 +18,8 @@ import anyio
 import pytest
 
 from tests.tools.procs import descendants, with_marker
-from tools._sandbox._child import CPU_EXIT
-from tools.code import Sandbox, SandboxLimits, SandboxResult
+from llama_agent_tools._sandbox._child import CPU_EXIT
+from llama_agent_tools.code import Sandbox, SandboxLimits, SandboxResult
 
 pytestmark = pytest.mark.usefixtures("bwrap")
 

@@ -18,7 +18,13 @@ from ddgs.http_client import HttpClient, Response
 from agent import Agent
 from agent.errors import DeveloperError, ToolExecutionError
 from agent.testing import OllamaEmulator, call_tool
-from tools.search import SearchOptions, format_results, search, search_sync, search_tools
+from llama_agent_tools.search import (
+    SearchOptions,
+    format_results,
+    search,
+    search_sync,
+    search_tools,
+)
 
 RESULT = """
 <div class="result results_links results_links_deep web-result ">
