@@ -6,9 +6,9 @@ import re
 import textwrap
 
 import pytest
-from agent.config._load import expand_env, load_yaml
 
 from agent.config import parse_config
+from agent.config._load import expand_env, load_yaml
 from agent.errors import ConfigError
 
 
