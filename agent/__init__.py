@@ -12,8 +12,10 @@ Every public name is re-exported here from the package that defines it: `agent.l
 format), `agent.toolkit` (tools), `agent.backends` (model servers), `agent.loop` (the agent and
 its runs), `agent.config` (YAML). The errors are in `agent.errors`.
 
-`OllamaBackend` alone loads on first use: its module is the HTTP stack (ollama, httpx, aiohttp),
-which `import agent.llama3` (the pure format layer) and `import agent` must not pay for.
+Two names load on first use: `OllamaBackend`, whose module is the HTTP stack (ollama, httpx,
+aiohttp) that `import agent.llama3` (the pure format layer) and `import agent` must not pay for;
+and `load_agent`, because `agent.config` builds its YAML spec from the registered toolsets, whose
+modules import `agent` (the built-ins use this public API like any plugin).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from agent.backends import Backend, GenerateOptions, Usage
-from agent.config import load_agent
 from agent.llama3 import Message, ToolCall
 from agent.loop import (
     Agent,
@@ -81,6 +82,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from agent.backends import OllamaBackend
+    from agent.config import load_agent
 
     MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
 else:
@@ -91,6 +93,11 @@ else:
 
             globals()[name] = OllamaBackend  # later lookups skip this function
             return OllamaBackend
+        if name == "load_agent":
+            from agent.config import load_agent
+
+            globals()[name] = load_agent
+            return load_agent
         if name == "MalformedCall":  # the event's name until 0.1; goes in the next release
             warnings.warn(
                 "agent.MalformedCall is deprecated: use agent.CallMalformed (the event was "

@@ -19,9 +19,8 @@ import timeit
 import warnings
 
 import anyio
-
-from tools.code import Sandbox
-from tools.math import evaluate, format_value
+from llama_agent_tools.code import Sandbox
+from llama_agent_tools.math import evaluate, format_value
 
 MATH = [
     "2 + 2",

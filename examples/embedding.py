@@ -25,8 +25,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from llama_agent_tools.math import math_tools
+
 from agent import Agent, Event, RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
-from tools.math import math_tools
 
 SYSTEM = "Use the calculate tool for any arithmetic. Answer in one sentence."
 

@@ -18,31 +18,84 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt
 
 from agent import Tool, tool
-from tools._names import Names, pick
-from tools._sandbox import (
+from agent.toolkit import ToolsetCheck, ToolsetContext, check_settings
+
+from ._names import Names, default_names, pick
+from ._sandbox import (
     INSTALL_HINT,
     UNSANDBOXED_WARNING,
     Sandbox,
     SandboxLimits,
     SandboxResult,
+    SandboxSettings,
     StopReason,
     format_result,
 )
 
 __all__ = [
     "INSTALL_HINT",
+    "CodeSettings",
     "Sandbox",
     "SandboxLimits",
     "SandboxResult",
+    "SandboxSettings",
     "StopReason",
+    "check_sandbox",
     "code_tools",
+    "code_toolset",
     "format_result",
 ]
 
 _GRACE = 10.0  # the tool's own deadline leaves the sandbox time to start, kill and report
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeSettings:
+    """The Python tools (`code_interpreter`, `run_python`); the sandbox is set under `sandbox`."""
+
+    pool_size: Annotated[int, Ge(0)] = 2
+    """Interpreters kept warm (each runs one snippet, then is replaced)."""
+    timeout: Annotated[float, Gt(0)] | None = None
+    """Wall-clock seconds per snippet. Unset: the sandbox's `wall_seconds`."""
+    names: Names | None = None
+    """`native`: `code_interpreter`, the tool Llama 3.x was trained on (`Environment: ipython`,
+    code after `<|python_tag|>`); `custom`: `run_python`, an ordinary tool with a JSON schema;
+    `both`. Unset: `native` (every Llama 3.x release documents the code interpreter)."""
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+
+
+def code_toolset(settings: CodeSettings, context: ToolsetContext) -> list[Tool[..., Any]]:
+    """The code tools a config's `code` entry asks for, sandboxed as its `sandbox:` says."""
+    sandbox: SandboxSettings = context.section or SandboxSettings()
+    limits = sandbox.limits
+    if settings.timeout is not None:
+        limits = dataclasses.replace(limits, wall_seconds=settings.timeout)
+    # Made here, not inside code_tools, so that whoever owns the tools can close its pool.
+    runner = Sandbox(mode=sandbox.mode, limits=limits, pool_size=settings.pool_size)
+    context.resources.append(runner)
+    return code_tools(
+        runner=runner, names=settings.names or default_names(context.family, trained=True)
+    )
+
+
+def check_sandbox(settings: SandboxSettings | None) -> ToolsetCheck:
+    """`llama-agent check`'s sandbox line: does code run here, and how isolated?"""
+    sandbox_settings = settings or SandboxSettings()
+    # The probe's answer is cached: this is the one the code tool got.
+    sandbox = Sandbox(mode=sandbox_settings.mode, limits=sandbox_settings.limits, pool_size=0)
+    if not sandbox.available:
+        # The agent still runs (search, math); only the code tool's calls fail.
+        return ToolsetCheck(what="sandbox", verdict="fail", detail=sandbox.problem or "unavailable")
+    verdict: Literal["ok", "warn"] = "ok" if sandbox.sandboxed else "warn"
+    return ToolsetCheck(what="sandbox", verdict=verdict, detail=sandbox.description)
 
 
 def code_tools(

@@ -14,6 +14,7 @@ package alone takes ~0.4 s of CPU to import), and the budget already bounds what
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -21,15 +22,40 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 
 from agent import Tool, tool
-from tools._calc import ACCEPTED, MAX_CHARS, Number, check_length, evaluate, format_value
-from tools._names import Names, pick
+from agent.toolkit import ToolsetContext
 
-__all__ = ["ACCEPTED", "Number", "evaluate", "format_value", "math_tools"]
+from ._calc import ACCEPTED, MAX_CHARS, Number, check_length, evaluate, format_value
+from ._names import Names, default_names, pick
+
+__all__ = [
+    "ACCEPTED",
+    "MathSettings",
+    "Number",
+    "evaluate",
+    "format_value",
+    "math_tools",
+    "math_toolset",
+]
 
 _TIMEOUT = 5.0  # evaluation is bounded to ~30 ms of CPU; this only guards against the unforeseen
 # One evaluation thread per event loop: with several, the GIL may pass from one to another while
 # the loop waits behind both; calls queue instead (30 ms each at worst, microseconds as a rule).
 _thread: RunVar[anyio.CapacityLimiter] = RunVar("llama_agent_math_thread")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MathSettings:
+    """The math tools (`wolfram_alpha`, `calculate`)."""
+
+    names: Names | None = None
+    """`native`: `wolfram_alpha`, the name Llama was trained on (`Tools: wolfram_alpha` in the
+    system prompt); `custom`: `calculate`, an ordinary tool with a JSON schema; `both`. Unset:
+    `native` for Llama 3.1 and 3.3, `custom` for 3.2."""
+
+
+def math_toolset(settings: MathSettings, context: ToolsetContext) -> list[Tool[..., Any]]:
+    """The math tools a config's `math` entry asks for."""
+    return math_tools(names=settings.names or default_names(context.family, trained=False))
 
 
 def math_tools(*, names: Names = "both") -> list[Tool[..., Any]]:

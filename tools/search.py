@@ -20,25 +20,30 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
+from annotated_types import Gt, Interval
 from ddgs import DDGS
 from ddgs.exceptions import DDGSException, TimeoutException
 
 from agent import Tool, tool
-from agent.errors import DeveloperError, ToolExecutionError
-from tools._names import Names, pick
+from agent.errors import ToolExecutionError
+from agent.toolkit import ToolsetContext, check_settings
+
+from ._names import Names, default_names, pick
 
 __all__ = [
     "MAX_RESULTS",
     "SAFESEARCH_ENGINES",
     "SearchOptions",
+    "SearchSettings",
     "format_results",
     "search",
     "search_sync",
     "search_tools",
+    "search_toolset",
 ]
 
 MAX_RESULTS = 50  # per search, from the configuration
@@ -62,28 +67,17 @@ class SearchOptions:
     than `moderate` with an engine that ignores it warns (`RuntimeWarning`)."""
     timelimit: Literal["d", "w", "m", "y"] | None = None
     """Only results from the last day, week, month or year."""
-    max_results: int = 5
-    """Results per search; the model may ask `web_search` for fewer, never more."""
+    max_results: Annotated[int, Interval(ge=1, le=MAX_RESULTS)] = 5
+    """Results per search; also the most the model may ask `web_search` for (it may ask for
+    fewer). DuckDuckGo gives about 10 per page."""
     backend: str = "duckduckgo"
     """A `ddgs` text backend, or several comma-separated, or `auto` (all of them)."""
-    timeout: float = 15.0
-    """Seconds for the whole search."""
+    timeout: Annotated[float, Gt(0)] = 15.0
+    """Seconds per search: the tools' deadline, after which a hung search is abandoned and the
+    model told so."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_results <= MAX_RESULTS:
-            raise DeveloperError(
-                f"max_results must be from 1 to {MAX_RESULTS}, got {self.max_results!r}"
-            )
-        if not self.timeout > 0:
-            raise DeveloperError(f"the search timeout must be positive, got {self.timeout!r}")
-        if self.safesearch not in ("on", "moderate", "off"):
-            raise DeveloperError(
-                f"safesearch must be 'on', 'moderate' or 'off', got {self.safesearch!r}"
-            )
-        if self.timelimit not in (None, "d", "w", "m", "y"):
-            raise DeveloperError(
-                f"timelimit must be 'd', 'w', 'm', 'y' or None, got {self.timelimit!r}"
-            )
+        check_settings(self)
         if self.safesearch != "moderate" and (ignoring := self.engines_ignoring_safesearch()):
             warnings.warn(
                 f"tools.search: safesearch={self.safesearch!r} has no effect with the "
@@ -102,6 +96,22 @@ class SearchOptions:
             for name in engines
             if name not in SAFESEARCH_ENGINES
         ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings(SearchOptions):
+    """The web search tools (`brave_search`, `web_search`), through `ddgs` (DuckDuckGo)."""
+
+    names: Names | None = None
+    """`native`: `brave_search`, the name Llama was trained on (`Tools: brave_search` in the
+    system prompt); `custom`: `web_search`, an ordinary tool with a JSON schema; `both`.
+    Unset: `native` for Llama 3.1 and 3.3, `custom` for 3.2 (trained for the code interpreter
+    but not for search), so that the model does not see two tools that do the same thing."""
+
+
+def search_toolset(settings: SearchSettings, context: ToolsetContext) -> list[Tool[..., Any]]:
+    """The search tools a config's `search` entry asks for."""
+    return _search_tools(settings, settings.names or default_names(context.family, trained=False))
 
 
 def _clean(value: Any, limit: int) -> str:
@@ -239,6 +249,11 @@ def search_tools(
         backend=backend,
         timeout=timeout,
     )
+    return _search_tools(options, names)
+
+
+def _search_tools(options: SearchOptions, names: Names) -> list[Tool[..., Any]]:
+    timeout = options.timeout
 
     @tool(name="brave_search", builtin="brave_search", timeout=timeout)
     def brave_search(query: str) -> str:

@@ -1,18 +1,107 @@
-"""The `llama-agent` command line: arguments and help. Each command's body is in `_commands`,
-imported only when it runs, so `--help` and `schema` start fast (no HTTP client, no loop)."""
+"""The `llama-agent` command line: arguments, help and exit codes. What each command does is in
+`_session`, imported only when it runs, so `--help` and `schema` start fast (no HTTP client,
+no loop, no toolsets)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agent.cli._exit import EXIT_CODES_HELP
+from agent.errors import (
+    ConfigError,
+    DeveloperError,
+    ModelNotFoundError,
+    OllamaUnreachableError,
+    SandboxUnavailableError,
+)
 
-__all__ = ["app", "main"]
+if TYPE_CHECKING:
+    from agent.loop import RunResult
+
+__all__ = [
+    "EXIT_CODES_HELP",
+    "ExitCode",
+    "app",
+    "exit_code_for_error",
+    "exit_code_for_result",
+    "main",
+]
+
+
+# --- exit codes --------------------------------------------------------------------------------
+
+
+class ExitCode(IntEnum):
+    """`llama-agent`'s exit status."""
+
+    OK = 0
+    """The model answered (or the check passed)."""
+    ERROR = 1
+    """Any other failure: a broken stream, a deadline talking to Ollama, a context overflow."""
+    USAGE = 2
+    """The command line is wrong (an unknown option, a missing argument)."""
+    CONFIG = 3
+    """The config is invalid, a custom tool does not import, or the sandbox is unavailable."""
+    OLLAMA_UNREACHABLE = 4
+    """Nothing answers at the Ollama URL."""
+    MODEL_MISSING = 5
+    """The model is not pulled on the server (pass --pull)."""
+    LIMIT = 6
+    """The run stopped at a limit before an answer: steps, retries, repeats, run timeout,
+    token budget, or an answer cut off at `num_predict`."""
+    INTERRUPTED = 130
+    """Interrupted (Ctrl-C)."""
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: "
+    + ", ".join(
+        f"{code.value} {label}"
+        for code, label in [
+            (ExitCode.OK, "answered"),
+            (ExitCode.ERROR, "other error"),
+            (ExitCode.USAGE, "bad usage"),
+            (ExitCode.CONFIG, "config error"),
+            (ExitCode.OLLAMA_UNREACHABLE, "Ollama unreachable"),
+            (ExitCode.MODEL_MISSING, "model missing"),
+            (ExitCode.LIMIT, "limit reached"),
+            (ExitCode.INTERRUPTED, "interrupted"),
+        ]
+    )
+    + "."
+)
+
+
+def exit_code_for_error(exc: BaseException) -> ExitCode:
+    """The exit code for an exception that ended the command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, ConfigError | SandboxUnavailableError | DeveloperError):
+        return ExitCode.CONFIG
+    if isinstance(exc, OllamaUnreachableError):
+        return ExitCode.OLLAMA_UNREACHABLE
+    if isinstance(exc, ModelNotFoundError):
+        return ExitCode.MODEL_MISSING
+    return ExitCode.ERROR
+
+
+def exit_code_for_result(result: RunResult) -> ExitCode:
+    """The exit code for how a run ended."""
+    if result.status == "answered":
+        return ExitCode.OK
+    if result.status == "cancelled":
+        return ExitCode.INTERRUPTED
+    if result.status == "error":
+        return exit_code_for_error(result.exception) if result.exception else ExitCode.ERROR
+    return ExitCode.LIMIT
+
+
+# --- arguments ---------------------------------------------------------------------------------
 
 app = typer.Typer(
     name="llama-agent",
@@ -96,10 +185,10 @@ def run(
 
     The answer goes to stdout; tool calls, their results and the spinner to stderr.
     """
-    from agent.cli import _commands
+    from agent.cli import _session
 
     text = _task_text(task)
-    code = _commands.run(
+    code = _session.run(
         config, text, host=host, model=model, pull=pull, as_json=as_json, verbose=verbose
     )
     raise typer.Exit(code)
@@ -115,17 +204,17 @@ def chat(
     verbose: VerboseOpt = False,
 ) -> None:
     """Talk with the agent in CONFIG, turn by turn (/reset starts over, /exit or Ctrl-D leaves)."""
-    from agent.cli import _commands
+    from agent.cli import _session
 
-    raise typer.Exit(_commands.chat(config, host=host, model=model, pull=pull, verbose=verbose))
+    raise typer.Exit(_session.chat(config, host=host, model=model, pull=pull, verbose=verbose))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 def prompt(config: ConfigArg, task: TaskArg, *, model: ModelOpt = None) -> None:
     """Print the exact native prompt the first request for TASK would send (no server needed)."""
-    from agent.cli import _commands
+    from agent.cli import _session
 
-    raise typer.Exit(_commands.prompt(config, _task_text(task), model=model))
+    raise typer.Exit(_session.prompt(config, _task_text(task), model=model))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -135,17 +224,17 @@ def tools(
     as_json: Annotated[bool, typer.Option("--json", help="Print them as a JSON list.")] = False,
 ) -> None:
     """List the tools of the agent in CONFIG, with the JSON schema the model sees."""
-    from agent.cli import _commands
+    from agent.cli import _session
 
-    raise typer.Exit(_commands.tools(config, as_json=as_json))
+    raise typer.Exit(_session.tools(config, as_json=as_json))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
 def check(config: ConfigArg, *, host: HostOpt = None, pull: PullOpt = False) -> None:
     """Check that CONFIG is valid, Ollama answers, the model is there and the sandbox works."""
-    from agent.cli import _commands
+    from agent.cli import _session
 
-    raise typer.Exit(_commands.check(config, host=host, pull=pull))
+    raise typer.Exit(_session.check(config, host=host, pull=pull))
 
 
 @app.command()

@@ -9,10 +9,16 @@ from typing import Literal
 
 from rich.markup import escape
 
-from agent.cli._exit import ExitCode, exit_code_for_error
-from agent.cli._output import Printer
-from agent.cli._session import pull_model
-from agent.config import AgentConfig, CodeEntry, build_agent, load_config
+from agent.cli._app import ExitCode, exit_code_for_error
+from agent.cli._output import Printer, pull_model
+from agent.config import (
+    AgentConfig,
+    ToolsetEntry,
+    build_agent,
+    load_config,
+    section_settings,
+    toolsets,
+)
 from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
 
 __all__ = ["Finding", "run_checks"]
@@ -64,7 +70,7 @@ async def run_checks(path: Path, printer: Printer, *, host: str | None, pull: bo
         warnings.filterwarnings("ignore", message="tools.code", category=RuntimeWarning)
         await _check_agent(config, report)
         await _check_server(config, report, host=host, pull=pull)
-        _check_sandbox(config, report)
+        _check_toolsets(config, report)
     return report.exit_code
 
 
@@ -126,23 +132,25 @@ async def _check_server(
         await backend.aclose()
 
 
-def _uses_code(config: AgentConfig) -> bool:
-    return any(entry == "code" or isinstance(entry, CodeEntry) for entry in config.tools)
+def _listed(config: AgentConfig) -> set[str]:
+    return {
+        entry.toolset if isinstance(entry, ToolsetEntry) else entry
+        for entry in config.tools
+        if isinstance(entry, ToolsetEntry) or (isinstance(entry, str) and ":" not in entry)
+    }
 
 
-def _check_sandbox(config: AgentConfig, report: _Report) -> None:
-    if not _uses_code(config):
-        report.add("sandbox", "ok", "not needed (no code tool)")
-        return
-    from tools import Sandbox, SandboxLimits
-
-    settings = config.sandbox
-    limits = SandboxLimits(**settings.model_dump(exclude={"mode"}, exclude_none=True))
-    # The probe's answer is cached: this is the one the code tool got.
-    sandbox = Sandbox(mode=settings.mode, limits=limits, pool_size=0)
-    if not sandbox.available:
-        # The agent still runs (search, math); only the code tool's calls fail.
-        report.add("sandbox", "fail", sandbox.problem or "unavailable", ExitCode.CONFIG)
-        return
-    verdict: Verdict = "ok" if sandbox.sandboxed else "warn"
-    report.add("sandbox", verdict, sandbox.description)
+def _check_toolsets(config: AgentConfig, report: _Report) -> None:
+    """What the listed toolsets need to work (the code tools' sandbox), each on its line."""
+    listed = _listed(config)
+    for name, toolset in toolsets().items():
+        if toolset.check is None:
+            continue
+        if name not in listed:
+            what = toolset.section or name
+            report.add(what, "ok", f"not needed (no {name} tool)")
+            continue
+        found = toolset.check(section_settings(config, name))
+        # The agent still runs (search, math) when one fails; only that toolset's calls fail.
+        code = ExitCode.CONFIG if found.verdict == "fail" else ExitCode.OK
+        report.add(found.what, found.verdict, found.detail, code)

@@ -13,9 +13,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.status import Status
 from rich.text import Text
 
+from agent.backends import OllamaBackend
 from agent.loop import (
     CallMalformed,
     Event,
@@ -29,7 +31,7 @@ from agent.loop import (
     ToolCallStarted,
 )
 
-__all__ = ["Printer", "compact_call", "first_line"]
+__all__ = ["Printer", "compact_call", "first_line", "pull_model"]
 
 
 def first_line(text: str, limit: int = 100) -> str:
@@ -175,3 +177,31 @@ class Printer:
                 f"[dim]{result.steps} steps, {total.prompt_eval_count} prompt + "
                 f"{total.eval_count} generated tokens[/]"
             )
+
+
+async def pull_model(backend: OllamaBackend, model: str, printer: Printer) -> None:
+    """Pull `model`, with a progress bar on a terminal and status lines otherwise."""
+    printer.note(f"pulling {model}…")
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
+    last_status = ""
+    with Progress(*columns, console=printer.err, disable=not printer.fancy) as bar:
+        task = bar.add_task(model, total=None)
+        async for progress in backend.pull(model):
+            if progress.total:
+                bar.update(
+                    task,
+                    total=progress.total,
+                    completed=progress.completed or 0,
+                    description=progress.status,
+                )
+            elif progress.status != last_status:
+                bar.update(task, description=progress.status)
+            if not printer.fancy and progress.status != last_status:
+                printer.note(progress.status)
+            last_status = progress.status
+    printer.note(f"{printer.mark('ok')} pulled {model}")

@@ -1,4 +1,4 @@
-"""Agents from YAML: the strict config spec, its JSON Schema, and the loader.
+"""Agents from YAML: the strict config spec, its JSON Schema, the loader and the builder.
 
 ```python
 from agent import load_agent
@@ -6,19 +6,27 @@ from agent import load_agent
 agent = load_agent("config.yaml")
 result = await agent.run("What is 2**100?")
 ```
+
+The toolsets a config lists come from the registry (`agent.toolkit.find_toolsets`), so their
+settings models (`SearchSettings`, `SandboxSettings`, `CodeEntry`...) are made from each
+toolset's own settings dataclass; the old names still resolve here, by attribute.
 """
 
-from agent.config._build import build_agent, build_tools
+from typing import Any
+
+from agent.config._build import build_agent, build_tools, section_settings
 from agent.config._load import config_json_schema, load_agent, load_config, parse_config
 from agent.config._spec import (
     AgentConfig,
-    CodeEntry,
     CustomTool,
     LimitsSettings,
     OllamaOptions,
     OllamaSettings,
-    SandboxSettings,
-    SearchSettings,
+    ToolsetEntry,
+    section_spec,
+    settings_spec,
+    toolset_entry,
+    toolsets,
 )
 
 __all__ = [
@@ -30,10 +38,24 @@ __all__ = [
     "OllamaSettings",
     "SandboxSettings",
     "SearchSettings",
+    "ToolsetEntry",
     "build_agent",
     "build_tools",
     "config_json_schema",
     "load_agent",
     "load_config",
     "parse_config",
+    "section_settings",
+    "toolsets",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Kept for 0.1 code: these models are now derived from the registered toolsets.
+    if name == "SandboxSettings":
+        return section_spec("sandbox")
+    if name == "SearchSettings" and "search" in toolsets():
+        return settings_spec(toolsets()["search"].settings)
+    if name == "CodeEntry" and "code" in toolsets():
+        return toolset_entry("code")
+    raise AttributeError(f"module 'agent.config' has no attribute {name!r}")

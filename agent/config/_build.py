@@ -1,33 +1,44 @@
-"""An `AgentConfig` made real: its tools built (built-ins and imports), then an `Agent`."""
+"""An `AgentConfig` made real: its tools built (toolsets and imports), then an `Agent`.
+
+Custom tools are found by their `package.module:function` path, relative to the config; every
+failure says why in one line: the module is not there, it imports something missing, it raised
+while importing, the attribute is misspelt, or a name shadows a module elsewhere.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.backends import GenerateOptions
-from agent.config._base import suggest
-from agent.config._imports import ImportProblem, import_object
 from agent.config._spec import (
     AgentConfig,
-    CodeEntry,
-    CodeSettings,
     CustomTool,
-    MathEntry,
-    MathSettings,
-    SearchEntry,
-    SearchSettings,
+    KeyPath,
+    ToolsetEntry,
+    suggest,
+    toolsets,
 )
-from agent.config._tool_spec import Names
-from agent.config._yaml import KeyPath
 from agent.errors import ConfigError, DeveloperError, ToolDefinitionError
 from agent.llama3 import model_family
+from agent.toolkit import Tool, Toolbox, ToolsetContext
 
 if TYPE_CHECKING:
     from agent.loop import Agent
-    from agent.toolkit import Tool
 
-__all__ = ["build_agent", "build_tools", "default_names", "generate_options"]
+__all__ = [
+    "ImportProblem",
+    "build_agent",
+    "build_tools",
+    "generate_options",
+    "import_object",
+    "section_settings",
+]
 
 
 def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
@@ -61,8 +72,6 @@ def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
 
 def _check_tool_choice(config: AgentConfig, choice: str, tools: Any) -> None:
     """A `tool_choice` that names no tool, as a config error at its line."""
-    from agent.toolkit import Toolbox
-
     if choice in ("auto", "required", "none"):
         return
     try:
@@ -121,20 +130,20 @@ def build_tools(
 
     `resources` gets what the tools hold that must be closed (`aclose()`) when done: the code
     tool's `Sandbox`. `model` (default: the config's) picks which names the built-ins are
-    offered under when their `names:` is unset (`default_names`).
+    offered under when their `names:` is unset.
 
     Raises `ConfigError` for imports that fail and for two tools with one name (all problems
     at once). A `code` tool without a usable sandbox is built: its calls fail, saying how to
-    install bubblewrap (see `tools.code`).
+    install bubblewrap (see `llama_agent_tools.code`).
     """
-    family = model_family(model or config.model)
+    model = model or config.model
     built: list[Tool] = []
     problems: list[str] = []
     first: dict[str, str] = {}
     for index, entry in enumerate(config.tools):
         path: KeyPath = ("tools", index)
         try:
-            made = _entry_tools(config, entry, path, resources, family)
+            made = _entry_tools(config, entry, path, resources, model)
         except _Problem as exc:
             problems.append(f"{config.source.where(exc.path)}: {exc}")
             continue
@@ -163,32 +172,17 @@ class _Problem(Exception):
         self.path = path
 
 
-def default_names(toolset: str, family: str) -> Names:
-    """Which names a built-in toolset is offered under when the config does not say.
-
-    Only the trained names for Llama 3.1 and 3.3 (3.3's prompt guide repeats 3.1's built-in
-    tool sections). Llama 3.2's guide documents the code interpreter but neither
-    `brave_search` nor `wolfram_alpha`, so there search and math get their custom names.
-    """
-    return "custom" if family == "3.2" and toolset in ("search", "math") else "native"
-
-
 def _entry_tools(
     config: AgentConfig,
     entry: object,
     path: KeyPath,
-    resources: list[Any] | None = None,
-    family: str = "3.1",
+    resources: list[Any] | None,
+    model: str,
 ) -> list[Tool]:
-    if entry == "search" or isinstance(entry, SearchEntry):
-        settings = entry.search if isinstance(entry, SearchEntry) else None
-        return _search(settings or SearchSettings(), family)
-    if entry == "code" or isinstance(entry, CodeEntry):
-        code_settings = entry.code if isinstance(entry, CodeEntry) else None
-        return _code(config, code_settings or CodeSettings(), resources, family)
-    if entry == "math" or isinstance(entry, MathEntry):
-        math_settings = (entry.math if isinstance(entry, MathEntry) else None) or MathSettings()
-        return _builtin("math", names=math_settings.names or default_names("math", family))
+    if isinstance(entry, str) and ":" not in entry:
+        return _toolset_tools(config, entry, None, resources, model)
+    if isinstance(entry, ToolsetEntry):
+        return _toolset_tools(config, entry.toolset, entry.settings, resources, model)
     if isinstance(entry, str):
         return _custom(config, CustomTool(import_=entry), path)
     if isinstance(entry, CustomTool):
@@ -196,40 +190,29 @@ def _entry_tools(
     raise AssertionError(f"unexpected tool entry {entry!r}")  # pragma: no cover
 
 
-def _builtin(name: str, **settings: Any) -> list[Tool]:
-    from tools import BUILTIN_TOOLSETS
-
-    return list(BUILTIN_TOOLSETS[name](**settings))
-
-
-def _search(settings: SearchSettings, family: str) -> list[Tool]:
-    names = settings.names or default_names("search", family)
-    return _builtin("search", **settings.model_dump(exclude={"names"}), names=names)
-
-
-def _code(
-    config: AgentConfig,
-    settings: CodeSettings,
-    resources: list[Any] | None = None,
-    family: str = "3.1",
+def _toolset_tools(
+    config: AgentConfig, name: str, spec: Any, resources: list[Any] | None, model: str
 ) -> list[Tool]:
-    from tools import Sandbox, SandboxLimits
-
-    sandbox = config.sandbox
-    given = sandbox.model_dump(exclude={"mode"}, exclude_none=True)
-    limits = SandboxLimits(**given)
-    if settings.timeout is not None:
-        limits = dataclasses.replace(limits, wall_seconds=settings.timeout)
-    # Made here, not inside code_tools, so that whoever owns the tools can close its pool.
-    runner = Sandbox(mode=sandbox.mode, limits=limits, pool_size=settings.pool_size)
+    toolset = toolsets()[name]
+    settings = toolset.settings(**(spec.model_dump() if spec is not None else {}))
+    section = section_settings(config, name)
+    context = ToolsetContext(model=model, family=model_family(model), section=section)
+    made = list(toolset.build(settings, context))
     if resources is not None:
-        resources.append(runner)
-    return _builtin("code", runner=runner, names=settings.names or default_names("code", family))
+        resources.extend(context.resources)
+    return made
+
+
+def section_settings(config: AgentConfig, name: str) -> Any:
+    """The settings of the top-level section toolset `name` owns, as its dataclass (or None)."""
+    toolset = toolsets()[name]
+    if toolset.section is None or toolset.section_settings is None:
+        return None
+    written = getattr(config, toolset.section, None)
+    return toolset.section_settings(**(written.model_dump() if written is not None else {}))
 
 
 def _custom(config: AgentConfig, spec: CustomTool, path: KeyPath) -> list[Tool]:
-    from agent.toolkit import Tool
-
     try:
         obj = import_object(spec.import_, base_dir=config.base_dir)
     except ImportProblem as exc:
@@ -268,3 +251,88 @@ def _with_overrides(tool: Tool, overrides: dict[str, Any], spec: CustomTool, pat
         return tool.with_options(**overrides)
     except ToolDefinitionError as exc:
         raise _Problem(f"cannot apply the settings to '{spec.import_}': {exc}", path) from exc
+
+
+# --- custom tools by import path ----------------------------------------------------------------
+
+
+class ImportProblem(Exception):
+    """Why an import path could not be resolved (the message is one line)."""
+
+
+def import_object(path: str, *, base_dir: Path | None) -> object:
+    """Import `module:attr` (attr may be dotted), looking in `base_dir` first."""
+    module_name, _, attr_path = path.partition(":")
+    with _search_first(base_dir):
+        module = _import_module(module_name, base_dir)
+    obj: object = module
+    walked = module_name
+    for attr in attr_path.split("."):
+        if not hasattr(obj, attr):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            hint = suggest(attr, names)
+            also = f" (did you mean '{hint}'?)" if hint else ""
+            raise ImportProblem(f"'{walked}' has no attribute '{attr}'{also}")
+        obj = getattr(obj, attr)
+        walked += f"{'.' if walked != module_name else ':'}{attr}"
+    return obj
+
+
+@contextmanager
+def _search_first(base_dir: Path | None) -> Iterator[None]:
+    # Only for the import itself: a config folder left on sys.path would shadow other modules
+    # (a `random.py` beside the config) for the rest of the process.
+    entry = str(base_dir) if base_dir is not None else None
+    added = entry is not None and entry not in sys.path
+    if added:
+        sys.path.insert(0, str(entry))
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(str(entry))
+
+
+def _import_module(name: str, base_dir: Path | None) -> object:
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (name == missing or name.startswith(missing + ".")):
+            where = f" in {base_dir} or" if base_dir is not None else ""
+            raise ImportProblem(
+                f"cannot import '{name}': no module named '{missing}'{where} on the Python path"
+            ) from exc
+        raise ImportProblem(
+            f"cannot import '{name}': it needs '{missing}', which is not installed ({exc})"
+        ) from exc
+    except SyntaxError as exc:
+        where = f"{Path(exc.filename).name}:{exc.lineno}" if exc.filename else "?"
+        raise ImportProblem(f"cannot import '{name}': syntax error at {where}: {exc.msg}") from exc
+    except Exception as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+        raise ImportProblem(
+            f"cannot import '{name}': it raised {type(exc).__name__}: {exc}{where}"
+        ) from exc
+    _check_not_shadowed(name, module, base_dir)
+    return module
+
+
+def _check_not_shadowed(name: str, module: object, base_dir: Path | None) -> None:
+    # A `json.py` beside a config loses to the already-imported standard module, and the
+    # error would otherwise be a baffling missing attribute.
+    if base_dir is None:
+        return
+    top = name.split(".")[0]
+    local = [base_dir / f"{top}.py", base_dir / top / "__init__.py"]
+    local_file = next((p for p in local if p.is_file()), None)
+    if local_file is None:
+        return
+    top_module = sys.modules.get(top)
+    loaded = getattr(top_module, "__file__", None)
+    if loaded is not None and Path(loaded).resolve() != local_file.resolve():
+        raise ImportProblem(
+            f"'{top}' is already imported from {loaded}, so {local_file} is not used; "
+            "rename your module"
+        )

@@ -1,52 +1,179 @@
-"""The YAML config as a strict pydantic model: every key is known, every value typed.
+"""The YAML config as strict pydantic models: every key is known, every value typed.
 
-The field docstrings become the JSON Schema's descriptions, which editors show on hover.
+The field docstrings become the JSON Schema's descriptions, which editors show on hover. The
+toolsets a config lists (`tools: [search, code, math]`) and their settings come from the
+registry (`agent.toolkit.find_toolsets`, fed by the `llama_agent.tools` entry points): each
+toolset's own settings dataclass is the spec of its entry, and a toolset may own a top-level
+section (the code tools' `sandbox:`).
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import itertools
 import re
+import textwrap
+import typing
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
-from pydantic_core import PydanticCustomError
-
-from agent.config._base import Spec, suggest
-from agent.config._tool_spec import (
-    BUILTIN_NAMES,
-    TOOL_TAGS,
-    CodeEntry,
-    CodeSettings,
-    CustomTool,
-    MathEntry,
-    MathSettings,
-    SearchEntry,
-    SearchSettings,
-    ToolEntry,
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    create_model,
+    field_validator,
+    model_validator,
 )
-from agent.config._yaml import SourceMap
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+
+from agent.errors import DeveloperError
+from agent.toolkit import Toolset, find_toolsets
 
 __all__ = [
-    "BUILTIN_NAMES",
+    "CUSTOM_ERRORS",
     "TOOL_TAGS",
     "AgentConfig",
-    "CodeEntry",
-    "CodeSettings",
     "CustomTool",
+    "KeyPath",
     "LimitsSettings",
-    "MathEntry",
-    "MathSettings",
     "OllamaOptions",
     "OllamaSettings",
-    "SandboxSettings",
-    "SearchEntry",
-    "SearchSettings",
+    "SourceMap",
+    "Spec",
     "ToolEntry",
+    "ToolsetEntry",
+    "format_key",
+    "section_spec",
+    "settings_spec",
     "suggest",
+    "toolset_entry",
+    "toolsets",
 ]
 
 _DURATION = re.compile(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+|-?\d+(\.\d+)?")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+# --- where values were written -----------------------------------------------------------------
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceMap:
+    """Where each value of a YAML document was written: file name and 1-based lines by path."""
+
+    file: str | None = None
+    lines: Mapping[KeyPath, int] = field(default_factory=dict)
+
+    def line(self, path: KeyPath) -> int | None:
+        """The line of `path`, or of its closest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            found = self.lines.get(path[:end])
+            if found is not None:
+                return found
+        return None
+
+    def where(self, path: KeyPath) -> str:
+        """`file:line: key` for messages; parts that are unknown are left out."""
+        parts = []
+        if self.file is not None:
+            line = self.line(path)
+            parts.append(self.file if line is None else f"{self.file}:{line}")
+        key = format_key(path)
+        if key:
+            parts.append(key)
+        return ": ".join(parts)
+
+
+def format_key(path: KeyPath) -> str:
+    """`("tools", 2, "timeout")` as `tools[2].timeout`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+# --- the base of every model -------------------------------------------------------------------
+
+
+def suggest(word: str, choices: tuple[str, ...] | list[str]) -> str | None:
+    """The closest of `choices` to a misspelt `word`, if one is close enough."""
+    found = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class Spec(BaseModel):
+    """Strict: unknown keys and wrong types are errors; values are not coerced."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _known_keys(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Unknown keys are reported with the allowed ones (not as pydantic's bare "extra
+        # inputs"), and the known keys beside them are still checked, so one run shows all.
+        if not isinstance(data, dict):
+            return handler(data)
+        allowed = [f.alias or name for name, f in cls.model_fields.items()]
+        unknown = [key for key in data if key not in allowed and key not in cls.model_fields]
+        if not unknown:
+            return handler(data)
+        errors = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "unknown_keys", "unknown keys {keys}", {"keys": unknown, "allowed": allowed}
+                ),
+                loc=(),
+                input=data,
+            )
+        ]
+        try:
+            handler({k: v for k, v in data.items() if k not in unknown})
+        except ValidationError as exc:
+            errors.extend(_reraise(error) for error in exc.errors())
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+CUSTOM_ERRORS = frozenset(
+    {"unknown_keys", "unknown_builtin", "import_path", "duration", "tool_entry", "size"}
+)
+
+
+def _reraise(error: ErrorDetails) -> InitErrorDetails:
+    ctx = error.get("ctx", {})
+    kind = error["type"]
+    return InitErrorDetails(
+        type=PydanticCustomError(kind, error["msg"], ctx) if kind in CUSTOM_ERRORS else kind,
+        loc=error["loc"],
+        input=error["input"],
+        ctx=ctx,
+    )
 
 
 # --- ollama ------------------------------------------------------------------------------------
@@ -70,7 +197,7 @@ class OllamaOptions(Spec):
     """Sample from the k most likely tokens only."""
     num_predict: Annotated[int, Field(gt=0)] | None = None
     """Most tokens the model may write per step; a longer answer ends the run with `length`."""
-    stop: list[str] = []  # noqa: RUF012 - pydantic copies defaults per instance
+    stop: list[str] = []
     """Extra stop strings (the Llama 3 end-of-turn tokens are always stop tokens)."""
 
 
@@ -117,59 +244,265 @@ class LimitsSettings(Spec):
     """Tokens the server may evaluate over the run, prompt and answer (`token_budget`)."""
 
 
-_SIZE = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[A-Za-z]*)")
-# KiB, MiB, GiB (and K, M, G) are binary; KB, MB, GB decimal.
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 10**3, "m": 1 << 20}
-_UNITS |= {"mib": 1 << 20, "mb": 10**6, "g": 1 << 30, "gib": 1 << 30, "gb": 10**9}
+# --- toolsets ----------------------------------------------------------------------------------
 
 
-def _size(value: Any) -> Any:
-    if not isinstance(value, str):
+def toolsets() -> dict[str, Toolset[Any]]:
+    """The toolsets a config may list: those registered when `agent.config` was imported."""
+    return dict(_TOOLSETS)
+
+
+def _registered() -> dict[str, Toolset[Any]]:
+    try:
+        return dict(find_toolsets())
+    except DeveloperError as exc:  # a broken plugin must not break every config
+        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+        return {}
+
+
+_SPECS: dict[type, type[Spec]] = {}
+
+
+def settings_spec(settings: type) -> type[Spec]:
+    """The strict config model of a settings dataclass: its fields, defaults and docstrings."""
+    if settings in _SPECS:
+        return _SPECS[settings]
+    hints = typing.get_type_hints(settings, include_extras=True)
+    docs = _field_docs(settings)
+    fields: dict[str, Any] = {}
+    for item in dataclasses.fields(settings):
+        if item.default is not dataclasses.MISSING:
+            default = Field(default=item.default, description=docs.get(item.name))
+        elif item.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=item.default_factory, description=docs.get(item.name))
+        else:
+            raise DeveloperError(f"{settings.__name__}.{item.name} needs a default")
+        fields[item.name] = (hints[item.name], default)
+    model: type[Spec] = create_model(
+        settings.__name__, __base__=Spec, __doc__=settings.__doc__, **fields
+    )
+    _SPECS[settings] = model
+    return model
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """`field: type` followed by a string: that string, for each field of `cls` and its bases."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+class ToolsetEntry(Spec):
+    """`- name:` with a toolset's settings under it (the base of each toolset's entry model)."""
+
+    @property
+    def toolset(self) -> str:
+        """The toolset's name: the entry's one key."""
+        return next(iter(type(self).model_fields))
+
+    @property
+    def settings(self) -> Spec | None:
+        """The settings written under the key (None: the defaults)."""
+        value: Spec | None = getattr(self, self.toolset)
         return value
-    match = _SIZE.fullmatch(value.strip())
-    if match is None or match.group("unit").lower() not in _UNITS:
+
+
+@functools.cache
+def toolset_entry(name: str) -> type[ToolsetEntry]:
+    """The model of `- name: {settings}` for a registered toolset."""
+    spec = settings_spec(_TOOLSETS[name].settings)
+    entry: type[ToolsetEntry] = create_model(  # type: ignore[call-overload]
+        f"{name.capitalize()}Entry",
+        __base__=ToolsetEntry,
+        __doc__=f"`- {name}:` with settings under it.",
+        **{name: (spec | None, ...)},
+    )
+    return entry
+
+
+def section_spec(section: str) -> type[Spec] | None:
+    """The model of a top-level section a registered toolset owns (None: no toolset owns it)."""
+    for toolset in _TOOLSETS.values():
+        if toolset.section == section and toolset.section_settings is not None:
+            return settings_spec(toolset.section_settings)
+    return None
+
+
+def _shorthand(section: str) -> Any:
+    field = next((t.section_shorthand for t in _TOOLSETS.values() if t.section == section), None)
+
+    def expand(value: Any) -> Any:
+        return {field: value} if field is not None and isinstance(value, str) else value
+
+    return expand
+
+
+_TOOLSETS = _registered()
+BUILTIN_NAMES = tuple(_TOOLSETS)
+
+
+class CustomTool(Spec):
+    """A tool of your own: a function (or a `Tool`, or a list of them) found by import path."""
+
+    import_: str = Field(alias="import")
+    """`package.module:function`, importable from the config file's folder or the environment."""
+    name: str | None = None
+    """The name the model sees. Unset: the function's name."""
+    description: str | None = None
+    """What the model is told the tool does. Unset: the docstring's summary."""
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    """Seconds per call."""
+    retries: Annotated[int, Field(ge=0)] | None = None
+    """Failed calls in a row this tool tolerates before the run ends."""
+    max_output: Annotated[int, Field(ge=1)] | None = None
+    """Characters of the result shown to the model."""
+
+    @field_validator("import_")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _check_import_path(value)
+
+
+def _check_import_path(value: str) -> str:
+    if not _IMPORT_PATH.fullmatch(value):
         raise PydanticCustomError(
-            "size",
-            "'{value}' is not a size; write bytes (1048576) or a size such as 64KiB, 512MiB, 1GiB",
+            "import_path",
+            "'{value}' is not an import path; write package.module:function",
             {"value": value},
         )
-    return int(float(match.group("n")) * _UNITS[match.group("unit").lower()])
+    return value
 
 
-Size = Annotated[int, BeforeValidator(_size, json_schema_input_type=int | str), Field(gt=0)]
+def _reject_entry(value: Any) -> Any:
+    if isinstance(value, str):
+        hint = suggest(value, BUILTIN_NAMES)
+        if hint:
+            raise PydanticCustomError(
+                "unknown_builtin",
+                "unknown built-in '{name}' (did you mean '{hint}'?)",
+                {"name": value, "hint": hint},
+            )
+        raise PydanticCustomError(
+            "unknown_builtin",
+            "unknown built-in '{name}'; the built-ins are {allowed}, and a tool of your own is "
+            "written package.module:function",
+            {"name": value, "allowed": ", ".join(BUILTIN_NAMES)},
+        )
+    if isinstance(value, dict) and len(value) == 1:
+        (key,) = value
+        hint = suggest(str(key), [*BUILTIN_NAMES, "import"])
+        if hint:
+            raise PydanticCustomError(
+                "unknown_builtin",
+                "unknown tool key '{name}' (did you mean '{hint}'?)",
+                {"name": key, "hint": hint},
+            )
+    raise PydanticCustomError(
+        "tool_entry",
+        "a tool is a built-in name ({allowed}), an import path package.module:function, "
+        "a built-in name as a key with its settings under it, or a mapping with `import:`",
+        {"allowed": ", ".join(BUILTIN_NAMES)},
+    )
 
 
-class SandboxSettings(Spec):
-    """Where the `code` tool runs Python, and what each snippet may use. Sizes are bytes or
-    strings such as `512MiB`. Unset limits keep the sandbox's defaults."""
-
-    mode: Literal["bwrap", "none"] = "bwrap"
-    """`bwrap`: a bubblewrap sandbox (no network, read-only system, a scratch dir). `none`: run
-    code unsandboxed, as this user, with rlimits only (every run warns). Without bubblewrap,
-    code runs only with `none`."""
-    wall_seconds: Annotated[float, Field(gt=0)] | None = None
-    """Wall-clock seconds per snippet (default 10); the whole process tree is killed after."""
-    cpu_seconds: Annotated[int, Field(gt=0)] | None = None
-    """CPU seconds per process (default 5)."""
-    memory_bytes: Size | None = None
-    """Address space per process (default 1GiB)."""
-    processes: Annotated[int, Field(gt=0)] | None = None
-    """Processes and threads a snippet may run (default 32)."""
-    file_bytes: Size | None = None
-    """Largest file a snippet may write (default 10MiB)."""
-    output_bytes: Size | None = None
-    """stdout and stderr together (default 1MiB); the snippet is killed past it."""
-    tmpfs_bytes: Size | None = None
-    """Size of the sandbox's in-memory `/work` and `/tmp` (default 64MiB)."""
-    code_bytes: Size | None = None
-    """Largest snippet accepted (default 1MiB)."""
+def _tool_tag(value: Any) -> str:
+    if isinstance(value, str):
+        if value in BUILTIN_NAMES:
+            return "builtin"
+        return "path" if ":" in value else "invalid"
+    if isinstance(value, dict):
+        if "import" in value:
+            return "import"
+        if len(value) == 1:
+            (key,) = value
+            if key in BUILTIN_NAMES:
+                return "toolset"
+    elif isinstance(value, BaseModel):  # already-built entries, as in AgentConfig(tools=[...])
+        if isinstance(value, ToolsetEntry):
+            return "toolset"
+        return "import" if isinstance(value, CustomTool) else "invalid"
+    return "invalid"
 
 
-def _sandbox_shorthand(value: Any) -> Any:
-    return {"mode": value} if isinstance(value, str) else value
+# The tags are internal: the error mapper drops them from locations (see `_load`).
+TOOL_TAGS = ("builtin", "path", "toolset", "import", "invalid")
+
+
+# Types made at run time from the registry: mypy sees them as Any.
+_Annotated: Any = Annotated
+_Literal: Any = Literal
+_Union: Any = typing.Union
+_Skip: Any = SkipJsonSchema
+
+
+def _entries() -> Any:
+    """One toolset entry form: the union of every toolset's `- name:` model, by its key."""
+    models = [_Annotated[toolset_entry(name), Tag(name)] for name in BUILTIN_NAMES]
+    if not models:
+        return _Skip[Annotated[Any, BeforeValidator(_reject_entry)]]
+    if len(models) == 1:
+        return models[0]
+
+    def key(value: Any) -> str:
+        if isinstance(value, dict):
+            return str(next(iter(value)))
+        return value.toolset if isinstance(value, ToolsetEntry) else ""
+
+    return _Annotated[_Union[tuple(models)], Discriminator(key)]
+
+
+_Builtin: Any = _Literal[BUILTIN_NAMES] if BUILTIN_NAMES else _Skip[None]
+_Toolset: Any = _entries()
+
+ToolEntry = Annotated[
+    Annotated[_Builtin, Tag("builtin")]
+    | Annotated[
+        str,
+        BeforeValidator(_check_import_path),
+        Field(json_schema_extra={"pattern": _IMPORT_PATH.pattern}),
+        Tag("path"),
+    ]
+    | Annotated[_Toolset, Tag("toolset")]
+    | Annotated[CustomTool, Tag("import")]
+    | SkipJsonSchema[Annotated[Any, BeforeValidator(_reject_entry), Tag("invalid")]],
+    Discriminator(_tool_tag),
+]
+"""One `tools:` entry, as written."""
 
 
 # --- the whole file ----------------------------------------------------------------------------
+
+_SandboxSpec = section_spec("sandbox")
+if TYPE_CHECKING:
+    _Sandbox = Any
+elif _SandboxSpec is None:  # no toolset owns it: accept nothing but an empty mapping
+    _Sandbox = SkipJsonSchema[dict[str, None] | None]
+else:
+    _mode = _SandboxSpec.model_fields.get("mode")
+    _Sandbox = Annotated[
+        _SandboxSpec,
+        BeforeValidator(
+            _shorthand("sandbox"),
+            json_schema_input_type=(_mode.annotation if _mode else str) | _SandboxSpec,
+        ),
+    ]
+_SANDBOX_DEFAULT: Any = _SandboxSpec() if _SandboxSpec is not None else None
 
 
 class AgentConfig(Spec):
@@ -180,7 +513,7 @@ class AgentConfig(Spec):
     system: str | None = None
     """The system prompt: who the agent is and how it should work. The tools are described to
     the model separately, in Llama's own format."""
-    tools: list[ToolEntry] = []  # noqa: RUF012 - pydantic copies defaults per instance
+    tools: list[ToolEntry] = []
     """Built-ins (`search`, `code`, `math`, each optionally with settings) and tools of your own
     (`package.module:function`, or a mapping with `import:` and per-tool settings)."""
     tool_format: Literal["json", "function_tag", "python_list"] | None = None
@@ -193,12 +526,7 @@ class AgentConfig(Spec):
     """The Ollama server and sampling options."""
     limits: LimitsSettings = LimitsSettings()
     """When a run stops even though the model has not answered."""
-    sandbox: Annotated[
-        SandboxSettings,
-        BeforeValidator(
-            _sandbox_shorthand, json_schema_input_type=Literal["bwrap", "none"] | SandboxSettings
-        ),
-    ] = SandboxSettings()
+    sandbox: _Sandbox = _SANDBOX_DEFAULT
     """Where the `code` tool runs: `bwrap` (default) or `none`, or a mapping with limits."""
 
     # Set by the loader: where each value was written, and where custom tools are imported from.

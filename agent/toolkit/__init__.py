@@ -31,17 +31,33 @@ from agent.toolkit._tool import (
     Toolbox,
     tool,
 )
+from agent.toolkit._toolsets import (
+    ENTRY_POINT_GROUP,
+    Size,
+    Toolset,
+    ToolsetCheck,
+    ToolsetContext,
+    check_settings,
+    find_toolsets,
+)
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
+    "ENTRY_POINT_GROUP",
     "SERVED_BUILTINS",
     "BoundCall",
     "RunContext",
+    "Size",
     "Tool",
     "ToolResult",
     "Toolbox",
+    "Toolset",
+    "ToolsetCheck",
+    "ToolsetContext",
+    "check_settings",
+    "find_toolsets",
     "set_thread_limit",
     "tool",
     "tool_thread_limiter",

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import ExitCode, app
-from agent.cli._exit import exit_code_for_error, exit_code_for_result
+from agent.cli._app import exit_code_for_error, exit_code_for_result
 from agent.config import config_json_schema, load_agent
 from agent.errors import (
     ConfigError,

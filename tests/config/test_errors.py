@@ -39,8 +39,8 @@ CASES = [
         tools: [wikipedia]
         """,
         [
-            "config.yaml:2: tools[0]: unknown built-in 'wikipedia'; the built-ins are search, "
-            "code, math, and a tool of your own is written package.module:function"
+            "config.yaml:2: tools[0]: unknown built-in 'wikipedia'; the built-ins are code, "
+            "math, search, and a tool of your own is written package.module:function"
         ],
         id="unknown-builtin-lists-allowed",
     ),
@@ -83,7 +83,7 @@ CASES = [
             "config.yaml:5: tools[0].retries: must be at least 0, got -1",
             "config.yaml:6: tools[1]: 'my tools:lookup' is not an import path; "
             "write package.module:function",
-            "config.yaml:7: tools[2]: a tool is a built-in name (search, code, math), an import "
+            "config.yaml:7: tools[2]: a tool is a built-in name (code, math, search), an import "
             "path package.module:function, a built-in name as a key with its settings under it, "
             "or a mapping with `import:`",
         ],

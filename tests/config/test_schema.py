@@ -13,7 +13,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from agent.config import config_json_schema, load_config
-from agent.config._spec import LimitsSettings, SandboxSettings, SearchSettings
+from agent.config._spec import LimitsSettings, section_spec, settings_spec
 from agent.loop import Limits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,20 +99,25 @@ def test_limits_mirror_the_loop() -> None:
         assert getattr(spec, name) == getattr(loop, name), name
 
 
-def test_sandbox_settings_cover_every_sandbox_limit() -> None:
-    from tools import SandboxLimits
+def test_the_sandbox_section_is_the_toolsets_own_settings() -> None:
+    from llama_agent_tools import SandboxLimits, SandboxSettings
 
+    spec = section_spec("sandbox")
+    assert spec is settings_spec(SandboxSettings)
     limits = {f.name for f in dataclasses.fields(SandboxLimits)}
-    assert set(SandboxSettings.model_fields) - {"mode"} == limits
+    assert set(spec.model_fields) - {"mode"} == limits
+    for name, field in spec.model_fields.items():  # one default, in one place
+        assert field.default == getattr(SandboxSettings(), name), name
 
 
-def test_search_settings_mirror_the_toolset() -> None:
-    from tools import search_tools
+def test_search_settings_are_the_toolsets_own() -> None:
+    from llama_agent_tools import SearchOptions, SearchSettings, search_tools
 
+    spec = settings_spec(SearchSettings)
+    assert set(spec.model_fields) == {f.name for f in dataclasses.fields(SearchSettings)}
+    # The Python function's keyword defaults are the dataclass's.
     params = inspect.signature(search_tools).parameters
-    assert set(SearchSettings.model_fields) == set(params)
-    for name, field in SearchSettings.model_fields.items():
-        if name == "names":  # unset in a config: chosen by model; "both" in Python
-            assert (field.default, params[name].default) == (None, "both")
-            continue
-        assert field.default == params[name].default, name
+    for field in dataclasses.fields(SearchOptions):
+        assert params[field.name].default == field.default, field.name
+    assert spec.model_fields["names"].default is None  # chosen by model; "both" in Python
+    assert params["names"].default == "both"

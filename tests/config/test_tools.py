@@ -78,7 +78,7 @@ def problem(folder: Path, monkeypatch: pytest.MonkeyPatch, config: str, **module
 
 @pytest.mark.filterwarnings("ignore:tools.code:RuntimeWarning")
 def test_builtins_get_their_settings(tmp_path: Path) -> None:
-    from tools import code_tools, math_tools, search_tools
+    from llama_agent_tools import code_tools, math_tools, search_tools
 
     built = tools_of(
         tmp_path,
@@ -301,12 +301,12 @@ def test_renaming_a_ready_made_tool_is_refused(
 def test_a_module_shadowed_by_an_installed_one_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tools as installed
+    import json as installed
 
     message = problem(
-        tmp_path, monkeypatch, "model: x\ntools:\n  - tools:mine\n", tools="def mine(): ...\n"
+        tmp_path, monkeypatch, "model: x\ntools:\n  - json:mine\n", json="def mine(): ...\n"
     )
     assert message == (
-        f"config.yaml:3: tools[0]: 'tools' is already imported from {installed.__file__}, so "
-        f"{tmp_path / 'tools.py'} is not used; rename your module"
+        f"config.yaml:3: tools[0]: 'json' is already imported from {installed.__file__}, so "
+        f"{tmp_path / 'json.py'} is not used; rename your module"
     )

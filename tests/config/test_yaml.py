@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from agent.config import parse_config
-from agent.config._yaml import expand_env, load_yaml
+from agent.config._load import expand_env, load_yaml
 from agent.errors import ConfigError
 
 

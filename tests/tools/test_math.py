@@ -10,10 +10,10 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from llama_agent_tools import _calc
+from llama_agent_tools.math import evaluate, format_value, math_tools
 
 from agent.errors import ToolExecutionError
-from tools import _calc
-from tools.math import evaluate, format_value, math_tools
 
 # Refusals must take milliseconds; the bound is generous for a loaded 2-core machine, and the
 # unbounded computations take minutes to forever, so the test still fails if a guard is missing.
@@ -299,7 +299,7 @@ async def test_the_tools_evaluate_off_the_event_loop(monkeypatch: pytest.MonkeyP
         threads.append(threading.current_thread())
         return 4
 
-    monkeypatch.setattr("tools.math.evaluate", recording)
+    monkeypatch.setattr("llama_agent_tools.math.evaluate", recording)
     wolfram, calculate = math_tools()
     for made in (wolfram, calculate):
         call = made.validate({made.parameters["required"][0]: "2 + 2"})

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import anyio
 import pytest
+from llama_agent_tools._sandbox._child import CPU_EXIT
+from llama_agent_tools.code import Sandbox, SandboxLimits, SandboxResult
 
 from tests.tools.procs import descendants, with_marker
-from tools._sandbox._child import CPU_EXIT
-from tools.code import Sandbox, SandboxLimits, SandboxResult
 
 pytestmark = pytest.mark.usefixtures("bwrap")
 

@@ -14,11 +14,17 @@ from typing import Any
 import pytest
 from ddgs.exceptions import DDGSException, TimeoutException
 from ddgs.http_client import HttpClient, Response
+from llama_agent_tools.search import (
+    SearchOptions,
+    format_results,
+    search,
+    search_sync,
+    search_tools,
+)
 
 from agent import Agent
 from agent.errors import DeveloperError, ToolExecutionError
 from agent.testing import OllamaEmulator, call_tool
-from tools.search import SearchOptions, format_results, search, search_sync, search_tools
 
 RESULT = """
 <div class="result results_links results_links_deep web-result ">

@@ -1,9 +1,9 @@
 """The Python sandbox behind `tools.code`: bubblewrap, rlimits, timeouts, a warm pool."""
 
-from tools._sandbox._format import format_result
-from tools._sandbox._launch import INSTALL_HINT
-from tools._sandbox._runner import UNSANDBOXED_WARNING, Sandbox
-from tools._sandbox._types import SandboxLimits, SandboxResult, StopReason
+from ._format import format_result
+from ._launch import INSTALL_HINT
+from ._runner import UNSANDBOXED_WARNING, Sandbox
+from ._types import SandboxLimits, SandboxResult, SandboxSettings, StopReason
 
 __all__ = [
     "INSTALL_HINT",
@@ -11,6 +11,7 @@ __all__ = [
     "Sandbox",
     "SandboxLimits",
     "SandboxResult",
+    "SandboxSettings",
     "StopReason",
     "format_result",
 ]

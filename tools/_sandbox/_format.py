@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 
-from tools._sandbox._types import SandboxLimits, SandboxResult
+from ._types import SandboxLimits, SandboxResult
 
 __all__ = ["format_result"]
 

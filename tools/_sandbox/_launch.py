@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import SandboxUnavailableError
-from tools._sandbox._types import SandboxLimits
+
+from ._types import SandboxLimits
 
 __all__ = ["INSTALL_HINT", "Launch", "forget_probes", "resolve_launch"]
 

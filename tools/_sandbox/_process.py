@@ -24,10 +24,10 @@ from collections.abc import Callable
 
 import anyio
 
-from tools._sandbox._child import CPU_EXIT, MEMORY_EXIT
-from tools._sandbox._launch import Launch
-from tools._sandbox._pids import InitPid, PidWatch
-from tools._sandbox._types import SandboxLimits, SandboxResult, StopReason
+from ._child import CPU_EXIT, MEMORY_EXIT
+from ._launch import Launch
+from ._pids import InitPid, PidWatch
+from ._types import SandboxLimits, SandboxResult, StopReason
 
 __all__ = ["Worker"]
 

@@ -11,9 +11,10 @@ from types import TracebackType
 from typing import Literal
 
 from agent.errors import DeveloperError, SandboxUnavailableError, ToolExecutionError
-from tools._sandbox._launch import Launch, resolve_launch
-from tools._sandbox._process import Worker
-from tools._sandbox._types import SandboxLimits, SandboxResult
+
+from ._launch import Launch, resolve_launch
+from ._process import Worker
+from ._types import SandboxLimits, SandboxResult
 
 __all__ = ["Sandbox"]
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Annotated, Literal
 
-from agent.errors import DeveloperError
+from annotated_types import Gt
 
-__all__ = ["SandboxLimits", "SandboxResult", "StopReason"]
+from agent.toolkit import Size, check_settings
+
+__all__ = ["SandboxLimits", "SandboxResult", "SandboxSettings", "StopReason"]
 
 StopReason = Literal["timeout", "cpu", "memory", "output", "signal"]
 """Why a run did not finish on its own: the wall-clock limit, the CPU-time limit, the memory
@@ -23,28 +25,41 @@ class SandboxLimits:
     delegate.
     """
 
-    wall_seconds: float = 10.0
+    wall_seconds: Annotated[float, Gt(0)] = 10.0
     """Wall-clock time; the whole process tree is killed when it passes."""
-    cpu_seconds: int = 5
+    cpu_seconds: Annotated[int, Gt(0)] = 5
     """CPU time per process (RLIMIT_CPU): SIGXCPU, then SIGKILL one second later."""
-    memory_bytes: int = 1 << 30
+    memory_bytes: Size = 1 << 30
     """Address space per process (RLIMIT_AS): allocations past it raise MemoryError."""
-    processes: int = 32
+    processes: Annotated[int, Gt(0)] = 32
     """Processes and threads, counted inside the sandbox (RLIMIT_NPROC)."""
-    file_bytes: int = 10 << 20
+    file_bytes: Size = 10 << 20
     """Largest file a run may write (RLIMIT_FSIZE)."""
-    output_bytes: int = 1 << 20
+    output_bytes: Size = 1 << 20
     """stdout and stderr together; the run is killed when it prints more."""
-    tmpfs_bytes: int = 64 << 20
+    tmpfs_bytes: Size = 64 << 20
     """Size of each in-memory filesystem (`/work` and `/tmp`), when bubblewrap supports `--size`."""
-    code_bytes: int = 1 << 20
+    code_bytes: Size = 1 << 20
     """Largest snippet accepted."""
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if not value > 0:
-                raise DeveloperError(f"SandboxLimits.{field.name} must be positive, got {value!r}")
+        check_settings(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SandboxSettings(SandboxLimits):
+    """Where the `code` tool runs Python, and what each snippet may use (a config's top-level
+    `sandbox:`). Sizes are bytes or strings such as `512MiB`."""
+
+    mode: Literal["bwrap", "none"] = "bwrap"
+    """`bwrap`: a bubblewrap sandbox (no network, read-only system, a scratch dir). `none`: run
+    code unsandboxed, as this user, with rlimits only (every run warns). Without bubblewrap,
+    code runs only with `none`."""
+
+    @property
+    def limits(self) -> SandboxLimits:
+        """The limits alone."""
+        return SandboxLimits(**{f.name: getattr(self, f.name) for f in fields(SandboxLimits)})
 
 
 @dataclass(frozen=True, kw_only=True)
