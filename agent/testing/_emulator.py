@@ -31,7 +31,7 @@ from agent.testing._models import (
     keep_alive_seconds,
     normalize_name,
 )
-from agent.testing._response import Engine, line
+from agent.testing._response import NDJSON, Engine, line
 from agent.testing._scripts import Fault, FaultBook, Script, echo
 
 
@@ -455,7 +455,7 @@ class OllamaEmulator:
             error = "pull model manifest: file does not exist"
             self._update(index, error=error, status=200 if stream else 500)
             if stream:
-                await responder.start(200, "application/x-ndjson")
+                await responder.start(200, NDJSON)
                 await responder.write(line({"status": "pulling manifest"}))
                 await responder.write(line({"error": error}))
                 await responder.end()
@@ -483,7 +483,7 @@ class OllamaEmulator:
         if not stream:
             await responder.json(200, statuses[-1])
             return
-        await responder.start(200, "application/x-ndjson")
+        await responder.start(200, NDJSON)
         for status in statuses:
             await responder.write(line(status))
             await anyio.sleep(self.latency / len(statuses))

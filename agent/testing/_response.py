@@ -437,7 +437,7 @@ async def send(
     index: int,
     responder: Responder,
     *,
-    endpoint: Literal["generate", "chat"],
+    endpoint: Endpoint,
     base: Mapping[str, Any],
     chunks: Sequence[Mapping[str, Any]],
     final: Mapping[str, Any],
