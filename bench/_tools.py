@@ -16,14 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from llama_agent_tools.code import Sandbox
-from llama_agent_tools.math import evaluate, format_value
 
 from agent.errors import InvalidArgumentsError
 from bench._common import SectionResult, Table, us
 from bench._step_cost import get_weather
 from bench.bench_tools import MATH, sandbox_latency
 from bench.bench_validate import ARGUMENTS, SLIPPED, place_order
+from llama_agent_tools.code import Sandbox
+from llama_agent_tools.math import evaluate, format_value
 
 
 async def _sandbox(runs: int) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import timeit
 import warnings
 
 import anyio
+
 from llama_agent_tools.code import Sandbox
 from llama_agent_tools.math import evaluate, format_value
 

@@ -25,9 +25,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from llama_agent_tools.math import math_tools
-
 from agent import Agent, Event, RunFinished, TextDelta, ToolCallFinished, ToolCallStarted
+from llama_agent_tools.math import math_tools
 
 SYSTEM = "Use the calculate tool for any arithmetic. Answer in one sentence."
 

@@ -34,13 +34,13 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from llama_agent_tools.math import math_tools
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import Agent, Event, Limits, RunFinished, RunResult, event_to_dict
 from agent.errors import RunError
+from llama_agent_tools.math import math_tools
 
 SYSTEM = "You are a helpful assistant. Use the calculate tool for any arithmetic."
 MAX_TASK = 8000  # characters

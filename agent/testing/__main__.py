@@ -3,6 +3,10 @@
 Prints `listening on http://127.0.0.1:PORT` on the first line of stdout, then serves until it
 is terminated. The script is `--reply TEXT` (always that answer), `--echo`, or
 `--script module:attribute` (a script object, or a function with no arguments returning one).
+It keeps the newest `--max-records` requests (1000), so a long run does not grow without bound.
+
+A mistake in the command (a bad `--port`, a `--script` that does not load) is one line on
+stderr and exit code 2; a port that cannot be bound, or a missing `testing` extra, exit code 1.
 """
 
 from __future__ import annotations
@@ -11,31 +15,73 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 
-from agent.testing._emulator import OllamaEmulator
-from agent.testing._scripts import Script, answer, echo
+if TYPE_CHECKING:
+    from agent.testing import Script
+
+USAGE_ERROR = 2
+
+
+class _UsageError(Exception):
+    """A command-line value that cannot work: reported as one line, exit code 2."""
 
 
 def _load_script(args: argparse.Namespace) -> Script:
+    from agent.testing import answer, echo
+
     if args.script:
-        module_name, _, attribute = args.script.partition(":")
-        target = getattr(importlib.import_module(module_name), attribute)
-        if getattr(target, "__code__", None) is not None and target.__code__.co_argcount == 0:
-            target = target()
-        script: Script = target
-        return script
+        return _import_script(args.script)
     if args.reply is not None:
         return answer(args.reply)
     return echo()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _import_script(spec: str) -> Script:
+    module_name, colon, attribute = spec.partition(":")
+    if not (module_name and colon and attribute):
+        raise _UsageError(
+            f"--script {spec!r} is not module:attribute (for instance my_tests.scripts:weather)"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and f"{module_name}.".startswith(f"{exc.name}."):
+            raise _UsageError(
+                f"--script {spec}: no module named {exc.name!r} (run from the folder that holds "
+                "it, or add that folder to PYTHONPATH)"
+            ) from exc
+        raise _UsageError(f"--script {spec}: importing {module_name} failed: {exc}") from exc
+    except Exception as exc:  # the user's module is broken: say how, in one line
+        raise _UsageError(
+            f"--script {spec}: importing {module_name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    target = getattr(module, attribute, None)
+    if target is None:
+        raise _UsageError(f"--script {spec}: module {module_name} has no attribute {attribute!r}")
+    if getattr(target, "__code__", None) is not None and target.__code__.co_argcount == 0:
+        try:
+            target = target()  # a factory of the script
+        except Exception as exc:
+            raise _UsageError(
+                f"--script {spec}: calling {attribute}() failed: {type(exc).__name__}: {exc}"
+            ) from exc
+    if not callable(target):
+        raise _UsageError(
+            f"--script {spec}: {attribute} is a {type(target).__name__}, not a script (a "
+            "function of a ScriptRequest, or one with no arguments that returns such a function)"
+        )
+    script: Script = target
+    return script
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agent.testing")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run an Ollama emulator until interrupted")
-    serve.add_argument("--port", type=int, default=0)
+    serve.add_argument("--port", type=int, default=0, help="0 (the default) picks a free port")
     what = serve.add_mutually_exclusive_group()
     what.add_argument("--reply", help="always answer this text")
     what.add_argument("--echo", action="store_true", help="answer the last user or tool text")
@@ -45,17 +91,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--chunk-chars", type=int, default=None)
     serve.add_argument("--version", default="0.12.6")
     serve.add_argument("--models", default="llama3.1,llama3.2,llama3.3")
-    args = parser.parse_args(argv)
+    serve.add_argument(
+        "--max-records",
+        type=int,
+        default=1000,
+        help="requests kept in memory, newest first (default 1000)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from agent.testing import OllamaEmulator
+    except ImportError as exc:  # the testing extra is missing: its message says how to fix it
+        return _fail(str(exc), 1)
+    try:
+        if not 0 <= args.port <= 65535:
+            raise _UsageError(
+                f"--port {args.port} is not a TCP port: give 1-65535, or 0 to pick a free one"
+            )
+        if args.max_records < 0:
+            raise _UsageError(f"--max-records {args.max_records} must be 0 or more")
+        script = _load_script(args)
+    except _UsageError as exc:
+        return _fail(str(exc), USAGE_ERROR)
 
     async def run() -> None:
         emulator = OllamaEmulator(
-            _load_script(args),
+            script,
             models=[m for m in args.models.split(",") if m],
             latency=args.latency,
             token_rate=args.token_rate,
             chunk_chars=args.chunk_chars,
             version=args.version,
             port=args.port,
+            max_records=args.max_records,
         )
         async with emulator as emu:
             print(f"listening on {emu.url}", flush=True)
@@ -67,13 +138,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:  # the port is taken, or not ours to bind
         reason = exc.strerror.lower() if exc.strerror else str(exc)
-        print(
-            f"error: cannot listen on 127.0.0.1:{args.port} ({reason}); pick another --port "
+        return _fail(
+            f"cannot listen on 127.0.0.1:{args.port} ({reason}); pick another --port "
             "(0 picks a free one and prints it)",
-            file=sys.stderr,
+            1,
         )
-        return 1
     return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
-"""`OllamaEmulator`: a real HTTP server on 127.0.0.1 that speaks Ollama's wire protocol."""
+"""`OllamaEmulator`: a real HTTP server on 127.0.0.1 that speaks Ollama's wire protocol.
+
+The emulator's state (models, loaded models, prompt caches, faults, recorded requests), its
+routes, and the small endpoints (`/`, `/api/version`, `/api/tags`, `/api/ps`, `/api/show`,
+`/api/pull`); the completion endpoints are in `agent.testing._completion`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -15,9 +22,7 @@ import anyio.from_thread
 
 from agent.llama3 import count_tokens as llama_count_tokens
 from agent.testing import _completion
-from agent.testing._counting import PromptCounter
-from agent.testing._faults import Fault, FaultBook
-from agent.testing._generation import Engine
+from agent.testing._completion import PromptCounter
 from agent.testing._http import HttpRequest, HttpServer, Responder
 from agent.testing._models import (
     EmulatedModel,
@@ -26,9 +31,8 @@ from agent.testing._models import (
     keep_alive_seconds,
     normalize_name,
 )
-from agent.testing._pull import pull
-from agent.testing._records import RecordedRequest
-from agent.testing._scripts import Script, echo
+from agent.testing._response import NDJSON, Engine, line
+from agent.testing._scripts import Fault, FaultBook, Script, echo
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -38,6 +42,45 @@ def version_tuple(version: str) -> tuple[int, ...]:
         digits = "".join(c for c in part if c.isdigit())
         parts.append(int(digits or 0))
     return tuple(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordedRequest:
+    """One request and what the emulator answered.
+
+    For `/api/generate` and `/api/chat`: `prompt` is what the model saw (the raw prompt as sent,
+    or the template's rendering), `prompt_tokens` its token count with the BOS Ollama adds,
+    `cached_tokens` how many of them the emulated prompt cache already held, `prompt_eval_count`
+    what the response reported, `completion` the text sent back, `cancelled` whether the client
+    went away before the end, `reloaded` whether the model was (re)loaded for it (first use, or
+    a changed `num_ctx`).
+    """
+
+    method: str
+    path: str
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status: int = 200
+    error: str | None = None
+    fault: Fault | None = None
+    model: str | None = None
+    prompt: str | None = None
+    raw: bool | None = None
+    stream: bool | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    keep_alive: Any = None
+    num_ctx: int | None = None
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    prompt_eval_count: int | None = None
+    eval_count: int | None = None
+    completion: str = ""
+    done_reason: str | None = None
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    truncated: bool = False
+    reloaded: bool = False
+    cancelled: bool = False
+    finished: bool = False
 
 
 class OllamaEmulator:
@@ -75,8 +118,9 @@ class OllamaEmulator:
     default), `faults`, `num_parallel` and `max_queue` (Ollama's scheduler: extra requests
     wait; beyond the queue they get 503), `default_num_ctx` (None: by version), `count_tokens`
     (Llama 3's by default, counted incrementally when the tokenizer is exact: each prompt costs
-    only what it added to a recent one, see `agent.testing._counting`; any other counter is
-    called on whole texts).
+    only what it added to a recent one, see `agent.testing._completion`; any other counter is
+    called on whole texts), `max_records` (keep only the newest N requests in `emu.requests`,
+    for a long-running emulator; None, the default: keep every one).
 
     A bug inside the emulator (an exception in a request handler, not a failing script, which
     answers 500) closes that connection and is kept in `emu.errors`; leaving the `async with`
@@ -104,6 +148,7 @@ class OllamaEmulator:
         count_tokens: Callable[[str], int] = llama_count_tokens,
         port: int = 0,
         raise_errors: bool = True,
+        max_records: int | None = None,
     ) -> None:
         self.script: Script = script if script is not None else echo()
         self.latency = latency
@@ -131,14 +176,18 @@ class OllamaEmulator:
             else {_as_model(m).name.lower(): _as_model(m) for m in pullable}
         )
         self._faults = FaultBook(tuple(faults))
-        self._records: list[RecordedRequest] = []
+        if max_records is not None and max_records < 0:
+            raise ValueError(f"max_records must be None (keep all) or >= 0, not {max_records}")
+        self.max_records = max_records
+        self._records: deque[RecordedRequest] = deque(maxlen=max_records)
+        self._recorded_total = 0  # requests recorded so far, dropped ones included
         self._port = port
         self._server: HttpServer | None = None
         self.loaded: dict[str, tuple[int, datetime]] = {}  # model -> (num_ctx, expires_at)
         self.cache: dict[str, str] = {}  # model -> prompt + completion held in its KV cache
-        self.script_calls = 0
-        self.in_flight = 0
-        self.waiting = 0
+        self.in_flight = 0  # requests being answered now
+        self._script_calls = 0
+        self._waiting = 0
         self._gate: anyio.Semaphore | None = None
         self._idle = anyio.Event()
         self._errors: list[Exception] = []
@@ -234,11 +283,6 @@ class OllamaEmulator:
     def models(self) -> tuple[EmulatedModel, ...]:
         return tuple(self._models.values())
 
-    def pullable_model(self, name: str) -> EmulatedModel | None:
-        if self._pullable is None:
-            return EmulatedModel.llama(name) if family_of(name) else None
-        return self._pullable.get(normalize_name(name).lower())
-
     def inject(self, fault: Fault) -> None:
         """Add a fault; it hits the next `fault.times` matching requests."""
         self._faults.add(fault)
@@ -246,12 +290,9 @@ class OllamaEmulator:
     def clear_faults(self) -> None:
         self._faults.clear()
 
-    def take_fault(self, path: str) -> Fault | None:
-        return self._faults.take(path)
-
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, oldest first."""
+        """Every request received so far, oldest first (the newest `max_records` if bounded)."""
         return list(self._records)
 
     @property
@@ -261,14 +302,14 @@ class OllamaEmulator:
 
     def reset(self) -> None:
         """Forget recorded requests, loaded models and prompt caches."""
-        self._records.clear()
+        self._records.clear()  # in-flight requests keep their numbers and now update nothing
         self.loaded.clear()
         self.cache.clear()
         self._prompt_counter = None
 
     @property
     def prompt_counter(self) -> PromptCounter:
-        """Counts prompts with `count_tokens`, incrementally when that is exact (`_counting.py`)."""
+        """Counts prompts with `count_tokens`, incrementally when that is exact (`_completion`)."""
         counter = self._prompt_counter
         if counter is None or counter.counts_with is not self.count_tokens:
             counter = self._prompt_counter = PromptCounter(self.count_tokens)
@@ -282,24 +323,39 @@ class OllamaEmulator:
         while self.in_flight:
             await self._idle.wait()
 
-    def record(self, record: RecordedRequest) -> int:
-        self._records.append(record)
-        return len(self._records) - 1
+    # --- for the emulator's own modules --------------------------------------------------------
 
-    def recorded(self, index: int) -> RecordedRequest:
-        """The record `record` returned `index` for, as it is now (no copy of the list)."""
-        return self._records[index]
+    def _record(self, **fields: Any) -> int:
+        """Record a request (`RecordedRequest` fields); its number, for `_update`."""
+        self._records.append(RecordedRequest(**fields))
+        self._recorded_total += 1
+        return self._recorded_total - 1
 
-    def update(self, index: int, **changes: Any) -> RecordedRequest:
-        record = dataclasses.replace(self._records[index], **changes)
-        self._records[index] = record
-        return record
+    def _position(self, number: int) -> int | None:
+        # Numbers count every request recorded; the deque holds only the newest when bounded.
+        position = number - (self._recorded_total - len(self._records))
+        return position if position >= 0 else None
 
-    @property
-    def gate(self) -> anyio.Semaphore | None:
-        return self._gate
+    def _recorded(self, number: int) -> RecordedRequest | None:
+        """The record numbered `number` as it is now; None once it was dropped."""
+        position = self._position(number)
+        return None if position is None else self._records[position]
 
-    def mark_loaded(self, model: EmulatedModel, num_ctx: int, keep_alive: Any) -> bool:
+    def _update(self, number: int, **changes: Any) -> None:
+        """Change a record; nothing if it was dropped (bounded recording, or `reset()`)."""
+        position = self._position(number)
+        if position is not None:
+            self._records[position] = dataclasses.replace(self._records[position], **changes)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        return self._faults.take(path)
+
+    def _pullable_model(self, name: str) -> EmulatedModel | None:
+        if self._pullable is None:
+            return EmulatedModel.llama(name) if family_of(name) else None
+        return self._pullable.get(normalize_name(name).lower())
+
+    def _mark_loaded(self, model: EmulatedModel, num_ctx: int, keep_alive: Any) -> bool:
         """Load `model` with `num_ctx`; True when that meant a (re)load, which clears its cache."""
         seconds = keep_alive_seconds(keep_alive)
         expires = datetime.now(UTC) + timedelta(seconds=seconds if seconds >= 0 else 10**8)
@@ -315,7 +371,7 @@ class OllamaEmulator:
     async def _dispatch(self, request: HttpRequest, responder: Responder) -> None:
         route = (request.method, request.path)
         if route in (("GET", "/"), ("HEAD", "/")):
-            self.record(RecordedRequest(method=request.method, path=request.path))
+            self._record(method=request.method, path=request.path)
             await responder.respond(200, "text/plain; charset=utf-8", b"Ollama is running")
             return
         handlers = {
@@ -330,7 +386,7 @@ class OllamaEmulator:
         }
         handler = handlers.get(route)
         if handler is None:
-            self.record(RecordedRequest(method=request.method, path=request.path, status=404))
+            self._record(method=request.method, path=request.path, status=404)
             await responder.respond(404, "text/plain", b"404 page not found")
             return
         if not self.in_flight:
@@ -344,15 +400,15 @@ class OllamaEmulator:
                 self._idle.set()
 
     async def _version(self, request: HttpRequest, responder: Responder) -> None:
-        self.record(RecordedRequest(method=request.method, path=request.path))
+        self._record(method=request.method, path=request.path)
         await responder.json(200, {"version": self.version})
 
     async def _tags(self, request: HttpRequest, responder: Responder) -> None:
-        self.record(RecordedRequest(method=request.method, path=request.path))
+        self._record(method=request.method, path=request.path)
         await responder.json(200, {"models": [m.tags_entry() for m in self._models.values()]})
 
     async def _ps(self, request: HttpRequest, responder: Responder) -> None:
-        self.record(RecordedRequest(method=request.method, path=request.path))
+        self._record(method=request.method, path=request.path)
         now = datetime.now(UTC)
         entries = []
         for name, (num_ctx, expires) in sorted(
@@ -379,19 +435,59 @@ class OllamaEmulator:
         model = self.find_model(name)
         if model is None:
             message = f"model '{name}' not found"
-            self.record(
-                RecordedRequest(
-                    method="POST", path=request.path, body=body, status=404, error=message
-                )
-            )
+            self._record(method="POST", path=request.path, body=body, status=404, error=message)
             await responder.json(404, {"error": message})
             return
-        self.record(RecordedRequest(method="POST", path=request.path, body=body, model=name))
+        self._record(method="POST", path=request.path, body=body, model=name)
         capabilities = version_tuple(self.version) >= (0, 6, 4)
         await responder.json(200, model.show(with_capabilities=capabilities))
 
     async def _pull(self, request: HttpRequest, responder: Responder) -> None:
-        await pull(self, request, responder)
+        """`POST /api/pull`: NDJSON progress, or the in-band error for an unknown model."""
+        body = await _completion.read_body(self, request, responder)
+        if body is None:
+            return
+        name = str(body.get("model") or body.get("name") or "")
+        stream = body.get("stream", True) is not False
+        model = self.find_model(name) or self._pullable_model(name)
+        index = self._record(method="POST", path=request.path, body=body, model=name, stream=stream)
+        if model is None:
+            error = "pull model manifest: file does not exist"
+            self._update(index, error=error, status=200 if stream else 500)
+            if stream:
+                await responder.start(200, NDJSON)
+                await responder.write(line({"status": "pulling manifest"}))
+                await responder.write(line({"error": error}))
+                await responder.end()
+            else:
+                await responder.json(500, {"error": error})
+            return
+        digest = f"sha256:{model.digest}"
+        statuses: list[dict[str, Any]] = [{"status": "pulling manifest"}]
+        for step in range(5):
+            statuses.append(
+                {
+                    "status": f"pulling {model.digest[:12]}",
+                    "digest": digest,
+                    "total": model.size,
+                    "completed": model.size * step // 4,
+                }
+            )
+        statuses += [
+            {"status": "verifying sha256 digest"},
+            {"status": "writing manifest"},
+            {"status": "success"},
+        ]
+        self.add_model(model)
+        self._update(index, finished=True)
+        if not stream:
+            await responder.json(200, statuses[-1])
+            return
+        await responder.start(200, NDJSON)
+        for status in statuses:
+            await responder.write(line(status))
+            await anyio.sleep(self.latency / len(statuses))
+        await responder.end()
 
     async def _generate(self, request: HttpRequest, responder: Responder) -> None:
         await _completion.handle(self, request, responder, endpoint="generate")

@@ -1,15 +1,23 @@
-"""The emulator's model registry: what `/api/tags`, `/api/show` and `/api/ps` report.
+"""The emulator's models: what `/api/tags`, `/api/show` and `/api/ps` report, and their template.
 
 Values follow the published `llama3.1` / `llama3.2` / `llama3.3` models (PROTOCOL.md §1.7, §3.1):
 `llama.context_length` 131072, the Modelfile stop list, capabilities `["completion","tools"]`, the
 Go template read back by `/api/show`.
+
+`render_chat` renders that template the way Ollama does for `/api/chat` (and templated
+`/api/generate`): the llama3.1 Go template (PROTOCOL.md §1.7) and its llama3.2 variant, with
+Ollama's `collate` step (§2.1): system messages joined into `.System`, consecutive same-role
+messages merged, roles the template does not know dropped, tools only in the last user message,
+`tool` rendered as `ipython`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -243,3 +251,110 @@ def keep_alive_seconds(keep_alive: Any) -> float:
     with contextlib.suppress(ValueError):
         return float(text)
     return 300.0
+
+
+# --- the chat template ---------------------------------------------------------------------------
+
+_TOOLS_SYSTEM = (
+    "When you receive a tool call response, use the output to format an answer to the orginal "
+    "user question.\n\nYou are a helpful assistant with tool calling capabilities."
+)
+_TOOLS_USER = (
+    "Given the following functions, please respond with a JSON for a function call with its "
+    "proper arguments that best answers the given prompt.\n\nRespond in the format "
+    '{"name": function name, "parameters": dictionary of argument name and its value}. '
+    "Do not use variables.\n\n"
+)
+_HEADER = "<|start_header_id|>{}<|end_header_id|>"
+
+
+def _collate(
+    messages: Sequence[Mapping[str, Any]], model_system: str
+) -> tuple[str, list[dict[str, Any]]]:
+    systems = [str(m.get("content") or "") for m in messages if m.get("role") == "system"]
+    if model_system and (not messages or messages[0].get("role") != "system"):
+        systems.insert(0, model_system)
+    merged: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        if role not in ("user", "assistant", "tool"):
+            continue
+        if merged and merged[-1]["role"] == role and role != "tool":
+            previous = merged[-1]
+            previous["content"] = f"{previous['content']}\n\n{message.get('content') or ''}"
+            previous["tool_calls"] = [*previous["tool_calls"], *(message.get("tool_calls") or [])]
+            continue
+        merged.append(
+            {
+                "role": role,
+                "content": str(message.get("content") or ""),
+                "tool_calls": list(message.get("tool_calls") or []),
+            }
+        )
+    return "\n\n".join(systems), merged
+
+
+def render_chat(
+    messages: Sequence[Mapping[str, Any]],
+    tools: Sequence[Mapping[str, Any]],
+    *,
+    family: str | None,
+    model_system: str = "",
+) -> str:
+    """The prompt Ollama's llama3.x template makes of `messages` (without the BOS)."""
+    system, turns = _collate(messages, model_system)
+    out: list[str] = []
+    if family == "3.2":
+        out.append(_HEADER.format("system") + "\n\nCutting Knowledge Date: December 2023\n\n")
+        if system:
+            out.append(system)
+        if tools:
+            out.append(_TOOLS_SYSTEM)
+        out.append("<|eot_id|>")
+    elif system or tools:
+        out.append(_HEADER.format("system"))
+        if system:
+            out.append(f"\n\n{system}")
+        if tools:
+            out.append(f"\n\nCutting Knowledge Date: December 2023\n\n{_TOOLS_SYSTEM}")
+        out.append("<|eot_id|>")
+    for index, turn in enumerate(turns):
+        last = index == len(turns) - 1
+        content = turn["content"]
+        if turn["role"] == "user":
+            out.append(_HEADER.format("user"))
+            if tools and last:
+                listed = "".join(_go_json(tool) + "\n" for tool in tools)
+                question = "" if family == "3.2" else "Question: "
+                out.append(f"\n\n{_TOOLS_USER}{listed}\n{question}{content}<|eot_id|>")
+            else:
+                out.append(f"\n\n{content}<|eot_id|>")
+            if last:
+                out.append(_HEADER.format("assistant") + "\n\n")
+        elif turn["role"] == "assistant":
+            out.append(_HEADER.format("assistant"))
+            if turn["tool_calls"]:
+                out.append("\n")
+                for call in turn["tool_calls"]:
+                    function = call.get("function") or {}
+                    arguments = json.dumps(
+                        function.get("arguments") or {}, separators=(",", ":"), sort_keys=True
+                    )
+                    out.append(
+                        f'\n{{"name": "{function.get("name", "")}", "parameters": {arguments}}}'
+                    )
+            else:
+                out.append(f"\n\n{content}")
+            if not last:
+                out.append("<|eot_id|>")
+        else:
+            out.append(_HEADER.format("ipython") + f"\n\n{content}<|eot_id|>")
+            if last:
+                out.append(_HEADER.format("assistant") + "\n\n")
+    return "".join(out)
+
+
+def _go_json(value: Any) -> str:
+    # Go's json.Marshal: compact, and <, > and & escaped.
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -4,6 +4,10 @@ The emulator is a real HTTP server on 127.0.0.1 that speaks Ollama's API. It pla
 with a *script*: a function of the request (the exact prompt, the tool results so far) that
 returns what the model writes. Every request it gets is recorded in `emu.requests` /
 `emu.completions`, prompt included. No model, GPU or network is needed.
+
+The `testing` extra's pytest plugin already gives every test `ollama_emulator` and
+`scripted_agent` (see the README); the fixtures here do the same on the test's own event loop,
+built for your agent, so its async methods (`await emu.refuse_connections()`) are awaited directly.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llama_agent_tools._sandbox import _launch
 
 from agent.testing import OllamaEmulator, Script
+from llama_agent_tools._sandbox import _launch
 
 CONFIG = """\
 model: llama3.1

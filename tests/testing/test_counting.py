@@ -10,7 +10,7 @@ import pytest
 
 from agent.llama3 import common_prefix_length, count_tokens, tokenizer_is_exact
 from agent.testing import OllamaEmulator, answer
-from agent.testing._counting import PromptCounter
+from agent.testing._completion import PromptCounter
 
 exact_only = pytest.mark.skipif(
     not tokenizer_is_exact(), reason="incremental counting needs the exact tokenizer"

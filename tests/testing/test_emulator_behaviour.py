@@ -230,3 +230,46 @@ async def test_num_parallel_queues_and_max_queue_rejects() -> None:
                     tg.start_soon(one)
         # One runs, one waits in the queue, the third finds the queue full.
         assert sorted(results) == [200, 200, 503]
+
+
+async def test_recording_is_complete_by_default_and_bounded_on_request() -> None:
+    async with OllamaEmulator(answer("ok")) as emu, httpx.AsyncClient(base_url=emu.url) as http:
+        for _ in range(30):
+            await http.get("/api/version")
+        assert len(emu.requests) == 30
+    async with (
+        OllamaEmulator(answer("ok"), max_records=3) as emu,
+        httpx.AsyncClient(base_url=emu.url) as http,
+    ):
+        for _ in range(5):
+            await http.get("/api/version")
+        await generate(http, PROMPT, stream=False)
+        assert [r.path for r in emu.requests] == ["/api/version"] * 2 + ["/api/generate"]
+        assert emu.completions[-1].finished  # the newest record is still updated in place
+    with pytest.raises(ValueError, match="max_records"):
+        OllamaEmulator(max_records=-1)
+
+
+async def test_a_request_whose_record_was_dropped_still_gets_its_answer() -> None:
+    # A streamed answer outlives its record (here: `max_records=1` and a second request while
+    # the first is stalled): updating the dropped record does nothing, nothing else changes.
+    async with (
+        OllamaEmulator(
+            answer("a b"), max_records=1, faults=[Stall(after_chunks=1, seconds=0.3)]
+        ) as emu,
+        httpx.AsyncClient(base_url=emu.url, timeout=10) as http,
+    ):
+        async with anyio.create_task_group() as tg:
+            results: list[tuple[int, list[dict[str, Any]]]] = []
+
+            async def first() -> None:
+                results.append(await generate(http, PROMPT))
+
+            tg.start_soon(first)
+            await anyio.sleep(0.1)
+            await http.get("/api/version")
+        [(status, lines)] = results
+        assert status == 200
+        assert "".join(line.get("response", "") for line in lines) == "a b"
+        assert [r.path for r in emu.requests] == ["/api/version"]
+        assert emu.errors == []

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.testing._generation import run_generation, split_tokens
+from agent.testing._response import run_generation, split_tokens
 
 CALL = '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}<|eom_id|>'
 

@@ -6,10 +6,10 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from llama_agent_tools import SandboxLimits
-from llama_agent_tools._sandbox._launch import forget_probes, resolve_launch
 
 from agent.errors import SandboxUnavailableError
+from llama_agent_tools import SandboxLimits
+from llama_agent_tools._sandbox._launch import forget_probes, resolve_launch
 
 
 def require_sandbox() -> None:

@@ -12,12 +12,12 @@ from typing import Any
 
 import anyio
 import pytest
-from llama_agent_tools import BUILTIN_TOOLSETS
-from llama_agent_tools._sandbox import _launch
-from llama_agent_tools.code import Sandbox, SandboxLimits, SandboxResult, code_tools, format_result
 
 from agent import Tool
 from agent.errors import DeveloperError, SandboxUnavailableError, ToolExecutionError
+from llama_agent_tools import BUILTIN_TOOLSETS
+from llama_agent_tools._sandbox import _launch
+from llama_agent_tools.code import Sandbox, SandboxLimits, SandboxResult, code_tools, format_result
 
 LIMITS = SandboxLimits(wall_seconds=5.0, cpu_seconds=2, output_bytes=64 << 10)
 

@@ -10,10 +10,10 @@ import time
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from llama_agent_tools import _calc
-from llama_agent_tools.math import evaluate, format_value, math_tools
 
 from agent.errors import ToolExecutionError
+from llama_agent_tools import _calc
+from llama_agent_tools.math import evaluate, format_value, math_tools
 
 # Refusals must take milliseconds; the bound is generous for a loaded 2-core machine, and the
 # unbounded computations take minutes to forever, so the test still fails if a guard is missing.

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from llama_agent_tools._sandbox._child import CPU_EXIT
 from llama_agent_tools.code import Sandbox, SandboxLimits, SandboxResult
-
 from tests.tools.procs import descendants, with_marker
 
 pytestmark = pytest.mark.usefixtures("bwrap")

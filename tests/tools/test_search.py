@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 from ddgs.exceptions import DDGSException, TimeoutException
 from ddgs.http_client import HttpClient, Response
+
+from agent import Agent
+from agent.errors import DeveloperError, ToolExecutionError
+from agent.testing import OllamaEmulator, call_tool
 from llama_agent_tools.search import (
     SearchOptions,
     format_results,
@@ -21,10 +25,6 @@ from llama_agent_tools.search import (
     search_sync,
     search_tools,
 )
-
-from agent import Agent
-from agent.errors import DeveloperError, ToolExecutionError
-from agent.testing import OllamaEmulator, call_tool
 
 RESULT = """
 <div class="result results_links results_links_deep web-result ">
