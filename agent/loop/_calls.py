@@ -84,6 +84,10 @@ class Slot:
     elapsed: float = 0.0  # seconds it ran before the run's deadline stopped it
     announced: bool = False  # its ToolCallFinished already went out, as it finished
     cancelled: bool = False  # stopped from outside the run (its task group was cancelled)
+    abandoned: bool = False  # it ignored being stopped and was left running (see agent.toolkit)
+
+    def abandon(self) -> None:
+        self.abandoned = True
 
     @property
     def tool_name(self) -> str | None:
@@ -204,7 +208,7 @@ async def execute(slots: Sequence[Slot], *, context: RunContext[Any], deadline: 
     async def run_one(slot: Slot) -> None:
         assert slot.tool is not None
         assert slot.bound is not None
-        slot.result = await slot.tool.execute(slot.bound, context=context)
+        slot.result = await slot.tool.execute(slot.bound, context=context, on_abandon=slot.abandon)
 
     began = anyio.current_time()
     with anyio.CancelScope(deadline=deadline) as scope:
@@ -255,7 +259,9 @@ class Running:
         assert slot.bound is not None
         try:
             with scope:
-                slot.result = await slot.tool.execute(slot.bound, context=self._context)
+                slot.result = await slot.tool.execute(
+                    slot.bound, context=self._context, on_abandon=slot.abandon
+                )
         finally:
             if slot.result is None:
                 slot.elapsed = anyio.current_time() - self._began
@@ -300,8 +306,8 @@ def _result_text(slot: Slot) -> str:
     if slot.result is not None:
         return slot.result.text
     if slot.cancelled:
-        return _cancelled_text(slot.tool.name)
-    return _run_time_limit_text(slot.tool.name)
+        return _cancelled_text(slot.tool.name, abandoned=slot.abandoned)
+    return _run_time_limit_text(slot.tool.name, abandoned=slot.abandoned)
 
 
 def settle(
@@ -360,7 +366,7 @@ def _interrupted_text(slot: Slot) -> str:
         return slot.feedback
     if slot.result is not None:
         return slot.result.text
-    return _cancelled_text(slot.tool_name or slot.call.name)
+    return _cancelled_text(slot.tool_name or slot.call.name, abandoned=slot.abandoned)
 
 
 def _finished(slot: Slot, step: int, result: ToolResult | None, text: str) -> ToolCallFinished:
@@ -421,9 +427,16 @@ def _malformed_text(call: llama3.MalformedCall) -> str:
     )
 
 
-def _run_time_limit_text(tool: str) -> str:
+def _run_time_limit_text(tool: str, *, abandoned: bool) -> str:
+    if abandoned:
+        return (
+            f"Error: {tool} did not finish before the run's time limit; it ignored being "
+            "stopped and was abandoned."
+        )
     return f"Error: {tool} did not finish before the run's time limit; it was stopped."
 
 
-def _cancelled_text(tool: str) -> str:
+def _cancelled_text(tool: str, *, abandoned: bool) -> str:
+    if abandoned:
+        return f"Error: the run was cancelled before {tool} finished; {tool} was abandoned."
     return f"Error: the run was cancelled before {tool} finished."

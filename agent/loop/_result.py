@@ -7,6 +7,7 @@ Also the neutral dict forms (`RunResult.to_dict`, `message_to_dict`) that `--jso
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -240,9 +241,12 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 
 
 def plain_data(value: Any) -> Any:
-    """Mappings and sequences as dicts and lists, so `json.dumps` takes them."""
+    """Mappings and sequences as dicts and lists, so `json.dumps` takes them; a float JSON has
+    no number for (a model's `1e999`) as the string JavaScript would print, never `Infinity`."""
     if isinstance(value, Mapping):
         return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain_data(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
     return value

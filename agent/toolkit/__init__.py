@@ -12,9 +12,17 @@ agent's tools and resolves calls, built-ins included.
 The modules: `_tool` (the definition: `Tool`, `@tool`, `Toolbox`, option checks), `_schema`
 (function -> JSON schema and pydantic converter), `_describe` (the type notes shown to the model),
 `_validate` (argument checks, coercions, problem lines), `_execute` (running a call: `RunContext`,
-threads, timeouts, `ToolResult`).
+timeouts, errors as results, `ToolResult`), `_abandon` (threads and tasks a caller can walk away
+from; caps on abandoned calls; the blocked-loop watchdog), `_toolsets` (tool packages found
+through entry points, their settings).
 """
 
+from agent.toolkit._abandon import (
+    ABANDON_AFTER,
+    BLOCKED_LOOP_WARNING,
+    abandoned_calls,
+    set_abandoned_limit,
+)
 from agent.toolkit._execute import (
     BoundCall,
     RunContext,
@@ -42,6 +50,8 @@ from agent.toolkit._toolsets import (
 )
 
 __all__ = [
+    "ABANDON_AFTER",
+    "BLOCKED_LOOP_WARNING",
     "DEFAULT_MAX_OUTPUT",
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
@@ -56,8 +66,10 @@ __all__ = [
     "Toolset",
     "ToolsetCheck",
     "ToolsetContext",
+    "abandoned_calls",
     "check_settings",
     "find_toolsets",
+    "set_abandoned_limit",
     "set_thread_limit",
     "tool",
     "tool_thread_limiter",

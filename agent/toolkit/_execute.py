@@ -1,13 +1,16 @@
-"""Run one validated call: the run context, deadline, worker threads, results as text, errors as
-results.
+"""Run one validated call: the run context, deadline, results as text, errors as results.
 
-Sync tools run in worker threads under a capacity limiter, async tools are awaited, both under
-`anyio.move_on_after(timeout)`. Cancellation (a deadline, or the run being cancelled) reaches an
-async tool at its next `await`. A thread cannot be interrupted from outside: the call is
-*abandoned* (`abandon_on_cancel=True`), so the caller gets its timeout result or its
-cancellation at once, the limiter slot is freed, and the thread runs on until the function
-returns, its result discarded. Sync tools that may run long should call
-`anyio.from_thread.check_cancelled()` now and then to stop early once abandoned.
+Sync tools run in worker threads under a capacity limiter, async tools in a task of their own
+(see `_abandon`), both under the tool's timeout. Cancellation (a deadline, or the run being
+cancelled) reaches an async tool at its next `await`. A thread cannot be interrupted from
+outside: the call is *abandoned*, so the caller gets its timeout result or its cancellation at
+once, the limiter slot is freed, and the thread runs on until the function returns, its result
+discarded. Sync tools that may run long should call `anyio.from_thread.check_cancelled()` now
+and then to stop early once abandoned. An async tool that ignores its cancellation is abandoned
+the same way, `ABANDON_AFTER` seconds later.
+
+Whatever a tool raises becomes the call's error result, `SystemExit` included; only
+cancellation and `KeyboardInterrupt` go through (`escapes` says why).
 
 Failures and timeouts are logged on the `agent.tools` logger as one WARNING line naming the tool
 and the error (an expected failure, such as a search without network, is not a crash); the
@@ -26,11 +29,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-import anyio.to_thread
 from anyio.lowlevel import RunVar
 from pydantic_core import PydanticSerializationError, to_json
 
 from agent.errors import DeveloperError, ModelError, ToolExecutionError
+from agent.toolkit._abandon import Outcome, in_task, in_thread, refusal
 
 if TYPE_CHECKING:
     from agent.toolkit._tool import Tool
@@ -127,29 +130,39 @@ async def execute_call(
     *,
     context: RunContext[Any] | None,
     limiter: anyio.CapacityLimiter | None,
+    on_abandon: Callable[[], object] | None = None,
 ) -> ToolResult:
-    """Run `call` with `tool`'s deadline; every failure but cancellation becomes an error result."""
+    """Run `call` with `tool`'s deadline; whatever the tool raises becomes an error result, but
+    cancellation and `KeyboardInterrupt` (see `escapes`)."""
     start = time.perf_counter()
     name = tool.name
-    value: Any = None
-    failure: BaseException | None = None
-    with anyio.move_on_after(tool.timeout) as scope:
-        try:
-            function = _prepared(tool, call, context)
-            if tool.is_async:
-                value = await function()
-            else:
-                value = await anyio.to_thread.run_sync(
-                    function, abandon_on_cancel=True, limiter=limiter or tool_thread_limiter()
-                )
-        except Exception as exc:
-            failure = exc
+    refused = refusal(name)
+    if refused is not None:
+        logger.warning("tool %s refused: too many of its calls were abandoned", name)
+        error = ToolExecutionError(refused)
+        return _result(refused, tool, is_error=True, exception=error, duration=0.0)
+    try:
+        function = _prepared(tool, call, context)
+    except BaseException as exc:
+        if escapes(exc):
+            raise
+        outcome = Outcome(error=exc)
+    else:
+        if tool.is_async:
+            outcome = await in_task(name, function, time_limit=tool.timeout, on_abandon=on_abandon)
+        else:
+            outcome = await in_thread(
+                name, function, time_limit=tool.timeout, limiter=limiter or tool_thread_limiter()
+            )
     duration = time.perf_counter() - start
-    if scope.cancelled_caught:
-        error = _timeout_error(name, tool.timeout)
+    if outcome.timed_out:
+        error = _timeout_error(name, tool.timeout, abandoned=outcome.abandoned and tool.is_async)
         logger.warning("tool %s timed out after %g s", name, tool.timeout)
         return _result(str(error), tool, is_error=True, exception=error, duration=duration)
+    failure = outcome.error
     if failure is not None:
+        if escapes(failure):
+            raise failure
         _log_failure(f"tool {name} failed", failure)
         return _result(
             _error_text(name, failure),
@@ -160,7 +173,7 @@ async def execute_call(
             duration=duration,
         )
     try:
-        text = result_text(value)
+        text = result_text(outcome.value)
     except Exception as exc:  # a __str__ that raises
         _log_failure(f"tool {name}: its result cannot be shown as text", exc)
         return _result(
@@ -172,6 +185,17 @@ async def execute_call(
             duration=duration,
         )
     return _result(text, tool, is_error=False, duration=duration)
+
+
+def escapes(exc: BaseException) -> bool:
+    """What a tool may raise through `execute`: KeyboardInterrupt (the user's Ctrl-C, which
+    lands in whatever code runs when it comes: swallowed, the program would go on after being
+    told to stop) and cancellation of the caller's own (the way deadlines and `task.cancel()`
+    work; a cancellation the tool raised by itself, in a task of its own, is its error).
+    SystemExit and the rest, and groups of them, become the call's error."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(escapes(inner) for inner in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)
 
 
 def _log_failure(what: str, exc: BaseException) -> None:
@@ -204,10 +228,13 @@ def _prepared(
     return functools.partial(tool.function, *args, **values)
 
 
-def _timeout_error(name: str, timeout: float) -> ToolExecutionError:
+def _timeout_error(name: str, timeout: float, *, abandoned: bool) -> ToolExecutionError:
     """What `raise ToolExecutionError(...) from TimeoutError(...)` would make, without raising:
     the error tree's type for the program, the TimeoutError as its cause."""
-    error = ToolExecutionError(f"{name} timed out after {timeout:g} s")
+    text = f"{name} timed out after {timeout:g} s"
+    if abandoned:
+        text += "; it ignored being stopped and was abandoned"
+    error = ToolExecutionError(text)
     error.__cause__ = TimeoutError(f"no result within {timeout:g} s")
     error.__suppress_context__ = True
     return error

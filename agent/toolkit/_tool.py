@@ -343,21 +343,27 @@ class Tool(Generic[P, R]):
         *,
         context: RunContext[Any] | None = None,
         limiter: anyio.CapacityLimiter | None = None,
+        on_abandon: Callable[[], object] | None = None,
     ) -> ToolResult:
         """Run a validated call under the tool's timeout and return what the model sees.
 
-        Never raises, except cancellation: an exception, a timeout or a missing run context
-        becomes `ToolResult(is_error=True, ...)`, with the exception and traceback kept for
-        the program. Sync functions run in a worker thread under `limiter` (default: the
-        event loop's tool limiter, see `set_thread_limit`); on timeout or cancellation the
-        thread is abandoned and runs on until the function returns.
+        Never raises, except cancellation and KeyboardInterrupt: an exception (SystemExit
+        included), a timeout or a missing run context becomes `ToolResult(is_error=True, ...)`,
+        with the exception and traceback kept for the program. Sync functions run in a worker
+        thread under `limiter` (default: the event loop's tool limiter, see
+        `set_thread_limit`), async ones in a task of their own; on timeout or cancellation the
+        thread is abandoned, and so is a task that does not end within `ABANDON_AFTER` seconds
+        of being cancelled (`on_abandon` is called when that happens on cancellation). Past
+        `set_abandoned_limit`'s caps, the tool's calls are refused.
         """
         if call.tool is not self:
             error = ToolExecutionError(
                 f"this call was validated by tool {call.tool.name!r}, not {self.name!r}"
             )
             return ToolResult(text=f"{self.name} failed: {error}", is_error=True, exception=error)
-        return await execute_call(self, call, context=context, limiter=limiter)
+        return await execute_call(
+            self, call, context=context, limiter=limiter, on_abandon=on_abandon
+        )
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -65,6 +65,14 @@ class ArgumentChecker:
     def check(self, arguments: Mapping[str, Any]) -> Checked:
         """Validate, coerce, convert; raise `InvalidArgumentsError` listing every problem."""
         current: Any = dict(arguments) if isinstance(arguments, Mapping) else arguments
+        if not (self._fast is not None and self._fast(current)):
+            # JSON has no infinity or NaN: `1e999` parses as inf, and no tool means that.
+            odd = [
+                f"argument '{path_text(p)}' must be a finite number, got {v}"
+                for p, v in _non_finite(current, ())
+            ]
+            if odd:
+                raise InvalidArgumentsError(self._tool, odd)
         coercions: list[str] = []
         for _ in range(_ROUNDS):
             errors = self._errors(current)
@@ -112,6 +120,18 @@ class ArgumentChecker:
                     given, now = show(leaf.instance), show(replaced)
                     made.append(f"argument '{path_text(path)}': {given} -> {now}")
         return root, made
+
+
+def _non_finite(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Where `value` holds an infinite or NaN float, and how it was written (`1e999`: Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
 
 
 def _allowed_types(schema: Any, root: Mapping[str, Any]) -> set[str]:
