@@ -175,6 +175,6 @@ def _describe(box: Sandbox) -> str:
     return (
         f"Run a Python 3 program {where}. Standard library only"
         f"{' plus the configured packages' if box.python_path else ''}. Each run starts fresh; "
-        f"limits: {limits.wall_seconds:g} s, {limits.memory_bytes >> 20} MiB. "
+        f"limits: {limits.wall_seconds:g} s, {limits.budget()[0] >> 20} MiB. "
         "Returns the status, stdout and stderr."
     )

@@ -44,7 +44,7 @@ def test_format_follows_metas_code_interpreter() -> None:
     [
         ({"stopped": "timeout", "exit_code": None}, "the wall-clock limit of 5 s was reached"),
         ({"stopped": "cpu", "exit_code": 121}, "the CPU-time limit of 2 s was reached"),
-        ({"stopped": "memory", "exit_code": 120}, "out of memory (limit 1024 MiB per process)"),
+        ({"stopped": "memory", "exit_code": 120}, "out of memory (limit 512 MiB per process)"),
         ({"stopped": "output", "exit_code": None}, "printed more than 64 KiB"),
         ({"stopped": "signal", "exit_code": None, "signal": 11}, "killed by SIGSEGV"),
         ({"stopped": "signal", "exit_code": None, "signal": 9}, "CPU-time hard limit"),

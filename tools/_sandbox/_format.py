@@ -23,7 +23,7 @@ def _status(result: SandboxResult, limits: SandboxLimits) -> str:
         case "cpu":
             return f"stopped: the CPU-time limit of {limits.cpu_seconds} s was reached"
         case "memory":
-            return f"stopped: out of memory (limit {limits.memory_bytes >> 20} MiB per process)"
+            return f"stopped: out of memory (limit {limits.budget()[0] >> 20} MiB per process)"
         case "output":
             return (
                 f"stopped: the program printed more than {limits.output_bytes >> 10} KiB; "

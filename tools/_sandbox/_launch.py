@@ -2,9 +2,11 @@
 
 bubblewrap (`--unshare-all --die-with-parent --new-session --clearenv`) gives every run its own
 user, pid, network, ipc, uts and cgroup namespaces (uid 65534 inside, no capabilities, no nested
-user namespaces), a read-only `/usr`, interpreter prefix and `python_path`, fresh `/proc` and
-`/dev`, and size-limited tmpfs `/work`, `/tmp` and `/dev/shm`; everything else is read-only.
-Nothing else of the host is mounted: no `/etc`, `/home`, `/root`, no sockets.
+user namespaces), a syscall filter (`_seccomp`), read-only mounts of what the interpreter needs
+(its executable, standard library and shared libraries' directories, the time-zone database)
+and of `python_path`, fresh `/proc` and `/dev`, and size-limited tmpfs `/work`, `/tmp` and
+`/dev/shm`; everything else is read-only. Nothing else of the host is mounted: no `/etc`,
+`/home`, `/root`, `/usr/local`, no other programs, no sockets.
 
 When the runtime is root, bwrap itself is started as uid 65534 (through `setpriv`): for root the
 kernel ignores RLIMIT_NPROC, so a fork bomb would be contained but not limited (SANDBOX.md §1c).
@@ -14,6 +16,7 @@ system's `python3`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -28,6 +31,7 @@ from typing import Any
 
 from agent.errors import SandboxUnavailableError
 
+from ._seccomp import filter_fd, unavailable_reason
 from ._types import SandboxLimits
 
 __all__ = ["INSTALL_HINT", "Launch", "forget_probes", "resolve_launch"]
@@ -58,11 +62,16 @@ class Launch:
     user: int | None = None
     """Real uid and gid for `Popen` to switch to (when there is no `setpriv`)."""
     sandboxed: bool = True
+    seccomp: bool = False
+    """bwrap installs the syscall filter, read from the descriptor given to `command`."""
     description: str = ""
 
-    def command(self, info_fd: int | None = None) -> list[str]:
-        """The full command; bwrap reports the sandbox's pid on `info_fd`."""
+    def command(self, info_fd: int | None = None, seccomp_fd: int | None = None) -> list[str]:
+        """The full command; bwrap reports the sandbox's pid on `info_fd` and reads the syscall
+        filter from `seccomp_fd` (see `_seccomp.filter_fd`)."""
         info = ["--info-fd", str(info_fd)] if info_fd is not None else []
+        if seccomp_fd is not None:
+            info += ["--seccomp", str(seccomp_fd)]
         return [*self.wrapper, self.argv[0], *info, *self.argv[1:]]
 
     def identity(self) -> dict[str, Any]:
@@ -76,7 +85,8 @@ class Launch:
 def _child_argv(
     python: str, limits: SandboxLimits, paths: Sequence[str], *, count: bool
 ) -> list[str]:
-    numbers = (limits.cpu_seconds, limits.memory_bytes, limits.processes, limits.file_bytes)
+    memory, processes = limits.budget()
+    numbers = (limits.cpu_seconds, memory, processes, limits.file_bytes)
     return [python, "-I", "-S", "-c", _CHILD_SOURCE, *map(str, numbers), str(int(count)), *paths]
 
 
@@ -92,16 +102,73 @@ def _bwrap_options(bwrap: str) -> frozenset[str]:
     return frozenset(re.findall(r"--[a-z][a-z0-9-]*", done.stdout.decode(errors="replace")))
 
 
-def _root_entries() -> list[str]:
-    """Mount `/bin`, `/lib*`, `/sbin` as the host has them: symlinks into /usr, or directories."""
+def _root_links() -> list[str]:
+    """`/bin`, `/lib*`, `/sbin` as the host's symlinks into /usr (where they are directories,
+    only what the interpreter needs of them is mounted, by `_interpreter_mounts`)."""
     args: list[str] = []
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         path = Path("/", name)
         if path.is_symlink():
             args += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
     return args
+
+
+_ASK_PATHS = (
+    "import sys, sysconfig\n"
+    "v = sysconfig.get_config_var\n"
+    "for p in (sysconfig.get_paths()['stdlib'], sysconfig.get_paths()['platstdlib'],"
+    " v('DESTSHARED') or '', v('LIBDIR') if v('Py_ENABLE_SHARED') else ''): print(p)"
+)
+
+
+@functools.cache
+def _interpreter_mounts(python: str) -> tuple[str, ...]:
+    """What the interpreter needs, and nothing else of the host: its executable, its standard
+    library, the directories of the shared libraries it and its extension modules load (found
+    with `ldd`), and the time-zone database. Not `/usr/local`, not the host's other programs."""
+    found: list[str] = [python]
+    try:
+        done = subprocess.run(
+            [python, "-I", "-S", "-c", _ASK_PATHS],
+            capture_output=True,
+            timeout=30,
+            check=True,
+            env={"PATH": _PATH},
+        )
+        stdlib = [p for p in done.stdout.decode().splitlines() if p]
+    except (OSError, subprocess.SubprocessError):
+        stdlib = []
+    found += stdlib
+    modules = [str(m) for d in stdlib for m in sorted(Path(d).glob("*.so")) if m.is_file()]
+    found += _library_dirs([python, *modules])
+    found.append("/usr/share/zoneinfo")
+    paths: list[str] = []
+    for path in sorted({os.path.realpath(p) for p in found if os.path.exists(p)}):
+        if not any(path.startswith(kept + "/") for kept in paths):  # inside one already mounted
+            paths.append(path)
+    return tuple(paths)
+
+
+def _library_dirs(files: Sequence[str]) -> list[str]:
+    """The directories of the shared libraries `files` load (the loader's own included), with
+    the directory each is named through (`/lib64` for `/lib64/ld-linux-x86-64.so.2`, a symlink
+    into the multiarch directory). Without `ldd`: the usual library directories."""
+    ldd = shutil.which("ldd", path=_PATH)
+    output = ""
+    if ldd is not None:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            output = subprocess.run(
+                [ldd, *files], capture_output=True, timeout=60, check=False, env={"PATH": _PATH}
+            ).stdout.decode(errors="replace")
+    libraries = set(re.findall(r"(?:=> |^\s+)(/\S+) \(0x", output, flags=re.MULTILINE))
+    if not libraries:
+        logger.warning("ldd found no libraries of %s: mounting the usual library dirs", files[0])
+        return ["/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64"]
+    dirs: set[str] = set()
+    for library in libraries:
+        dirs.add(os.path.realpath(os.path.dirname(library)))
+        dirs.add(os.path.dirname(os.path.realpath(library)))
+    return sorted(dirs)
 
 
 def _bwrap_argv(bwrap: str, python: str, limits: SandboxLimits, paths: Sequence[str]) -> list[str]:
@@ -116,12 +183,11 @@ def _bwrap_argv(bwrap: str, python: str, limits: SandboxLimits, paths: Sequence[
     argv += ["--clearenv", "--cap-drop", "ALL", "--uid", str(NOBODY), "--gid", str(NOBODY)]
     if "--disable-userns" in known:  # no nested user namespaces: less kernel attack surface
         argv.append("--disable-userns")
-    argv += ["--ro-bind", "/usr", "/usr", *_root_entries(), "--proc", "/proc", "--dev", "/dev"]
+    argv += [*_root_links(), "--proc", "/proc", "--dev", "/dev"]
     for scratch in ("/tmp", "/work", "/dev/shm"):  # /dev/shm: multiprocessing's semaphores
         argv += [*size, "--tmpfs", scratch]
-    for path in (_prefix(python), *paths):  # after the scratch dirs, which would hide them
-        if path != "/usr" and not path.startswith("/usr/"):
-            argv += ["--ro-bind", path, path]
+    for path in (*_interpreter_mounts(python), *paths):  # after the scratch dirs (they hide)
+        argv += ["--ro-bind", path, path]
     # bwrap's root and /dev are tmpfs without a size limit: read-only, or writes there could
     # fill the host's memory. The mounts inside them stay as they are.
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/work"]
@@ -130,11 +196,6 @@ def _bwrap_argv(bwrap: str, python: str, limits: SandboxLimits, paths: Sequence[
         argv += ["--setenv", name, value]
     # Each sandbox has its own user namespace, where RLIMIT_NPROC counts only its own processes.
     return [*argv, "--", *_child_argv(python, limits, paths, count=False)]
-
-
-def _prefix(python: str) -> str:
-    """The installation prefix of an interpreter: `/x/bin/python3.11` -> `/x`."""
-    return str(Path(python).parent.parent)
 
 
 def _candidates(python: str | None) -> list[str]:
@@ -167,17 +228,19 @@ def _open_to_others(python: str) -> bool:
 def _probe(launch: Launch) -> str:
     """Run `print(6 * 7)` the way a real run goes; return "" on success or what went wrong."""
     try:
-        done = subprocess.run(
-            launch.command(),
-            input=b"print(6 * 7)",
-            capture_output=True,
-            timeout=30,
-            check=False,
-            env=launch.env,
-            cwd="/",
-            start_new_session=True,
-            **launch.identity(),
-        )
+        with filter_fd() if launch.seccomp else contextlib.nullcontext() as seccomp:
+            done = subprocess.run(
+                launch.command(seccomp_fd=seccomp),
+                input=b"print(6 * 7)",
+                capture_output=True,
+                timeout=30,
+                check=False,
+                env=launch.env,
+                cwd="/",
+                start_new_session=True,
+                pass_fds=() if seccomp is None else (seccomp,),
+                **launch.identity(),
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         return str(exc)
     if done.returncode == 0 and done.stdout == b"42\n":
@@ -246,6 +309,9 @@ def _resolve(
     attempts += [(None, p) for p in _candidates(python)[:1]]
     problems: list[str] = []
     setpriv = shutil.which("setpriv")
+    unfiltered = unavailable_reason()
+    if unfiltered is not None:
+        logger.warning("the code sandbox runs WITHOUT a syscall filter: %s", unfiltered)
     for user, interpreter in attempts:
         wrapper: tuple[str, ...] = ()
         if user is not None and setpriv is not None:
@@ -255,7 +321,8 @@ def _resolve(
             env={"PATH": _PATH},  # no secrets: the sandbox's pid 1 starts with this environment
             wrapper=wrapper,
             user=None if wrapper else user,
-            description=_describe(bwrap, interpreter, user),
+            seccomp=unfiltered is None,
+            description=_describe(bwrap, interpreter, user, filtered=unfiltered is None),
         )
         problem = _probe(launch)
         if not problem:
@@ -278,8 +345,9 @@ def _resolve(
     )
 
 
-def _describe(bwrap: str, python: str, user: int | None) -> str:
+def _describe(bwrap: str, python: str, user: int | None, *, filtered: bool) -> str:
+    unfiltered = "" if filtered else ", NO syscall filter"
     if user is None and os.getuid() == 0:
-        return f"bubblewrap ({bwrap}) as root, {python}: process count NOT limited"
+        return f"bubblewrap ({bwrap}) as root, {python}: process count NOT limited{unfiltered}"
     who = f"uid {user}" if user is not None else f"uid {os.getuid()}"
-    return f"bubblewrap ({bwrap}) started as {who}, {python}"
+    return f"bubblewrap ({bwrap}) started as {who}, {python}{unfiltered}"

@@ -27,6 +27,7 @@ import anyio
 from ._child import CPU_EXIT, MEMORY_EXIT
 from ._launch import Launch
 from ._pids import InitPid, PidWatch
+from ._seccomp import filter_fd
 from ._types import SandboxLimits, SandboxResult, StopReason
 
 __all__ = ["Worker"]
@@ -72,10 +73,14 @@ class Worker:
         argv = list(launch.argv)
         keep: tuple[int, ...] = ()
         info_read = info_write = -1
+        seccomp = contextlib.ExitStack()
         if launch.sandboxed:
             info_read, info_write = os.pipe()
-            argv = launch.command(info_write)
             keep = (info_write,)
+            seccomp_fd = seccomp.enter_context(filter_fd()) if launch.seccomp else None
+            if seccomp_fd is not None:
+                keep += (seccomp_fd,)
+            argv = launch.command(info_write, seccomp_fd)
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -97,6 +102,7 @@ class Worker:
                 shutil.rmtree(self.workdir, ignore_errors=True)
             raise
         finally:
+            seccomp.close()  # bwrap has its copy
             if info_write >= 0:
                 os.close(info_write)
         self._init = InitPid(info_read) if info_read >= 0 else None

@@ -20,19 +20,24 @@ limit (an uncaught MemoryError), the output limit, or a signal from elsewhere.""
 class SandboxLimits:
     """What one run of code may use. Every limit applies to each run separately.
 
-    Memory and file size are per process (rlimits): a run may use up to `processes` times
-    `memory_bytes` in total. A portable total limit would need cgroups, which most hosts do not
-    delegate.
+    Memory and file size are per process (rlimits), so the run's total is kept within
+    `total_memory_bytes` by the number of processes: at most `total_memory_bytes //
+    memory_bytes` processes and threads may run at once (fewer than `processes` when the product
+    is over the total; see `budget`). A kernel-enforced total would need a delegated cgroup,
+    which most hosts do not give.
     """
 
     wall_seconds: Annotated[float, Gt(0)] = 10.0
     """Wall-clock time; the whole process tree is killed when it passes."""
     cpu_seconds: Annotated[int, Gt(0)] = 5
     """CPU time per process (RLIMIT_CPU): SIGXCPU, then SIGKILL one second later."""
-    memory_bytes: Size = 1 << 30
+    memory_bytes: Size = 512 << 20
     """Address space per process (RLIMIT_AS): allocations past it raise MemoryError."""
-    processes: Annotated[int, Gt(0)] = 32
+    processes: Annotated[int, Gt(0)] = 8
     """Processes and threads, counted inside the sandbox (RLIMIT_NPROC)."""
+    total_memory_bytes: Size = 4 << 30
+    """Address space of all the run's processes together: `processes` x `memory_bytes` is kept
+    within it by lowering the number of processes."""
     file_bytes: Size = 10 << 20
     """Largest file a run may write (RLIMIT_FSIZE)."""
     output_bytes: Size = 1 << 20
@@ -41,6 +46,12 @@ class SandboxLimits:
     """Size of each in-memory filesystem (`/work` and `/tmp`), when bubblewrap supports `--size`."""
     code_bytes: Size = 1 << 20
     """Largest snippet accepted."""
+
+    def budget(self) -> tuple[int, int]:
+        """The rlimits that keep the run within `total_memory_bytes`: (RLIMIT_AS, RLIMIT_NPROC),
+        their product at most the total."""
+        memory = min(self.memory_bytes, self.total_memory_bytes)
+        return memory, max(1, min(self.processes, self.total_memory_bytes // memory))
 
     def __post_init__(self) -> None:
         check_settings(self)
