@@ -94,7 +94,7 @@ def check_sandbox(settings: SandboxSettings | None) -> ToolsetCheck:
     if not sandbox.available:
         # The agent still runs (search, math); only the code tool's calls fail.
         return ToolsetCheck(what="sandbox", verdict="fail", detail=sandbox.problem or "unavailable")
-    verdict: Literal["ok", "warn"] = "ok" if sandbox.sandboxed else "warn"
+    verdict: Literal["ok", "warn"] = "ok" if sandbox.sandboxed and sandbox.filtered else "warn"
     return ToolsetCheck(what="sandbox", verdict=verdict, detail=sandbox.description)
 
 

@@ -90,6 +90,11 @@ class Sandbox:
         return self._launch is None or self._launch.sandboxed
 
     @property
+    def filtered(self) -> bool:
+        """True when bubblewrap installs the syscall filter (see `_seccomp`)."""
+        return self._launch is not None and self._launch.seccomp
+
+    @property
     def available(self) -> bool:
         """False when no code can run: bubblewrap is missing or cannot start here."""
         return self._launch is not None
