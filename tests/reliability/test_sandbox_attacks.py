@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from llama_agent_tools._sandbox._seccomp import unavailable_reason
-from llama_agent_tools.code import Sandbox, SandboxLimits, code_tools
 
 from agent import Limits
 from agent.testing import Script
+from llama_agent_tools._sandbox._seccomp import unavailable_reason
+from llama_agent_tools.code import Sandbox, SandboxLimits, code_tools
 from tests.loop.helpers import by_results, call, running
 from tests.tools.conftest import require_sandbox
 from tests.tools.procs import descendants, with_marker
