@@ -16,7 +16,7 @@ import pytest
 
 from agent import Limits, RunResult, Tool, tool
 from agent.errors import InvalidArgumentsError
-from agent.loop import ToolCallFinished
+from agent.loop import ToolCallFinished, event_to_dict
 from agent.testing import Script, ScriptRequest
 from agent.toolkit import _abandon as abandon
 from agent.toolkit import abandoned_calls, set_abandoned_limit
@@ -299,7 +299,12 @@ async def test_an_infinite_argument_is_invalid_and_the_result_stays_json(
         return '<|python_tag|>{"name": "square", "parameters": {"x": ' + written + "}}<|eom_id|>"
 
     async with running(script, tools=[square]) as (_, agent):
-        result: RunResult = await agent.run("Go.")
+        stream = agent.stream("Go.")
+        async with stream:
+            events = [event_to_dict(event) async for event in stream]
+    result: RunResult = stream.result
+    for event in events:  # --json lines: every event JSON too
+        json.dumps(event, allow_nan=False)
     assert result.messages[-2].content.startswith(
         "Error: invalid arguments for square:\n"
         f"square: argument 'x' must be a finite number, got {shown}"
