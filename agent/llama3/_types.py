@@ -1,7 +1,7 @@
 """The values the format layer works on: messages, tool calls, tool specs and parse results.
 
 Frozen, keyword-only dataclasses. The renderer also accepts the neutral dict form of
-`../shared/llama3/render_cases.json` (see `Message.from_dict` / `ToolSpec.from_dict`).
+`tests/llama3/data/render_cases.json` (see `Message.from_dict` / `ToolSpec.from_dict`).
 """
 
 from __future__ import annotations
