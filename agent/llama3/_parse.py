@@ -37,6 +37,8 @@ from agent.llama3._special import (
     LONGEST_SPECIAL,
     PYTHON_TAG,
     SPECIAL_PREFIXES,
+    SPECIAL_SET,
+    SPECIAL_SHAPE,
     SPECIAL_TOKEN_RE,
     START_HEADER,
     STOP_TOKENS,
@@ -84,28 +86,22 @@ class _Machine:
             return
         text = self._pending + chunk
         i = 0
-        while True:
-            j = text.find("<|", i)
-            if j < 0:
-                end = len(text) - 1 if not final and text.endswith("<") else len(text)
-                self._plain(text[i:end])
-                self._pending = text[end:]
-                return
-            m = SPECIAL_TOKEN_RE.match(text, j)
-            if m is not None:
-                self._plain(text[i:j])
+        # Special tokens are found by their shape, in C, and the text between them goes on in
+        # one piece: a Python step per `<|` made text full of lookalikes slow.
+        for m in SPECIAL_SHAPE.finditer(text):
+            if m.group() in SPECIAL_SET:
+                self._plain(text[i : m.start()])
                 self._special(m.group())
                 i = m.end()
-                continue
-            tail = text[j : j + LONGEST_SPECIAL]
-            # `tail` is the whole rest of the text (compared by length: copying the rest at
-            # every `<|` made text full of them quadratic).
-            if not final and j + len(tail) == len(text) and tail in SPECIAL_PREFIXES:
-                self._plain(text[i:j])
-                self._pending = tail
-                return
-            self._plain(text[i : j + 1])
-            i = j + 1
+        end = len(text)
+        if not final:
+            # Hold back the unfinished start of a special token the text may end in.
+            for k in range(max(i, end - LONGEST_SPECIAL + 1), end):
+                if text[k] == "<" and text[k:] in SPECIAL_PREFIXES:
+                    end = k
+                    break
+        self._plain(text[i:end])
+        self._pending = text[end:]
 
     def _plain(self, text: str) -> None:
         if not text:

@@ -43,14 +43,21 @@ from agent.llama3._types import MalformedCall
 # What the scanner looks for: where a call may start, and the small patterns it steps over.
 
 _FIXED = ("<function=", "```")
+_HEAD_WINDOW = 200
+"""How far past a bracket its head (a key, a name) is looked for."""
+_CUT_OFF_HEAD = 1024
+"""How much of a span cut off by the end of the text is read (its head names the call)."""
 
 
 @dataclass(frozen=True)
 class Triggers:
     """`regex` finds a possible call start; `prefixes` are the unfinished starts a chunk may
-    end in (held back while streaming); `longest` bounds how far back to look for them."""
+    end in (held back while streaming); `longest` bounds how far back to look for them.
+    `search` is `regex` for searching prose: it also skips the brackets whose next character
+    already says they open no call (`{(`, `[1`), which would be handed back to prose at once."""
 
     regex: re.Pattern[str]
+    search: re.Pattern[str]
     prefixes: frozenset[str]
     longest: int
 
@@ -60,10 +67,17 @@ def triggers(names: frozenset[str]) -> Triggers:
     """Where a call may start: brackets, tags, fences and `name.call(` for these names."""
     dotted = sorted(f"{name}.call(" for name in names)
     alternatives = "|".join(re.escape(d) for d in dotted)
-    regex = re.compile(r"[{\[]|<function=|```|(?<![\w.])(?:" + alternatives + ")")
+    rest = r"|<function=|```|(?<![\w.])(?:" + alternatives + ")"
+    regex = re.compile(r"[{\[]" + rest)
+    # What `_brace` takes: after `{` a quote or a key, after `[` a `{` or a name (past at most
+    # `_HEAD_WINDOW` blanks: beyond, the window holds none, and the candidate decides).
+    blanks = f"[ \\t\\r\\n]{{0,{_HEAD_WINDOW - 1}}}"
+    search = re.compile(
+        rf"\{{(?!{blanks}[^ \t\r\n\"'A-Za-z_])|\[(?!{blanks}[^ \t\r\n{{A-Za-z_])" + rest
+    )
     literals = (*_FIXED, *dotted)
     prefixes = frozenset(lit[:k] for lit in literals for k in range(1, len(lit)))
-    return Triggers(regex, prefixes, max(map(len, literals)))
+    return Triggers(regex, search, prefixes, max(map(len, literals)))
 
 
 # Tool names are short: a longer word is prose (and is not re-matched on every chunk).
@@ -149,28 +163,31 @@ def open_candidate(kind: Kind, at: int, cursor: int) -> Candidate:
 
 
 def advance(
-    cand: Candidate, buf: str, *, final: bool, open_at_end: set[int]
+    cand: Candidate, buf: str, *, final: bool, cut_off: dict[int, int]
 ) -> Prose | Span | None:
     """Follow `cand` through `buf`; None: wait for more text (never when `final`).
 
-    `open_at_end` holds brackets a scan already left open at the end of the text: a scan from
-    one of them would too, so it is not repeated (deeply nested unclosed text stays linear).
+    `cut_off` maps brackets that a scan left open where it stopped (the end of the text, or a
+    mismatched closer) to where that was: a scan from one of them would stop there too, in the
+    same state, so it is not repeated (deeply nested unclosed text stays linear).
     """
     if cand.kind == "brace":
-        return _brace(cand, buf, final=final, open_at_end=open_at_end)
+        return _brace(cand, buf, final=final, cut_off=cut_off)
     if cand.kind == "ftag":
         return _ftag(cand, buf, final=final)
-    return _balance(cand, buf, final=final, open_at_end=open_at_end)
+    return _balance(cand, buf, final=final, cut_off=cut_off)
 
 
 def _wait_or_prose(cand: Candidate, *, final: bool) -> Prose | None:
     return Prose(end=cand.start + 1) if final else None
 
 
-def _brace(cand: Candidate, buf: str, *, final: bool, open_at_end: set[int]) -> Prose | Span | None:
+def _brace(
+    cand: Candidate, buf: str, *, final: bool, cut_off: dict[int, int]
+) -> Prose | Span | None:
     if cand.phase == "head":
         opener = buf[cand.start]
-        rest = buf[cand.cursor : cand.cursor + 200].lstrip(" \t\r\n")
+        rest = buf[cand.cursor : cand.cursor + _HEAD_WINDOW].lstrip(" \t\r\n")
         if not rest:
             return _wait_or_prose(cand, final=final)
         if opener == "{":
@@ -190,25 +207,28 @@ def _brace(cand: Candidate, buf: str, *, final: bool, open_at_end: set[int]) -> 
             return Prose(end=cand.start + 1)
         cand.balance = Balance(opener, cand.start)
         cand.phase = "balance"
-    if cand.start in open_at_end:
-        return Span(end=len(buf), complete=False)
+    known = cut_off.get(cand.start)
+    if known is not None:
+        return Span(end=known, complete=False)
     if cand.cursor == cand.start + 1:
         end = json_end(buf, cand.start)
         if end is not None:
             return Span(end=end, complete=True)
-    return _balance(cand, buf, final=final, open_at_end=open_at_end)
+    return _balance(cand, buf, final=final, cut_off=cut_off)
 
 
-def _balance(cand: Candidate, buf: str, *, final: bool, open_at_end: set[int]) -> Span | None:
+def _balance(cand: Candidate, buf: str, *, final: bool, cut_off: dict[int, int]) -> Span | None:
     assert cand.balance is not None
     end = cand.balance.feed(buf, cand.cursor)
     if end is None:
         cand.cursor = len(buf)
         if not final:
             return None
-        open_at_end.update(cand.balance.open_at)
-        return Span(end=len(buf), complete=False)
-    return Span(end=end, complete=not cand.balance.failed)
+        end = len(buf)
+    elif not cand.balance.failed:
+        return Span(end=end, complete=True)
+    cut_off.update(dict.fromkeys(cand.balance.open_at, end))
+    return Span(end=end, complete=False)
 
 
 def _ftag(cand: Candidate, buf: str, *, final: bool) -> Prose | Span | None:
@@ -258,8 +278,11 @@ def read_span(
     cand: Candidate, buf: str, span: Span, allowed: frozenset[str] | None
 ) -> Reading | None:
     """What the candidate's text reads as; None when it is no call at all."""
-    text = buf[cand.start : span.end]
     complete = span.complete
+    # A span cut off by the end of the text is only ever read at its head (to name the botched
+    # call): copying the rest of the text for each one made unclosed nesting quadratic.
+    end = span.end if complete else min(span.end, cand.start + _CUT_OFF_HEAD)
+    text = buf[cand.start : end]
     if cand.kind == "brace":
         if text[0] == "{" or text[1:].lstrip().startswith("{"):
             return read_json(text, complete=complete)
@@ -272,7 +295,9 @@ def read_span(
     if span.no_args:
         why = f"the call to '{name}' has no JSON arguments after it"
         return Reading(form="function_tag", broken=why, name=name)
-    body = buf[cand.body_start : cand.body_end] if cand.body_start >= 0 else None
+    body = None
+    if cand.body_start >= 0:
+        body = buf[cand.body_start : cand.body_end] if complete else ""
     return read_function_tag(cand.name, body, complete=complete)
 
 
@@ -439,9 +464,9 @@ class Scanner:
         self._line_text = False
         self._fresh = True
         self._last_char = ""  # the last non-blank character committed
-        # Brackets a scan left open at the end of the text: a scan from one of them would
-        # also reach the end open, so it is not repeated (deep unclosed nesting stays linear).
-        self._open_at_end: set[int] = set()
+        # Brackets a scan left open where it stopped, and where (see `advance`); positions in
+        # `_buf`, so it is emptied when committed text is dropped.
+        self._cut_off: dict[int, int] = {}
 
     # --- input ------------------------------------------------------------------------------
 
@@ -454,6 +479,7 @@ class Scanner:
             # none in `my_x.call(`), and must see the same text however the input was split.
             self._buf = self._buf[self._pos - 1 :]
             self._pos = 1
+            self._cut_off.clear()
         self._buf += text
         self._run()
 
@@ -500,7 +526,7 @@ class Scanner:
                 return self._start(m.start(1), "bare", m.end())
             if not self._final and BARE_PARTIAL.match(buf, pos):
                 return False
-        m = self._t.regex.search(buf, pos)
+        m = self._t.search.search(buf, pos)
         if m is None:
             end = len(buf) if self._final else self._safe_end(pos)
             if end > pos:
@@ -567,7 +593,7 @@ class Scanner:
     def _step_cand(self) -> bool:
         cand = self._cand
         assert cand is not None
-        step = advance(cand, self._buf, final=self._final, open_at_end=self._open_at_end)
+        step = advance(cand, self._buf, final=self._final, cut_off=self._cut_off)
         if step is None:
             return False
         if isinstance(step, Prose):

@@ -68,7 +68,8 @@ SPECIAL_SET = frozenset(SPECIAL_TOKENS)
 LONGEST_SPECIAL = max(map(len, SPECIAL_TOKENS))
 SPECIAL_PREFIXES = frozenset(t[:k] for t in SPECIAL_TOKENS for k in range(1, len(t)))
 """The unfinished starts of special tokens (a chunk may end in one)."""
-_SHAPE = re.compile(r"<\|[a-z0-9_]+\|>")  # every special token has this shape
+SPECIAL_SHAPE = re.compile(r"<\|[a-z0-9_]{1,40}\|>")
+"""What every special token looks like (a match is one when it is in `SPECIAL_SET`)."""
 
 # --- neutralizing ----------------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ def common_prefix_length(a: str, b: str) -> int:
 
 def special_token_spans(text: str, start: int = 0) -> Iterator[tuple[int, int]]:
     """(start, end) of each special token lying wholly in `text[start:]`, first to last."""
-    for match in _SHAPE.finditer(text, start):
+    for match in SPECIAL_SHAPE.finditer(text, start):
         if match.group() in SPECIAL_SET:
             yield match.start(), match.end()
 
