@@ -331,11 +331,17 @@ class Block:
     found: list[Found] = field(default_factory=list)
     last_end: int = 0
     text: str = ""
+    dotted: bool = False
+    """True when it holds a `name.call(...)` (kept up to date by `add`: the scanner asks after
+    every call, and a block of many calls must not be walked each time)."""
 
-    @property
-    def dotted(self) -> bool:
-        """True when it holds a `name.call(...)`."""
-        return any(f.reading.form == "builtin" for f in self.found)
+    def __post_init__(self) -> None:
+        self.dotted = any(f.reading.form == "builtin" for f in self.found)
+
+    def add(self, found: Found) -> None:
+        """Append a candidate to the block."""
+        self.found.append(found)
+        self.dotted = self.dotted or found.reading.form == "builtin"
 
 
 @dataclass(kw_only=True)
@@ -612,7 +618,7 @@ class Scanner:
                 before=self._line_text, bare=cand.kind == "bare", leading=self._fresh
             )
         text = self._buf[cand.start : span.end]
-        self._block.found.append(Found(text=text, reading=reading))
+        self._block.add(Found(text=text, reading=reading))
         self._block.last_end = span.end
         self._cand = None
         self._fence = -1
