@@ -8,9 +8,11 @@ previous prompt plus that completion, byte for byte: the only new text is the en
 what follows it. A `raw` that already ends with `<|eot_id|>` or `<|eom_id|>` (a server that keeps
 stop tokens) is kept as it is, with no second end token.
 
-Untrusted text is neutralized (DESIGN decision 5): tool results, tool names and descriptions, and
-user and neutral-form assistant text unless the message is `trusted`. System messages come from
-the program and are kept as they are; so is `raw`, which is the model's own output.
+Untrusted text is neutralized (DESIGN decision 5): tool results, user and neutral-form assistant
+text unless the message is `trusted`, and always what is never meant to hold a special token:
+tool names, descriptions and parameter schemas, the tool named by `tool_choice`, and the names and
+arguments of calls in assistant messages. System messages come from the program and are kept as
+they are; so is `raw`, which is the model's own output.
 
 A run renders the same messages and tools at every step, so the text of each message is kept
 per message object while it lives, and the tool blocks per set of tools (below).
@@ -346,7 +348,8 @@ def _encode_message(msg: Message, fmt: str, custom_names: frozenset[str]) -> tup
         first_is_code = _is_builtin(msg.tool_calls[0].name, custom_names) and (
             msg.tool_calls[0].name == "code_interpreter"
         )
-        return header, (PYTHON_TAG if first_is_code else ""), body, guard(calls), end
+        # Calls are arguments and names, never special tokens, even in a trusted message.
+        return header, (PYTHON_TAG if first_is_code else ""), body, neutralize(calls), end
     return header, body, end
 
 
@@ -466,7 +469,7 @@ def tool_choice_text(choice: str) -> str:
         return ""
     if choice == "required":
         return fill("tool_choice_required.txt")
-    return fill("tool_choice_tool.txt", name=choice)
+    return fill("tool_choice_tool.txt", name=_text(choice))  # a tool name, written as in its block
 
 
 def _tojson(value: Any) -> str:
