@@ -10,13 +10,6 @@ Pure: no I/O, nothing else of the project imported (except `agent.errors`).
   incremental counting (a count up to the end of a special token never changes).
 """
 
-from agent.llama3._marks import (
-    common_prefix_length,
-    last_special_token_end,
-    special_token_spans,
-)
-from agent.llama3._models import Family, default_tool_format, model_family
-from agent.llama3._neutralize import neutralize, unneutralize
 from agent.llama3._parse import StreamParser, allowed_names, parse_completion, plain_text
 from agent.llama3._render import render_prompt
 from agent.llama3._special import (
@@ -29,11 +22,17 @@ from agent.llama3._special import (
     SPECIAL_TOKENS,
     START_HEADER,
     STOP_TOKENS,
+    common_prefix_length,
+    last_special_token_end,
+    neutralize,
+    special_token_spans,
+    unneutralize,
 )
 from agent.llama3._tokens import count_tokens, tokenizer_is_exact
 from agent.llama3._types import (
     BUILTIN_NAMES,
     BuiltinName,
+    Family,
     MalformedCall,
     Message,
     ParsedCompletion,
@@ -42,6 +41,8 @@ from agent.llama3._types import (
     ToolCall,
     ToolFormat,
     ToolSpec,
+    default_tool_format,
+    model_family,
 )
 
 __all__ = [

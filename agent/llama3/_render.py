@@ -8,28 +8,101 @@ previous prompt plus that completion, byte for byte: the only new text is the en
 what follows it. A `raw` that already ends with `<|eot_id|>` or `<|eom_id|>` (a server that keeps
 stop tokens) is kept as it is, with no second end token.
 
-Untrusted text is neutralized (DESIGN decision 5): tool results, tool names and descriptions, and
-user and neutral-form assistant text unless the message is `trusted`. System messages come from
-the program and are kept as they are; so is `raw`, which is the model's own output.
+Untrusted text is neutralized (DESIGN decision 5): tool results, user and neutral-form assistant
+text unless the message is `trusted`, and always what is never meant to hold a special token:
+tool names, descriptions and parameter schemas, the tool named by `tool_choice`, and the names and
+arguments of calls in assistant messages. System messages come from the program and are kept as
+they are; so is `raw`, which is the model's own output.
 
 A run renders the same messages and tools at every step, so the text of each message is kept
-per message object while it lives, and the tool blocks per set of tools (`_templates`).
+per message object while it lives, and the tool blocks per set of tools (below).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib import resources
+from string import Template
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from agent.errors import RenderError
-from agent.llama3 import _templates as tpl
-from agent.llama3._memo import IdentityCache
-from agent.llama3._models import default_tool_format, model_family
-from agent.llama3._neutralize import neutralize
-from agent.llama3._special import BEGIN_OF_TEXT, END_HEADER, EOM, EOT, PYTHON_TAG, START_HEADER
-from agent.llama3._types import BUILTIN_NAMES, Message, ToolCall, ToolFormat, ToolSpec
+from agent.llama3._special import (
+    BEGIN_OF_TEXT,
+    END_HEADER,
+    EOM,
+    EOT,
+    PYTHON_TAG,
+    START_HEADER,
+    neutralize,
+)
+from agent.llama3._types import (
+    BUILTIN_NAMES,
+    Message,
+    ToolCall,
+    ToolFormat,
+    ToolSpec,
+    default_tool_format,
+    model_family,
+)
+
+# --- remembering per object -------------------------------------------------------------------
+#
+# Remember what was computed from an object for as long as the object lives.
+#
+# The renderer sees the same `Message` and `ToolSpec` objects at every step of a run. They are
+# frozen, but hold dicts, so they cannot be hashed: `IdentityCache` keys on the object itself
+# (its `id`, checked against a weak reference, so a recycled id never returns a stale value) and
+# forgets an entry when its object is collected. It keeps no object alive, so it needs no bound.
+
+V = TypeVar("V")
+
+
+class _Ref(weakref.ref):  # type: ignore[type-arg]  # weakref.ref[object] is not subclassable at runtime
+    __slots__ = ("key",)
+    key: int
+
+
+class IdentityCache(Generic[V]):
+    """A value per live object, looked up by identity (equal objects do not share it)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[_Ref, V]] = {}
+        self._callback = self._forget  # one bound method for all the weak references
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, obj: object) -> V | None:
+        """The value stored for this very object, or None."""
+        entry = self._entries.get(id(obj))
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        return None
+
+    def put(self, obj: object, value: V) -> None:
+        """Store `value` for `obj` until `obj` is collected (objects without weak references
+        are not stored)."""
+        try:
+            ref = _Ref(obj, self._callback)
+        except TypeError:
+            return
+        ref.key = id(obj)
+        self._entries[ref.key] = (ref, value)
+
+    def _forget(self, ref: _Ref) -> None:
+        # Called as the object dies; the id may already hold a newer object's entry.
+        entry = self._entries.get(ref.key)
+        if entry is not None and entry[0] is ref:
+            self._entries.pop(ref.key, None)
+
+
+# --- render_prompt ----------------------------------------------------------------------------
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 _FORMATS = frozenset(get_args(ToolFormat))
@@ -150,10 +223,10 @@ def _coerce_tool(tool: ToolSpec | Mapping[str, Any] | Any) -> ToolSpec:
 
 def _tool_choice(choice: str, specs: Sequence[ToolSpec]) -> str:
     if choice in ("auto", "required", "none"):
-        return tpl.tool_choice_text(choice)
+        return tool_choice_text(choice)
     for spec in specs:
         if choice in (spec.name, spec.builtin):
-            return tpl.tool_choice_text(spec.builtin or spec.name)
+            return tool_choice_text(spec.builtin or spec.name)
     names = sorted({s.builtin or s.name for s in specs})
     raise RenderError(
         f"tool_choice {choice!r} is not 'auto', 'required', 'none' or one of the tools: {names}"
@@ -181,8 +254,8 @@ def _augment_3_1(
     custom = [s for s in specs if s.builtin is None]
     content = ""
     if specs:
-        content += tpl.builtin_block(_builtins(specs)) + "\n"
-    content += tpl.system_default(today or dt.date.today())
+        content += builtin_block(_builtins(specs)) + "\n"
+    content += system_default(today or dt.date.today())
     if system is not None:
         content += "\n" + system.content
     if choice:
@@ -190,9 +263,9 @@ def _augment_3_1(
     out = [Message(role="system", content=content, trusted=True)]
     if custom:
         if fmt == "json":
-            block = tpl.json_tools(custom)
+            block = json_tools(custom)
         elif fmt == "function_tag":
-            block = tpl.function_tag_tools(custom)
+            block = function_tag_tools(custom)
         else:
             raise RenderError(
                 f"tool_format {fmt!r} does not work with Llama 3.1 custom tools (Meta refuses "
@@ -210,7 +283,7 @@ def _augment_3_2(
     builtins = _builtins(specs)
     content = ""
     if builtins:
-        content += tpl.builtin_block(builtins) + "\n"
+        content += builtin_block(builtins) + "\n"
     if custom:
         if fmt != "python_list":
             raise RenderError(
@@ -218,7 +291,7 @@ def _augment_3_2(
                 "refuses it too); use 'python_list', or a llama3.1 model"
             )
         replacement = system.content if system and behavior == "replace" else None
-        content += tpl.python_list_system(tpl.python_list_functions(custom), replacement) + "\n"
+        content += python_list_system(python_list_functions(custom), replacement) + "\n"
     if system is not None and (behavior == "append" or not custom):
         content += system.content
     if choice:
@@ -275,7 +348,8 @@ def _encode_message(msg: Message, fmt: str, custom_names: frozenset[str]) -> tup
         first_is_code = _is_builtin(msg.tool_calls[0].name, custom_names) and (
             msg.tool_calls[0].name == "code_interpreter"
         )
-        return header, (PYTHON_TAG if first_is_code else ""), body, guard(calls), end
+        # Calls are arguments and names, never special tokens, even in a trusted message.
+        return header, (PYTHON_TAG if first_is_code else ""), body, neutralize(calls), end
     return header, body, end
 
 
@@ -326,3 +400,286 @@ def _python_value(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}={_python_value(v)}" for k, v in value.items()) + "}"
     raise RenderError(f"cannot write a {type(value).__name__} argument in the python-list format")
+
+
+# --- Meta's templates -------------------------------------------------------------------------
+#
+# Meta's system-prompt and tool-definition texts, filled in exactly as Meta's Jinja does.
+#
+# The texts are data in `templates/` (`string.Template` files). Plain templates instead of Jinja:
+# the loops are three joins, nothing else of Jinja is needed, rendering is faster, and no user
+# text is ever evaluated as a template (Meta renders a "replace" system prompt as Jinja; here only
+# the `{{ function_description }}` placeholder is filled in). The Jinja quirks that matter for
+# byte-identical output are reproduced on purpose and named where they happen.
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_PLACEHOLDER = re.compile(r"\{\{\s*function_description\s*\}\}")
+
+
+@cache
+def _template(name: str) -> Template:
+    text = resources.files("agent.llama3").joinpath("templates", name).read_text("utf-8")
+    # Jinja's keep_trailing_newline=False drops one final newline; the files end with one.
+    return Template(text.removesuffix("\n"))
+
+
+def fill(template: str, /, **values: str) -> str:
+    """Fill the template file `template` (e.g. `"system_default.txt"`)."""
+    return _template(template).substitute(values)
+
+
+def format_date(day: dt.date) -> str:
+    """`strftime("%d %B %Y")` in English whatever the locale: `05 January 2025`."""
+    return f"{day.day:02d} {_MONTHS[day.month - 1]} {day.year}"
+
+
+@lru_cache(maxsize=16)
+def system_default(today: dt.date) -> str:
+    """The two date lines Meta puts in every Llama 3.1 system prompt."""
+    return fill("system_default.txt", today=format_date(today))
+
+
+@lru_cache(maxsize=32)
+def builtin_block(builtins: tuple[str, ...]) -> str:
+    """`Environment: ipython`, then a `Tools:` line naming the built-ins but code_interpreter."""
+    listed = [name for name in builtins if name != "code_interpreter"]
+    text = fill("environment.txt") + "\n"
+    if listed:
+        text += fill("builtin_tools.txt", names=", ".join(listed).strip())
+    return text
+
+
+@lru_cache(maxsize=64)
+def tool_choice_text(choice: str) -> str:
+    """The instruction Meta appends for `tool_choice` (empty for auto and none)."""
+    if choice in ("auto", "none"):
+        return ""
+    if choice == "required":
+        return fill("tool_choice_required.txt")
+    return fill("tool_choice_tool.txt", name=_text(choice))  # a tool name, written as in its block
+
+
+def _tojson(value: Any) -> str:
+    # Jinja's `tojson`: sorted keys, then HTML-safe escapes.
+    return (
+        json.dumps(value, sort_keys=True)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("'", "\\u0027")
+    )
+
+
+def _text(value: Any) -> str:
+    # Jinja prints None as "None" and pastes everything else with str(), unescaped.
+    return neutralize(str(value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Param:
+    name: str
+    param_type: str
+    description: str | None
+    required: bool
+    default: Any
+
+
+def _params(spec: ToolSpec) -> list[_Param]:
+    """Meta's `ToolParamDefinition`s from a JSON schema: one per property, in order (§1.1)."""
+    schema = spec.parameters if isinstance(spec.parameters, Mapping) else {}
+    properties = schema.get("properties") or {}
+    required = schema.get("required") or ()
+    if not isinstance(properties, Mapping):
+        raise RenderError(
+            f"tool '{spec.name}': 'properties' in its parameters schema must be an object, "
+            f"not {type(properties).__name__}"
+        )
+    params = []
+    for name, prop in properties.items():
+        prop = prop if isinstance(prop, Mapping) else {}
+        params.append(
+            _Param(
+                name=str(name),
+                param_type=_param_type(prop),
+                description=prop.get("description"),
+                required=name in required,
+                default=prop.get("default"),
+            )
+        )
+    return params
+
+
+def _param_type(prop: Mapping[str, Any]) -> str:
+    kind = prop.get("type")
+    if isinstance(kind, str):
+        return kind
+    if isinstance(kind, list | tuple) and kind:
+        return " | ".join(str(k) for k in kind)
+    if "properties" in prop:
+        return "object"
+    if "items" in prop:
+        return "array"
+    return "any"
+
+
+# --- the tool blocks, cached per set of tools ------------------------------------------------
+#
+# A run renders the same tools at every step, and rendering their block is most of the cost of
+# a prompt. The blocks are cached by the specs' content (their repr, computed once per spec
+# object): equal specs built anew (from dicts, say) share a block. A spec's `parameters` must
+# therefore not be changed in place once it has been rendered (ToolSpec is frozen; its dicts
+# are meant to be too).
+
+_SPEC_KEYS: IdentityCache[object] = IdentityCache()
+
+
+def _spec_key(spec: ToolSpec) -> object:
+    key = _SPEC_KEYS.get(spec)
+    if key is None:
+        try:
+            key = repr(spec)
+        except Exception:  # a value in the schema with a broken repr: the spec is its own key
+            key = object()
+        _SPEC_KEYS.put(spec, key)
+    return key
+
+
+class Toolset:
+    """Tool specs, equal to another `Toolset` when the specs have the same content."""
+
+    __slots__ = ("_hash", "key", "specs")
+
+    def __init__(self, specs: tuple[ToolSpec, ...]) -> None:
+        self.specs = specs
+        self.key = tuple(_spec_key(s) for s in specs)
+        self._hash = hash(self.key)
+
+    @classmethod
+    def of(cls, specs: Sequence[ToolSpec]) -> Toolset:
+        """The toolset of `specs`, in order."""
+        return cls(tuple(specs))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Toolset) and self.key == other.key
+
+
+def json_tools(tools: Sequence[ToolSpec]) -> str:
+    """Meta's JSON custom-tool block (JsonCustomToolGenerator), sent as a user message."""
+    return _json_tools(Toolset.of(tools))
+
+
+@lru_cache(maxsize=32)
+def _json_tools(tools: Toolset) -> str:
+    blocks = []
+    for spec in tools.specs:
+        params = _params(spec)
+        properties = ",".join(
+            "\n" + fill("json_param.txt", name=_text(p.name), description=_text(p.description))
+            for p in params
+        )
+        blocks.append(
+            fill(
+                "json_function.txt",
+                name=_text(spec.name),
+                description=_text(spec.description),
+                properties=properties,
+                required=_tojson([p.name for p in params if p.required]),
+            )
+            + "\n"
+        )
+    return fill("json_tools.txt", functions="".join(blocks))
+
+
+def function_tag_tools(tools: Sequence[ToolSpec]) -> str:
+    """Meta's `<function=...>` custom-tool block (FunctionTagCustomToolGenerator)."""
+    return _function_tag_tools(Toolset.of(tools))
+
+
+@lru_cache(maxsize=32)
+def _function_tag_tools(tools: Toolset) -> str:
+    blocks = []
+    for spec in tools.specs:
+        # model_dump() of each parameter without its default, through `tojson` (sorted keys).
+        dumped = {
+            p.name: {
+                "description": None if p.description is None else neutralize(str(p.description)),
+                "param_type": p.param_type,
+                "required": p.required,
+            }
+            for p in _params(spec)
+        }
+        blocks.append(
+            fill(
+                "function_tag_function.txt",
+                name=_text(spec.name),
+                description=_text(spec.description),
+                parameters=_tojson(dumped),
+            )
+            + "\n\n"
+        )
+    return fill("function_tag_tools.txt", functions="".join(blocks))
+
+
+def python_list_functions(tools: Sequence[ToolSpec]) -> str:
+    """The function list of Meta's Llama 3.2/3.3 prompt (PythonListCustomToolGenerator)."""
+    return _python_list_functions(Toolset.of(tools))
+
+
+@lru_cache(maxsize=32)
+def _python_list_functions(tools: Toolset) -> str:
+    blocks = []
+    for spec in tools.specs:
+        params = _params(spec)
+        properties = ",".join(
+            "\n"
+            + fill(
+                "python_list_param.txt",
+                name=_text(p.name),
+                type=_text(p.param_type),
+                description=_text(p.description),
+                # Jinja's `{% if param.default %}`: falsy defaults (0, False, "") vanish.
+                default=fill("python_list_default.txt", value=_text(p.default))
+                if p.default
+                else "",
+            )
+            for p in params
+        )
+        blocks.append(
+            fill(
+                "python_list_function.txt",
+                name=_text(spec.name),
+                description=_text(spec.description),
+                required=_tojson([p.name for p in params if p.required]),
+                properties=properties,
+            )
+        )
+    return fill("python_list_functions.txt", functions=",\n    ".join(blocks))
+
+
+def python_list_system(function_description: str, replacement: str | None) -> str:
+    """Meta's default 3.2/3.3 preamble, or the caller's system prompt with the list filled in."""
+    if replacement is None:
+        return fill("python_list_system.txt", function_description=function_description)
+    if not _PLACEHOLDER.search(replacement):
+        raise RenderError(
+            "system_message_behavior='replace' needs '{{ function_description }}' in the system "
+            "message, where the tool list goes; add it, or use system_message_behavior='append'"
+        )
+    filled = _PLACEHOLDER.sub(lambda _: function_description, replacement)
+    return filled.removesuffix("\n")

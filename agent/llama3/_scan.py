@@ -3,8 +3,8 @@ tokens: the caller splits those off).
 
 It walks the text once, left to right. Prose is committed as soon as nothing later can change
 it; at a possible call (`{`, `[`, `<function=`, `brave_search.call(`, a fence, or `name(` at the
-very start) it waits until the span closes and reads it (`_calls`). Adjacent calls, separated by
-whitespace, `;`, `,` or a fence, form a block (`_candidate` follows each span to its end). A
+very start) it waits until the span closes and reads it (`read_span`). Adjacent calls, separated
+by whitespace, `;`, `,` or a fence, form a block (`advance` follows each span to its end). A
 block is a mention, not a call, when it sits inside a sentence: prose on its line before and
 after it, unless the prose before ends a sentence and the prose after starts one (`Send {...}
 to the API` is a mention; `Here is the result: {...} Would you like more?` is a call). A block
@@ -18,30 +18,425 @@ streaming parser and the one-shot parser agree by construction.
 
 from __future__ import annotations
 
-from agent.llama3._calls import CALL_NAMES, NAME_RE
-from agent.llama3._candidate import (
-    Candidate,
-    Kind,
-    Prose,
-    Span,
-    advance,
-    open_candidate,
-    read_span,
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Literal
+
+from agent.llama3._calls import (
+    CALL_NAMES,
+    NAME_RE,
+    Balance,
+    Call,
+    Reading,
+    json_end,
+    read_bare,
+    read_builtin,
+    read_function_tag,
+    read_json,
+    read_python_list,
 )
-from agent.llama3._outcome import Block, Found, Outcome, decide_block
-from agent.llama3._triggers import (
-    BARE,
-    BARE_PARTIAL,
-    BLANK,
-    FENCE_INFO,
-    SENTENCE_END,
-    SEPARATORS,
-    TRAILING_SEPARATORS,
-    WORDS_AHEAD,
-    end_of,
-    is_word,
-    triggers,
-)
+from agent.llama3._types import MalformedCall
+
+# --- triggers ---------------------------------------------------------------------------------
+#
+# What the scanner looks for: where a call may start, and the small patterns it steps over.
+
+_FIXED = ("<function=", "```")
+_HEAD_WINDOW = 200
+"""How far past a bracket its head (a key, a name) is looked for."""
+_CUT_OFF_HEAD = 1024
+"""How much of a span cut off by the end of the text is read (its head names the call)."""
+
+
+@dataclass(frozen=True)
+class Triggers:
+    """`regex` finds a possible call start; `prefixes` are the unfinished starts a chunk may
+    end in (held back while streaming); `longest` bounds how far back to look for them.
+    `search` is `regex` for searching prose: it also skips the brackets whose next character
+    already says they open no call (`{(`, `[1`), which would be handed back to prose at once."""
+
+    regex: re.Pattern[str]
+    search: re.Pattern[str]
+    prefixes: frozenset[str]
+    longest: int
+
+
+@lru_cache(maxsize=64)
+def triggers(names: frozenset[str]) -> Triggers:
+    """Where a call may start: brackets, tags, fences and `name.call(` for these names."""
+    dotted = sorted(f"{name}.call(" for name in names)
+    alternatives = "|".join(re.escape(d) for d in dotted)
+    rest = r"|<function=|```|(?<![\w.])(?:" + alternatives + ")"
+    regex = re.compile(r"[{\[]" + rest)
+    # What `_brace` takes: after `{` a quote or a key, after `[` a `{` or a name (past at most
+    # `_HEAD_WINDOW` blanks: beyond, the window holds none, and the candidate decides).
+    blanks = f"[ \\t\\r\\n]{{0,{_HEAD_WINDOW - 1}}}"
+    search = re.compile(
+        rf"\{{(?!{blanks}[^ \t\r\n\"'A-Za-z_])|\[(?!{blanks}[^ \t\r\n{{A-Za-z_])" + rest
+    )
+    literals = (*_FIXED, *dotted)
+    prefixes = frozenset(lit[:k] for lit in literals for k in range(1, len(lit)))
+    return Triggers(regex, search, prefixes, max(map(len, literals)))
+
+
+# Tool names are short: a longer word is prose (and is not re-matched on every chunk).
+BARE = re.compile(r"[ \t\r\n]*([A-Za-z_]\w{0,63})\(")
+BARE_PARTIAL = re.compile(r"[ \t\r\n]*[A-Za-z_]\w{0,63}\Z")
+SEPARATORS = re.compile(r"[ \t\r\n;,]*")
+FENCE_INFO = re.compile(r"[ \t]*[\w+.\-]*[ \t]*")
+BLANK = re.compile(r"[ \t]*")
+KEY = re.compile(r"[A-Za-z_]\w{0,40}\s*(:?)")
+IDENT = re.compile(r"[A-Za-z_][\w.\-]*")
+# What may stand between a call and the words after it on its line (bounded: a long run of
+# symbols is no sentence).
+WORDS_AHEAD = re.compile(r"[^\w\n]{0,64}")
+TRAILING_SEPARATORS = re.compile(r"[ \t\r\n;,]*[;,]")
+CLOSE_TAG = "</function>"
+SENTENCE_END = frozenset(".:!?。！？：…")
+
+
+def end_of(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where `pattern` (which may match empty) stops matching at `pos`."""
+    m = pattern.match(text, pos)
+    return m.end() if m is not None else pos
+
+
+def is_word(ch: str) -> bool:
+    """Part of a name (so `x.call(` inside `my_x.call(` is no trigger)."""
+    return ch.isalnum() or ch in "_."
+
+
+CLOSE_PREFIXES = frozenset(CLOSE_TAG[:k] for k in range(1, len(CLOSE_TAG)))
+
+
+# --- candidates -------------------------------------------------------------------------------
+#
+# Follow one possible call that the scanner spotted until its end is known, then read it.
+#
+# The scanner finds where a call may start: a bracket, `<function=`, `name.call(` or a
+# bare `name(`. `advance` follows that candidate through the growing buffer and says what to do
+# next: wait for more text, hand the text back to prose, or read the span (`read_span`, with the
+# readers of `_calls`). It depends on the text alone, never on how it was chunked.
+
+Kind = Literal["brace", "ftag", "builtin", "bare"]
+_FTAG_NAME_END = re.compile(r"[\n<{]")
+
+
+@dataclass(kw_only=True)
+class Candidate:
+    """A span that may be a call, followed from its first character `start`."""
+
+    kind: Kind
+    start: int
+    cursor: int
+    balance: Balance | None = None
+    name: str = ""
+    body_start: int = -1
+    body_end: int = -1
+    phase: str = "head"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prose:
+    """Not a call: the text up to `end` is prose; what follows is scanned again."""
+
+    end: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Span:
+    """The candidate ends at `end`: read it (`complete`: it closed before the text ended)."""
+
+    end: int
+    complete: bool
+    no_args: bool = False
+
+
+def open_candidate(kind: Kind, at: int, cursor: int) -> Candidate:
+    """A candidate starting at `at`, its text read from `cursor` on."""
+    cand = Candidate(kind=kind, start=at, cursor=cursor)
+    if kind in ("builtin", "bare"):
+        cand.balance = Balance("(", cursor - 1)
+        cand.phase = "balance"
+    return cand
+
+
+def advance(
+    cand: Candidate, buf: str, *, final: bool, cut_off: dict[int, int]
+) -> Prose | Span | None:
+    """Follow `cand` through `buf`; None: wait for more text (never when `final`).
+
+    `cut_off` maps brackets that a scan left open where it stopped (the end of the text, or a
+    mismatched closer) to where that was: a scan from one of them would stop there too, in the
+    same state, so it is not repeated (deeply nested unclosed text stays linear).
+    """
+    if cand.kind == "brace":
+        return _brace(cand, buf, final=final, cut_off=cut_off)
+    if cand.kind == "ftag":
+        return _ftag(cand, buf, final=final)
+    return _balance(cand, buf, final=final, cut_off=cut_off)
+
+
+def _wait_or_prose(cand: Candidate, *, final: bool) -> Prose | None:
+    return Prose(end=cand.start + 1) if final else None
+
+
+def _brace(
+    cand: Candidate, buf: str, *, final: bool, cut_off: dict[int, int]
+) -> Prose | Span | None:
+    if cand.phase == "head":
+        opener = buf[cand.start]
+        rest = buf[cand.cursor : cand.cursor + _HEAD_WINDOW].lstrip(" \t\r\n")
+        if not rest:
+            return _wait_or_prose(cand, final=final)
+        if opener == "{":
+            # A key: quoted, or (as models sometimes write) a bare word before a colon.
+            m = KEY.match(rest)
+            if m is not None and m.end() == len(rest) and not m.group(1):
+                return _wait_or_prose(cand, final=final)
+            ok = rest[0] in "\"'" or (m is not None and bool(m.group(1)))
+        elif rest[0] == "{":
+            ok = True
+        else:
+            m = IDENT.match(rest)
+            if m is not None and m.end() == len(rest):
+                return _wait_or_prose(cand, final=final)
+            ok = m is not None and rest[m.end()] == "("
+        if not ok:
+            return Prose(end=cand.start + 1)
+        cand.balance = Balance(opener, cand.start)
+        cand.phase = "balance"
+    known = cut_off.get(cand.start)
+    if known is not None:
+        return Span(end=known, complete=False)
+    if cand.cursor == cand.start + 1:
+        end = json_end(buf, cand.start)
+        if end is not None:
+            return Span(end=end, complete=True)
+    return _balance(cand, buf, final=final, cut_off=cut_off)
+
+
+def _balance(cand: Candidate, buf: str, *, final: bool, cut_off: dict[int, int]) -> Span | None:
+    assert cand.balance is not None
+    end = cand.balance.feed(buf, cand.cursor)
+    if end is None:
+        cand.cursor = len(buf)
+        if not final:
+            return None
+        end = len(buf)
+    elif not cand.balance.failed:
+        return Span(end=end, complete=True)
+    cut_off.update(dict.fromkeys(cand.balance.open_at, end))
+    return Span(end=end, complete=False)
+
+
+def _ftag(cand: Candidate, buf: str, *, final: bool) -> Prose | Span | None:
+    if cand.phase == "head":
+        gt = buf.find(">", cand.cursor, cand.cursor + 100)
+        bad = _FTAG_NAME_END.search(buf, cand.cursor, gt if gt >= 0 else cand.cursor + 100)
+        if bad or (gt < 0 and len(buf) >= cand.cursor + 100):
+            return Prose(end=cand.start + 1)
+        if gt < 0:
+            return _wait_or_prose(cand, final=final)
+        cand.name = buf[cand.cursor : gt]
+        cand.cursor = gt + 1
+        cand.phase = "args"
+    if cand.phase == "args":
+        nxt = len(buf) - len(buf[cand.cursor :].lstrip(" \t\r\n"))
+        if nxt == len(buf) or (buf[nxt:] in CLOSE_PREFIXES and not final):
+            return Span(end=cand.cursor, complete=True) if final else None
+        if buf.startswith(CLOSE_TAG, nxt):
+            return Span(end=nxt + len(CLOSE_TAG), complete=True)
+        if buf[nxt] != "{":
+            return Span(end=cand.cursor, complete=True, no_args=True)
+        cand.body_start = nxt
+        cand.balance = Balance("{", nxt)
+        cand.cursor = nxt + 1
+        cand.phase = "balance"
+    if cand.phase == "balance":
+        assert cand.balance is not None
+        end = cand.balance.feed(buf, cand.cursor)
+        if end is None:
+            cand.cursor = len(buf)
+            if not final:
+                return None
+            cand.body_end = len(buf)
+            return Span(end=len(buf), complete=False)
+        cand.body_end = end
+        cand.cursor = end
+        cand.phase = "close"
+    nxt = len(buf) - len(buf[cand.cursor :].lstrip(" \t"))
+    if buf.startswith(CLOSE_TAG, nxt):
+        return Span(end=nxt + len(CLOSE_TAG), complete=True)
+    if not final and (nxt == len(buf) or buf[nxt:] in CLOSE_PREFIXES):
+        return None
+    return Span(end=cand.body_end, complete=True)
+
+
+def read_span(
+    cand: Candidate, buf: str, span: Span, allowed: frozenset[str] | None
+) -> Reading | None:
+    """What the candidate's text reads as; None when it is no call at all."""
+    complete = span.complete
+    # A span cut off by the end of the text is only ever read at its head (to name the botched
+    # call): copying the rest of the text for each one made unclosed nesting quadratic.
+    end = span.end if complete else min(span.end, cand.start + _CUT_OFF_HEAD)
+    text = buf[cand.start : end]
+    if cand.kind == "brace":
+        if text[0] == "{" or text[1:].lstrip().startswith("{"):
+            return read_json(text, complete=complete)
+        return read_python_list(text, complete=complete)
+    if cand.kind == "builtin":
+        return read_builtin(text, allowed, complete=complete)
+    if cand.kind == "bare":
+        return read_bare(text, complete=complete)
+    name = cand.name.strip()
+    if span.no_args:
+        why = f"the call to '{name}' has no JSON arguments after it"
+        return Reading(form="function_tag", broken=why, name=name)
+    body = None
+    if cand.body_start >= 0:
+        body = buf[cand.body_start : cand.body_end] if complete else ""
+    return read_function_tag(cand.name, body, complete=complete)
+
+
+# --- blocks and the decision about them -------------------------------------------------------
+#
+# What a parse found, and the decision about each block of candidate calls.
+
+_WEAK = frozenset({"json", "python_list", "bare"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Found:
+    """One candidate of a block: its text and how it reads."""
+
+    text: str
+    reading: Reading
+
+
+@dataclass(kw_only=True)
+class Block:
+    """Adjacent candidates meant as calls; `text` spans them with what separates them.
+
+    `leading`: only whitespace comes before it; `alone`: it is all the text (of its segment:
+    what comes before `<|python_tag|>` or an end token), fences and separators aside.
+    """
+
+    before: bool
+    bare: bool
+    leading: bool = False
+    alone: bool = False
+    found: list[Found] = field(default_factory=list)
+    last_end: int = 0
+    text: str = ""
+    dotted: bool = False
+    """True when it holds a `name.call(...)` (kept up to date by `add`: the scanner asks after
+    every call, and a block of many calls must not be walked each time)."""
+
+    def __post_init__(self) -> None:
+        self.dotted = any(f.reading.form == "builtin" for f in self.found)
+
+    def add(self, found: Found) -> None:
+        """Append a candidate to the block."""
+        self.found.append(found)
+        self.dotted = self.dotted or found.reading.form == "builtin"
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    """Content pieces in text order, calls, botched calls, and the forms the calls came in."""
+
+    content: list[str] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    malformed: list[MalformedCall] = field(default_factory=list)
+    forms: set[str] = field(default_factory=set)
+    botched_at: int | None = None
+    """The index in `content` of the first botched call's text: streaming stops showing there."""
+
+    def add_botched(self, text: str) -> None:
+        """Keep a botched call's text in `content` (as Meta's parser does), noting where."""
+        if self.botched_at is None:
+            self.botched_at = len(self.content)
+        self.content.append(text)
+
+
+def unknown_tool(name: str, allowed: frozenset[str] | None) -> str:
+    """The reason given to the model for a call to a tool that does not exist."""
+    tools = ", ".join(sorted(allowed or ())) or "none"
+    return f"'{name}' is not one of the tools; the tools are: {tools}"
+
+
+def decide_block(
+    block: Block, allowed: frozenset[str] | None, outcome: Outcome, *, strong: bool
+) -> None:
+    """Turn a block into calls, malformed calls and content.
+
+    Weak forms (JSON, python list, bare call) naming no tool are data, unless another call in
+    the same block names a tool, or the block is all the text and is JSON in the strict call
+    shape (`{"name": ..., "parameters": {...}}`, or a list of those): then they are attempted
+    calls to tools that do not exist, reported as malformed. JSON objects with a name and no
+    arguments (`{"name": "search", "id": 7}`) are data, unless one such object is all the text
+    and names an offered tool. `strong` (after the python tag) makes every form count as meant.
+    """
+
+    def known(name: str) -> bool:
+        return allowed is None or name in allowed
+
+    def is_data(r: Reading) -> bool:
+        """Name-only JSON that is not a lone object naming an offered tool."""
+        if strong or r.form != "json" or r.is_broken or r.shape != "name_only":
+            return False
+        lone = block.alone and len(block.found) == 1 and not r.listed
+        return not (lone and allowed is not None and all(c.name in allowed for c in r.calls))
+
+    def attempted(r: Reading) -> bool:
+        """Strict JSON calls making up the whole text: meant as calls, whatever the names."""
+        return block.alone and r.form == "json" and r.shape == "call"
+
+    counted = [f.reading for f in block.found if not is_data(f.reading)]
+    any_known = any(not r.is_broken and any(known(c.name) for c in r.calls) for r in counted)
+    decided: list[tuple[Found, list[Call], list[MalformedCall]]] = []
+    for found in block.found:
+        r = found.reading
+        weak = not strong and r.form in _WEAK
+        if is_data(r):
+            decided.append((found, [], []))
+            continue
+        if r.is_broken:
+            if weak and r.name is not None and not known(r.name) and not any_known:
+                decided.append((found, [], []))
+            else:
+                decided.append((found, [], [_malformed(found, r.broken, r.name)]))
+            continue
+        unknown = [c for c in r.calls if not known(c.name)]
+        if unknown and weak and not any_known and not attempted(r):
+            decided.append((found, [], []))
+            continue
+        good = [c for c in r.calls if known(c.name)]
+        bad = [_malformed(found, unknown_tool(c.name, allowed), c.name) for c in unknown]
+        bad += [_malformed(found, reason, name) for reason, name in r.bad]
+        decided.append((found, good, bad))
+    if not any(calls or bad for _, calls, bad in decided):
+        outcome.content.append(block.text)
+        return
+    for found, calls, bad in decided:
+        outcome.calls.extend(calls)
+        outcome.malformed.extend(bad)
+        if calls or bad:
+            outcome.forms.add(found.reading.form)
+        if bad and not calls:
+            outcome.add_botched(found.text)
+        elif not calls:
+            outcome.content.append(found.text)
+
+
+def _malformed(found: Found, reason: str, name: str | None) -> MalformedCall:
+    return MalformedCall(text=found.text, reason=reason, name=name)
+
+
+# --- the scanner ------------------------------------------------------------------------------
 
 _KEEP = 1024
 """Committed text kept in the buffer before it is dropped (appending copies the buffer)."""
@@ -75,9 +470,9 @@ class Scanner:
         self._line_text = False
         self._fresh = True
         self._last_char = ""  # the last non-blank character committed
-        # Brackets a scan left open at the end of the text: a scan from one of them would
-        # also reach the end open, so it is not repeated (deep unclosed nesting stays linear).
-        self._open_at_end: set[int] = set()
+        # Brackets a scan left open where it stopped, and where (see `advance`); positions in
+        # `_buf`, so it is emptied when committed text is dropped.
+        self._cut_off: dict[int, int] = {}
 
     # --- input ------------------------------------------------------------------------------
 
@@ -90,6 +485,7 @@ class Scanner:
             # none in `my_x.call(`), and must see the same text however the input was split.
             self._buf = self._buf[self._pos - 1 :]
             self._pos = 1
+            self._cut_off.clear()
         self._buf += text
         self._run()
 
@@ -136,7 +532,7 @@ class Scanner:
                 return self._start(m.start(1), "bare", m.end())
             if not self._final and BARE_PARTIAL.match(buf, pos):
                 return False
-        m = self._t.regex.search(buf, pos)
+        m = self._t.search.search(buf, pos)
         if m is None:
             end = len(buf) if self._final else self._safe_end(pos)
             if end > pos:
@@ -203,7 +599,7 @@ class Scanner:
     def _step_cand(self) -> bool:
         cand = self._cand
         assert cand is not None
-        step = advance(cand, self._buf, final=self._final, open_at_end=self._open_at_end)
+        step = advance(cand, self._buf, final=self._final, cut_off=self._cut_off)
         if step is None:
             return False
         if isinstance(step, Prose):
@@ -222,7 +618,7 @@ class Scanner:
                 before=self._line_text, bare=cand.kind == "bare", leading=self._fresh
             )
         text = self._buf[cand.start : span.end]
-        self._block.found.append(Found(text=text, reading=reading))
+        self._block.add(Found(text=text, reading=reading))
         self._block.last_end = span.end
         self._cand = None
         self._fence = -1

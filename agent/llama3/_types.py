@@ -1,17 +1,21 @@
-"""The values the format layer works on: messages, tool calls, tool specs and parse results.
+"""The values the format layer works on, and which format a model name calls for.
 
-Frozen, keyword-only dataclasses. The renderer also accepts the neutral dict form of
-`../shared/llama3/render_cases.json` (see `Message.from_dict` / `ToolSpec.from_dict`).
+Messages, tool calls, tool specs and parse results are frozen, keyword-only dataclasses. The
+renderer also accepts the neutral dict form of `tests/llama3/data/render_cases.json` (see
+`Message.from_dict` / `ToolSpec.from_dict`). `model_family` maps a model name to the prompt
+format of its Llama 3.x release, and `default_tool_format` to Meta's custom-tool format for it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 StopReason = Literal["end_of_turn", "end_of_message"]
+Family = Literal["3.1", "3.2", "3.3"]
 BuiltinName = Literal["brave_search", "wolfram_alpha", "code_interpreter", "photogen"]
 ToolFormat = Literal["json", "function_tag", "python_list"]
 
@@ -122,3 +126,31 @@ class ParsedCompletion:
     def wants_tools(self) -> bool:
         """True when the loop must run tools (or report broken calls) before the model goes on."""
         return bool(self.tool_calls or self.malformed)
+
+
+# --- model families ------------------------------------------------------------------------
+
+_VERSION = re.compile(r"llama[\s_-]*3(?:[._-]([0-9]))?(?![0-9])", re.IGNORECASE)
+_VISION = re.compile(r"vision|\b(?:11|90)b\b", re.IGNORECASE)
+
+
+def model_family(model: str) -> Family:
+    """The prompt-format family of a model name.
+
+    Understands Ollama names (`llama3.1:70b`, `llama3.2:3b`, `llama3.3`), Hugging Face names
+    (`hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M`) and Meta's (`Llama3.1-8B-Instruct`).
+    Llama 3.2 vision models (11B, 90B) use the 3.1 format, as in Meta's llama-stack, so they give
+    `"3.1"`; so does anything unknown (and Llama 3.0).
+    """
+    match = _VERSION.search(model)
+    minor = match.group(1) if match else None
+    if minor == "2" and not _VISION.search(model):
+        return "3.2"
+    if minor == "3":
+        return "3.3"
+    return "3.1"
+
+
+def default_tool_format(model: str) -> ToolFormat:
+    """Meta's default custom-tool format: JSON for 3.1, the python list for 3.2 and 3.3."""
+    return "json" if model_family(model) == "3.1" else "python_list"

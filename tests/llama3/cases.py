@@ -1,4 +1,5 @@
-"""The reference cases in `../shared/llama3/` (beside the repository), loaded for the tests.
+"""The reference cases in `data/` (produced with Meta's code: see `data/README.md`), loaded for
+the tests.
 
 They are required: a missing file fails the tests loudly instead of skipping them.
 """
@@ -11,9 +12,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "llama3"
+DATA = Path(__file__).resolve().parent / "data"
 
-# Meta's model names in the cases, as Ollama names them (README beside the cases).
+# Meta's model names in the cases, as Ollama names them (data/README.md).
 OLLAMA_NAMES = {
     "Llama3.1-8B-Instruct": "llama3.1",
     "Llama3.2-3B-Instruct": "llama3.2:3b",
@@ -23,11 +24,9 @@ OLLAMA_NAMES = {
 
 @cache
 def load(name: str) -> list[dict[str, Any]]:
-    path = SHARED / name
+    path = DATA / name
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: the llama3 tests need ../shared/llama3 beside the repository"
-        )
+        raise FileNotFoundError(f"{path} is missing: the llama3 tests need their reference cases")
     cases: list[dict[str, Any]] = json.loads(path.read_text("utf-8"))
     return cases
 

@@ -9,7 +9,7 @@ strip the end token, so many have none).
 
 Each case: `raw`, optional `tools` (the names offered; None when the source gives no list),
 the expected `calls` in order, optionally the expected `content` (compared after strip, as the
-shared README says), the number of `malformed` calls (None: not checked), and `source`.
+README of `data/` says), the number of `malformed` calls (None: not checked), and `source`.
 Where the right answer is debatable the comment says what we chose and why.
 """
 

@@ -1,4 +1,4 @@
-"""Every parse case of ../shared/llama3/parse_cases.json, by the README's comparison rule,
+"""Every parse case of tests/llama3/data/parse_cases.json, by the README's comparison rule,
 whole and streamed with random chunk boundaries."""
 
 from __future__ import annotations

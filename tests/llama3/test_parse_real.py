@@ -1,4 +1,4 @@
-"""Real Llama 3.x outputs (`real_cases.py`): the shared README's comparison rule, the number of
+"""Real Llama 3.x outputs (`real_cases.py`): the comparison rule of data/README.md, the number of
 botched calls reported, and the streaming parser agreeing with the whole-text parser."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from agent.errors import RenderError
 from agent.llama3 import EOM, EOT, PYTHON_TAG, Message, ToolCall, ToolSpec, render_prompt
-from agent.llama3._templates import format_date
+from agent.llama3._render import format_date
 
 WEATHER = ToolSpec(
     name="get_weather",

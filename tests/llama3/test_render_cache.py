@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.llama3 import Message, ToolCall, ToolSpec, _render, _templates, render_prompt
-from agent.llama3._memo import IdentityCache
+from agent.llama3 import Message, ToolCall, ToolSpec, _render, render_prompt
+from agent.llama3._render import IdentityCache
 
 DAY = dt.date(2024, 9, 21)
 
@@ -26,9 +26,9 @@ def spec(properties: dict[str, Any], name: str = "f") -> ToolSpec:
 
 def forget_everything() -> None:
     for cached in (
-        _templates._json_tools,
-        _templates._function_tag_tools,
-        _templates._python_list_functions,
+        _render._json_tools,
+        _render._function_tag_tools,
+        _render._python_list_functions,
     ):
         cached.cache_clear()
 
@@ -88,7 +88,7 @@ def test_equal_specs_built_anew_share_the_block() -> None:
         ],
         today=DAY,
     )
-    info = _templates._json_tools.cache_info()
+    info = _render._json_tools.cache_info()
     assert (info.hits, info.misses) == (1, 1)
 
 

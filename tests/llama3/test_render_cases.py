@@ -1,4 +1,4 @@
-"""Every render case of ../shared/llama3/render_cases.json, byte for byte."""
+"""Every render case of tests/llama3/data/render_cases.json, byte for byte."""
 
 from __future__ import annotations
 

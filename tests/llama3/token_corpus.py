@@ -64,7 +64,7 @@ TYPICAL: dict[str, str] = {
         "completed in 1889. Would you like to know more about its history?\n"
     )
     * 12,
-    "python": (_ROOT / "agent" / "llama3" / "_literal.py").read_text(encoding="utf-8"),
+    "python": (_ROOT / "agent" / "llama3" / "_calls.py").read_text(encoding="utf-8"),
     "python_tests": (_ROOT / "tests" / "llama3" / "test_parse_fuzz.py").read_text(encoding="utf-8"),
     "json_pretty": json.dumps([_WEATHER] * 6, indent=4),
     "json_compact": json.dumps([_WEATHER] * 6, separators=(",", ":")),
