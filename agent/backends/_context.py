@@ -228,7 +228,7 @@ class TokenCounter:
       GIL), so a first count of a long prompt does not stall the event loop either; so is the
       very first count, which loads the tokenizer.
 
-    Why joining counts is exact (`agent.llama3._marks`): `count_tokens` splits the text at special
+    Why joining counts is exact (`agent.llama3._special`): `count_tokens` splits the text at special
     tokens and counts each piece on its own, as llama.cpp does (a special token is a hard boundary
     for BPE: no merge crosses it). So when the prefix ends with a special token, count(prefix +
     rest) == count(prefix) + count(rest) with the exact tokenizer. The estimate used without the

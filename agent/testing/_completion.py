@@ -15,7 +15,7 @@ up to there are reused, and only the text after them is tokenized. The count of 
 cached part) is then the count at the last mark before its end plus the few characters after
 that mark.
 
-Exact, not an estimate (`agent.llama3._marks`): Llama 3's `count_tokens` splits the text at
+Exact, not an estimate (`agent.llama3._special`): Llama 3's `count_tokens` splits the text at
 special tokens and counts the pieces on their own, as llama.cpp does (no BPE merge crosses a
 special token), so with the exact tokenizer count(a + b) == count(a) + count(b) whenever `a`
 ends with a special token. Any other counter (the estimate used without the `tokenizer` extra,
