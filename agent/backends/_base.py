@@ -9,32 +9,96 @@ and the transport settings (`Timeouts`, `Retries`) any HTTP backend takes.
 
 from __future__ import annotations
 
+import functools
 import random
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from annotated_types import Ge, Gt, Interval
 
 DoneReason = Literal["stop", "length", "unload", "other"]
 Family = Literal["3.1", "3.2", "3.3", "unknown"]  # the Llama 3.x prompt format a model speaks
+T = TypeVar("T")
 
 
+def _renamed(**old_names: str) -> Callable[[type[T]], type[T]]:
+    """Accept each old keyword (and attribute) of a dataclass as its new field, with a warning."""
+
+    def wrap(cls: type[T]) -> type[T]:
+        generated = cls.__init__
+
+        @functools.wraps(generated)
+        def __init__(self: T, **kwargs: Any) -> None:
+            for old, new in old_names.items():
+                if old in kwargs:
+                    warnings.warn(
+                        f"{cls.__name__}({old}=...) is deprecated; write {new}=...",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
+                    if new in kwargs:
+                        raise TypeError(f"{cls.__name__}: {old} is the old name of {new}")
+                    kwargs[new] = kwargs.pop(old)
+            generated(self, **kwargs)
+
+        def alias(old: str, new: str) -> property:
+            def read(self: T) -> Any:
+                warnings.warn(
+                    f"{cls.__name__}.{old} is deprecated; read {new}", DeprecationWarning, 2
+                )
+                return getattr(self, new)
+
+            return property(read)
+
+        cls.__init__ = __init__  # type: ignore[assignment]
+        for old, new in old_names.items():
+            setattr(cls, old, alias(old, new))
+        return cls
+
+    return wrap
+
+
+# `num_ctx_max` is the 0.1 name of `num_ctx` (deprecated, accepted this release).
+@_renamed(num_ctx_max="num_ctx")
 @dataclass(frozen=True, kw_only=True)
 class GenerateOptions:
-    """Sampling and transport settings for one request. `None` leaves the server's default."""
+    """Sampling options sent with every request. `None` leaves the server's default.
 
-    temperature: float | None = None
+    The same type is a config's `ollama.options` (and its `ollama.keep_alive`): the field
+    docstrings and bounds below are the config's too (see `agent.config`). A config is checked
+    against the bounds when it is loaded; options built in Python are sent as given.
+    """
+
+    num_ctx: Annotated[int, Gt(0)] | None = None
+    """The context window sent with every request (capped at the model's own context length).
+    One size for every request means Ollama never reloads the model to resize it; Ollama
+    allocates the KV cache for it when it loads the model. Unset: sized from the prompt (at
+    least 8192, doubling when a conversation outgrows it). A prompt that does not fit is an
+    error (`ContextOverflowError`)."""
+    temperature: Annotated[float, Ge(0)] | None = None
+    """Sampling temperature; 0 is (nearly) deterministic. Unset: the server's default."""
     seed: int | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    num_predict: int | None = None
+    """Random seed, for repeatable runs."""
+    top_p: Annotated[float, Interval(ge=0, le=1)] | None = None
+    """Nucleus sampling: keep the smallest set of tokens whose probability adds up to this."""
+    top_k: Annotated[int, Ge(1)] | None = None
+    """Sample from the k most likely tokens only."""
+    num_predict: Annotated[int, Gt(0)] | None = None
+    """Most tokens the model may write per step; a longer answer ends the run with `length`."""
     stop: Sequence[str] = ()
+    """Extra stop strings (the Llama 3 end-of-turn tokens are always stop tokens)."""
     keep_alive: str | float | None = None
-    # The context size (Ollama's `num_ctx`, capped by the model's context length). Set: every
-    # request sends exactly this, so the model is never reloaded for a new size and the memory
-    # is what was chosen. None: the backend sizes it to the prompts with room to grow (see
-    # `agent/backends/_context.py`). A prompt that does not fit is a `ContextOverflowError`.
-    num_ctx_max: int | None = None
+    """How long Ollama keeps the model loaded after a request: seconds, or a duration such as
+    `30m`; negative keeps it loaded. Unset: the server's default (5m)."""
+    if TYPE_CHECKING:  # `_renamed` accepts it at run time; not a field
+        num_ctx_max: int | None = None
+
+    def __post_init__(self) -> None:
+        # A list from a config (or a caller) becomes a tuple: the options are frozen and hashable.
+        object.__setattr__(self, "stop", tuple(self.stop))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,7 @@ cache that is 2 × layers × KV heads × head size × 2 bytes per token: 128 KiB
 (1 GiB at 8192, 2 GiB at 16384, 16 GiB at the full 131072), 32 KiB for 3.2 1B, 320 KiB for 70B.
 So:
 
-* **`GenerateOptions.num_ctx_max` set** (the config's `ollama.options.num_ctx`): every request
+* **`GenerateOptions.num_ctx` set** (the config's `ollama.options.num_ctx`): every request
   sends exactly that (capped by the model's `context_length`). One size, never a reload, the
   same value for every run and every process that uses the same setting, and the memory is
   what the user chose, as with Ollama's own `num_ctx`. A prompt that needs more is an error.
@@ -39,7 +39,7 @@ So:
 
 Different runs that share one model on one server must agree on `num_ctx`, or each would reload
 the model for the other. Within one backend they do: the size is per model and only grows (a
-short run after a long one keeps the long one's size). Across processes, set `num_ctx_max`.
+short run after a long one keeps the long one's size). Across processes, set `num_ctx`.
 
 The check afterwards compares `prompt_eval_count` with the count sent. Ollama reports only the
 tokens it had to evaluate, so a prompt that shares a prefix with an earlier prompt plus its

@@ -220,7 +220,7 @@ class OllamaBackend(Backend):
         self, model: str, info: ModelInfo, options: GenerateOptions, sent: int
     ) -> tuple[int, int]:
         """`num_ctx` and `num_predict` for a prompt of `sent` tokens (policy: `_context.py`)."""
-        ceiling = min(info.context_length, options.num_ctx_max or info.context_length)
+        ceiling = min(info.context_length, options.num_ctx or info.context_length)
         current = self._num_ctx.get(model, 0)
         sizes = size_context(
             model=model,
@@ -229,7 +229,7 @@ class OllamaBackend(Backend):
             reserve=self.completion_reserve,
             ceiling=ceiling,
             current=current,
-            fixed=options.num_ctx_max is not None,
+            fixed=options.num_ctx is not None,
         )
         # Per model and only growing, so runs sharing the model agree (a change reloads it).
         self._num_ctx[model] = max(current, sizes[0])

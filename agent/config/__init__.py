@@ -7,9 +7,12 @@ agent = load_agent("config.yaml")
 result = await agent.run("What is 2**100?")
 ```
 
-The toolsets a config lists come from the registry (`agent.toolkit.find_toolsets`), so their
-settings models (`SearchSettings`, `SandboxSettings`, `CodeEntry`...) are made from each
-toolset's own settings dataclass; the old names still resolve here, by attribute.
+Each setting is defined once, on the runtime type that uses it: the config's models are made
+from those dataclasses (fields, defaults, bounds, docstrings). `LimitsSettings` is made from
+`agent.Limits`, `OllamaOptions` (and `ollama.keep_alive`) from `agent.GenerateOptions`. The
+toolsets a config lists come from the registry (`agent.toolkit.find_toolsets`), so their settings
+models (`SearchSettings`, `SandboxSettings`, `CodeEntry`...) are made from each toolset's own
+settings dataclass; the old names still resolve here, by attribute.
 """
 
 from typing import Any

@@ -110,16 +110,9 @@ _TWINS = {
 
 def generate_options(config: AgentConfig) -> GenerateOptions:
     """The sampling and transport settings under `ollama:`."""
-    opts = config.ollama.options
+    # The spec's fields are the dataclass's (`_spec`), so the values pass straight through.
     return GenerateOptions(
-        temperature=opts.temperature,
-        seed=opts.seed,
-        top_p=opts.top_p,
-        top_k=opts.top_k,
-        num_predict=opts.num_predict,
-        stop=tuple(opts.stop),
-        keep_alive=config.ollama.keep_alive,
-        num_ctx_max=opts.num_ctx,
+        **config.ollama.options.model_dump(), keep_alive=config.ollama.keep_alive
     )
 
 

@@ -310,6 +310,7 @@ _EXPECTED = {
     "bool_type": "true or false",
     "string_type": "a string",
     "list_type": "a list",
+    "sequence_str": "a list",  # a string where a `Sequence[str]` goes (`stop:`)
     "dict_type": "a mapping",
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
@@ -347,6 +348,8 @@ def problems_from_validation(exc: ValidationError, data: Any, source: SourceMap)
     for error in exc.errors():
         path = _clean(error["loc"], data, missing=error["type"] == "missing")
         kind = error["type"]
+        if kind == "is_instance_of" and (error.get("ctx") or {}).get("class") == "Sequence":
+            kind = "list_type"  # a runtime `Sequence[str]` field given a number or a mapping
         if kind in _EXPECTED:
             # `str | float` fails once per branch: say "expected a string or a number" once.
             wanted, _ = expected.setdefault(path, ([], error.get("input")))

@@ -1,10 +1,12 @@
 """The YAML config as strict pydantic models: every key is known, every value typed.
 
-The field docstrings become the JSON Schema's descriptions, which editors show on hover. The
-toolsets a config lists (`tools: [search, code, math]`) and their settings come from the
-registry (`agent.toolkit.find_toolsets`, fed by the `llama_agent.tools` entry points): each
-toolset's own settings dataclass is the spec of its entry, and a toolset may own a top-level
-section (the code tools' `sandbox:`).
+A setting the runtime has is defined once, on its runtime dataclass (`Limits`, `GenerateOptions`,
+a toolset's settings): the models here are made from those (`spec_fields`), so a default, a bound
+(`Annotated[int, Ge(1)]`) or a description lives in one place. Field docstrings become the JSON
+Schema's descriptions, which editors show on hover. The toolsets a config lists (`tools: [search,
+code, math]`) and their settings come from the registry (`agent.toolkit.find_toolsets`, fed by
+the `llama_agent.tools` entry points): each toolset's own settings dataclass is the spec of its
+entry, and a toolset may own a top-level section (the code tools' `sandbox:`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -38,10 +41,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
+from agent.backends import GenerateOptions
 from agent.errors import DeveloperError
+from agent.loop import Limits
 from agent.toolkit import Toolset, find_toolsets
 
 __all__ = [
@@ -60,6 +66,8 @@ __all__ = [
     "format_key",
     "section_spec",
     "settings_spec",
+    "spec_fields",
+    "spec_model",
     "suggest",
     "toolset_entry",
     "toolsets",
@@ -162,6 +170,7 @@ class Spec(BaseModel):
 
 CUSTOM_ERRORS = frozenset(
     {"unknown_keys", "unknown_builtin", "import_path", "duration", "tool_entry", "size"}
+    | {"sequence_str"}  # pydantic's own, but raised from Python: not a core error type
 )
 
 
@@ -176,100 +185,14 @@ def _reraise(error: ErrorDetails) -> InitErrorDetails:
     )
 
 
-# --- ollama ------------------------------------------------------------------------------------
+# --- settings dataclasses as config models ----------------------------------------------------
 
 
-class OllamaOptions(Spec):
-    """Sampling options sent with every request."""
-
-    num_ctx: Annotated[int, Field(gt=0)] | None = None
-    """The context window sent with every request (capped at the model's own context length).
-    One size for every request means Ollama never reloads the model to resize it; Ollama
-    allocates the KV cache for it when it loads the model. Unset: sized from the prompt (at
-    least 8192, doubling when a conversation outgrows it)."""
-    temperature: Annotated[float, Field(ge=0)] | None = None
-    """Sampling temperature; 0 is (nearly) deterministic. Unset: the server's default."""
-    seed: int | None = None
-    """Random seed, for repeatable runs."""
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    """Nucleus sampling: keep the smallest set of tokens whose probability adds up to this."""
-    top_k: Annotated[int, Field(ge=1)] | None = None
-    """Sample from the k most likely tokens only."""
-    num_predict: Annotated[int, Field(gt=0)] | None = None
-    """Most tokens the model may write per step; a longer answer ends the run with `length`."""
-    stop: list[str] = []
-    """Extra stop strings (the Llama 3 end-of-turn tokens are always stop tokens)."""
-
-
-class OllamaSettings(Spec):
-    """Where the model is served and how."""
-
-    host: str | None = None
-    """Ollama's URL. Unset: `OLLAMA_HOST`, else http://127.0.0.1:11434. `--host` overrides both."""
-    keep_alive: str | float | None = None
-    """How long Ollama keeps the model loaded after a request: seconds, or a duration such as
-    `30m`; negative keeps it loaded. Unset: the server's default (5m)."""
-    options: OllamaOptions = OllamaOptions()
-    """Sampling options."""
-
-    @field_validator("keep_alive")
-    @classmethod
-    def _duration(cls, value: str | float | None) -> str | float | None:
-        if isinstance(value, str) and not _DURATION.fullmatch(value.strip()):
-            raise PydanticCustomError(
-                "duration",
-                "'{value}' is not a duration; write seconds (300), or a duration such as "
-                "30s, 5m, 1h30m (negative keeps the model loaded)",
-                {"value": value},
-            )
-        return value
-
-
-# --- limits and sandbox ------------------------------------------------------------------------
-
-
-class LimitsSettings(Spec):
-    """When a run stops even though the model has not answered (its status says which)."""
-
-    max_steps: Annotated[int, Field(ge=1)] = 10
-    """Model requests per run (`step_limit`)."""
-    max_retries: Annotated[int, Field(ge=0)] | None = None
-    """Failed calls in a row a tool tolerates before the run ends (`retry_limit`). Unset: each
-    tool's own `retries`."""
-    max_repeats: Annotated[int, Field(ge=0)] = 3
-    """The Nth identical call is not run; one more ends the run (`repeat_limit`). 0: off."""
-    run_timeout: Annotated[float, Field(gt=0)] | None = None
-    """Seconds for the whole run, tools included (`timeout`)."""
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    """Tokens the server may evaluate over the run, prompt and answer (`token_budget`)."""
-
-
-# --- toolsets ----------------------------------------------------------------------------------
-
-
-def toolsets() -> dict[str, Toolset[Any]]:
-    """The toolsets a config may list: those registered when `agent.config` was imported."""
-    return dict(_TOOLSETS)
-
-
-def _registered() -> dict[str, Toolset[Any]]:
-    try:
-        return dict(find_toolsets())
-    except DeveloperError as exc:  # a broken plugin must not break every config
-        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
-        return {}
-
-
-_SPECS: dict[type, type[Spec]] = {}
-
-
-def settings_spec(settings: type) -> type[Spec]:
-    """The strict config model of a settings dataclass: its fields, defaults and docstrings."""
-    if settings in _SPECS:
-        return _SPECS[settings]
+def spec_fields(settings: type) -> dict[str, tuple[Any, FieldInfo]]:
+    """The fields of a settings dataclass as pydantic fields: type, bounds, default, docstring."""
     hints = typing.get_type_hints(settings, include_extras=True)
     docs = _field_docs(settings)
-    fields: dict[str, Any] = {}
+    fields: dict[str, tuple[Any, FieldInfo]] = {}
     for item in dataclasses.fields(settings):
         if item.default is not dataclasses.MISSING:
             default = Field(default=item.default, description=docs.get(item.name))
@@ -278,11 +201,22 @@ def settings_spec(settings: type) -> type[Spec]:
         else:
             raise DeveloperError(f"{settings.__name__}.{item.name} needs a default")
         fields[item.name] = (hints[item.name], default)
-    model: type[Spec] = create_model(
-        settings.__name__, __base__=Spec, __doc__=settings.__doc__, **fields
-    )
-    _SPECS[settings] = model
-    return model
+    return fields
+
+
+def spec_model(name: str, doc: str | None, fields: Mapping[str, tuple[Any, Any]]) -> Any:
+    """A strict config model with these fields (typed `Any`: mypy cannot see made models)."""
+    return create_model(name, __base__=Spec, __doc__=doc, **fields)  # type: ignore[call-overload]
+
+
+_SPECS: dict[type, type[Spec]] = {}
+
+
+def settings_spec(settings: type) -> type[Spec]:
+    """The strict config model of a settings dataclass: its fields, defaults and docstrings."""
+    if settings not in _SPECS:
+        _SPECS[settings] = spec_model(settings.__name__, settings.__doc__, spec_fields(settings))
+    return _SPECS[settings]
 
 
 def _field_docs(cls: type) -> dict[str, str]:
@@ -306,6 +240,71 @@ def _field_docs(cls: type) -> dict[str, str]:
             ):
                 docs[node.target.id] = inspect.cleandoc(after.value.value)
     return docs
+
+
+# --- ollama and limits: the runtime's own types -------------------------------------------------
+
+
+def _duration(value: str | float | None) -> str | float | None:
+    if isinstance(value, str) and not _DURATION.fullmatch(value.strip()):
+        raise PydanticCustomError(
+            "duration",
+            "'{value}' is not a duration; write seconds (300), or a duration such as "
+            "30s, 5m, 1h30m (negative keeps the model loaded)",
+            {"value": value},
+        )
+    return value
+
+
+_OPTIONS = spec_fields(GenerateOptions)
+_KEEP_ALIVE, _KEEP_ALIVE_FIELD = _OPTIONS.pop("keep_alive")  # `ollama.keep_alive`, beside options
+
+OllamaOptions = spec_model("OllamaOptions", "Sampling options sent with every request.", _OPTIONS)
+OllamaSettings = spec_model(
+    "OllamaSettings",
+    "Where the model is served and how.",
+    {
+        "host": (
+            str | None,
+            Field(
+                default=None,
+                description="Ollama's URL. Unset: `OLLAMA_HOST`, else http://127.0.0.1:11434. "
+                "`--host` overrides both.",
+            ),
+        ),
+        "keep_alive": (Annotated[_KEEP_ALIVE, AfterValidator(_duration)], _KEEP_ALIVE_FIELD),
+        "options": (OllamaOptions, Field(default=OllamaOptions(), description="Sampling options.")),
+    },
+)
+LimitsSettings = spec_model(
+    "LimitsSettings",
+    "When a run stops even though the model has not answered (its status says which).",
+    spec_fields(Limits),
+)
+
+
+if TYPE_CHECKING:  # made at run time, so mypy cannot see their fields
+    _Ollama = Any
+    _Limits = Any
+else:
+    _Ollama = OllamaSettings
+    _Limits = LimitsSettings
+
+
+# --- toolsets ----------------------------------------------------------------------------------
+
+
+def toolsets() -> dict[str, Toolset[Any]]:
+    """The toolsets a config may list: those registered when `agent.config` was imported."""
+    return dict(_TOOLSETS)
+
+
+def _registered() -> dict[str, Toolset[Any]]:
+    try:
+        return dict(find_toolsets())
+    except DeveloperError as exc:  # a broken plugin must not break every config
+        warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+        return {}
 
 
 class ToolsetEntry(Spec):
@@ -522,9 +521,9 @@ class AgentConfig(Spec):
     tool_choice: Annotated[str, Field(min_length=1)] = "auto"
     """`auto`: the model decides; `required`: it must call a tool; or the name of the one tool
     it must call."""
-    ollama: OllamaSettings = OllamaSettings()
+    ollama: _Ollama = OllamaSettings()
     """The Ollama server and sampling options."""
-    limits: LimitsSettings = LimitsSettings()
+    limits: _Limits = LimitsSettings()
     """When a run stops even though the model has not answered."""
     sandbox: _Sandbox = _SANDBOX_DEFAULT
     """Where the `code` tool runs: `bwrap` (default) or `none`, or a mapping with limits."""

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime
 import math
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Gt
 
 from agent.backends import DoneReason, Usage
 from agent.errors import ConfigError
@@ -27,42 +30,53 @@ class Limits:
     """When a run must stop even though the model has not answered.
 
     Every limit ends the run with its own `RunResult.status` and keeps what happened so far.
-
-    - `max_steps`: model requests per run (`"step_limit"`). The calls of the last step still
-      run, so their results are in the conversation and a later run can continue it.
-    - `max_retries`: failed calls in a row that a tool tolerates (invalid arguments, an error
-      it raised, a repeated call); one more ends the run (`"retry_limit"`). A success resets the
-      count. `None` uses each tool's own `Tool.retries`. Malformed calls and calls to unknown
-      tools share one budget of `max_retries` (or `UNATTRIBUTED_RETRIES` when `None`).
-    - `max_repeats`: the Nth identical call (same tool, same validated arguments) in a run is
-      not run; the model is told to use the result it has. Another identical call after that
-      ends the run (`"repeat_limit"`). `0` turns the check off.
-    - `run_timeout`: seconds for the whole run, tools included (`"timeout"`). `None`: no limit
-      beyond the backend's and tools' own deadlines.
-    - `max_tokens`: tokens the server evaluates over the run, `prompt_eval_count + eval_count`
-      summed over steps (`"token_budget"`). With a warm prompt cache only new tokens count.
+    The same type is a config's `limits:`: the field docstrings and bounds below are the
+    config's too (see `agent.config`), and are checked here for Python callers as well.
     """
 
-    max_steps: int = 10
-    max_retries: int | None = None
-    max_repeats: int = 3
-    run_timeout: float | None = None
-    max_tokens: int | None = None
+    max_steps: Annotated[int, Ge(1)] = 10
+    """Model requests per run (`step_limit`). The calls of the last step still run, so their
+    results are in the conversation and a later run can continue it."""
+    max_retries: Annotated[int, Ge(0)] | None = None
+    """Failed calls in a row a tool tolerates before the run ends (`retry_limit`): invalid
+    arguments, an error it raised, a repeated call; a success resets the count. Unset: each
+    tool's own `retries`. Malformed calls and calls to unknown tools share one budget of
+    `max_retries` (3 when unset)."""
+    max_repeats: Annotated[int, Ge(0)] = 3
+    """The Nth identical call (same tool, same validated arguments) is not run, and the model is
+    told to use the result it has; one more ends the run (`repeat_limit`). 0: off."""
+    run_timeout: Annotated[float, Gt(0)] | None = None
+    """Seconds for the whole run, tools included (`timeout`). Unset: no limit beyond the
+    backend's and the tools' own deadlines."""
+    max_tokens: Annotated[int, Ge(1)] | None = None
+    """Tokens the server may evaluate over the run, prompt and answer (`token_budget`); with a
+    warm prompt cache only new tokens count."""
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.max_steps < 1:
-            problems.append(f"max_steps must be at least 1, got {self.max_steps}")
-        if self.max_retries is not None and self.max_retries < 0:
-            problems.append(f"max_retries must be 0 or more, got {self.max_retries}")
-        if self.max_repeats < 0:
-            problems.append(f"max_repeats must be 0 (off) or more, got {self.max_repeats}")
-        if self.run_timeout is not None and self.run_timeout <= 0:
-            problems.append(f"run_timeout must be positive (seconds), got {self.run_timeout}")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            problems.append(f"max_tokens must be at least 1, got {self.max_tokens}")
+        # Every broken bound is named at once (a config reports them with file:line instead).
+        problems = [
+            f"{item.name} {problem}, got {getattr(self, item.name)}"
+            for item in fields(self)
+            if (problem := _broken(_LIMIT_HINTS[item.name], getattr(self, item.name))) is not None
+        ]
         if problems:
             raise ConfigError("invalid limits: " + "; ".join(problems), problems=problems)
+
+
+_LIMIT_HINTS = typing.get_type_hints(Limits, include_extras=True)
+
+
+def _broken(hint: Any, value: Any) -> str | None:
+    """What `value` breaks of the `Ge`/`Gt` bounds in `hint` (`Annotated[int, Ge(1)] | None`)."""
+    if value is None:
+        return None
+    for arm in typing.get_args(hint) if typing.get_origin(hint) is not Annotated else (hint,):
+        for bound in typing.get_args(arm)[1:] if typing.get_origin(arm) is Annotated else ():
+            if isinstance(bound, Ge) and not value >= bound.ge:
+                return f"must be at least {bound.ge}"
+            if isinstance(bound, Gt) and not value > bound.gt:
+                return "must be positive" if bound.gt == 0 else f"must be above {bound.gt}"
+    return None
 
 
 # --- usage ----------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ async def test_every_setting_reaches_the_agent(tmp_path: Path) -> None:
             num_predict=512,
             stop=("###",),
             keep_alive="30m",
-            num_ctx_max=8192,
+            num_ctx=8192,
         )
         assert agent.limits == Limits(
             max_steps=4, max_retries=1, max_repeats=2, run_timeout=60, max_tokens=10000
@@ -162,4 +162,4 @@ def test_the_default_config_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert "Here is a list of functions in JSON format" not in prompt  # no custom tools
     assert agent.limits.run_timeout == 300
-    assert agent.options.num_ctx_max == 16384
+    assert agent.options.num_ctx == 16384

@@ -13,8 +13,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from agent.config import config_json_schema, load_config
-from agent.config._spec import LimitsSettings, section_spec, settings_spec
-from agent.loop import Limits
+from agent.config._spec import settings_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,25 +88,6 @@ def test_schema_and_loader_reject_the_same(data: Any) -> None:
     assert not Draft202012Validator(config_json_schema()).is_valid(data)
     with pytest.raises(ValidationError):
         AgentConfig.model_validate(data)
-
-
-def test_limits_mirror_the_loop() -> None:
-    spec = LimitsSettings()
-    loop = Limits()
-    assert set(LimitsSettings.model_fields) == {f.name for f in dataclasses.fields(Limits)}
-    for name in LimitsSettings.model_fields:
-        assert getattr(spec, name) == getattr(loop, name), name
-
-
-def test_the_sandbox_section_is_the_toolsets_own_settings() -> None:
-    from llama_agent_tools import SandboxLimits, SandboxSettings
-
-    spec = section_spec("sandbox")
-    assert spec is settings_spec(SandboxSettings)
-    limits = {f.name for f in dataclasses.fields(SandboxLimits)}
-    assert set(spec.model_fields) - {"mode"} == limits
-    for name, field in spec.model_fields.items():  # one default, in one place
-        assert field.default == getattr(SandboxSettings(), name), name
 
 
 def test_search_settings_are_the_toolsets_own() -> None:
