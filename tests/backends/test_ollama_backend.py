@@ -132,11 +132,11 @@ async def test_a_ten_step_conversation_past_4096_tokens_never_reloads_the_model(
 
 async def test_a_set_num_ctx_is_sent_on_every_request(emu: OllamaEmulator) -> None:
     async with OllamaBackend(emu.url) as backend:
-        await collect(backend, num_ctx_max=16384)
-        await collect(backend, PROMPT + "word " * 6000, num_ctx_max=16384)
-        _, done = await collect(backend, num_ctx_max=16384)
+        await collect(backend, num_ctx=16384)
+        await collect(backend, PROMPT + "word " * 6000, num_ctx=16384)
+        _, done = await collect(backend, num_ctx=16384)
         # Capped by the model's own context length.
-        await collect(backend, model="llama3.2", num_ctx_max=10**6)
+        await collect(backend, model="llama3.2", num_ctx=10**6)
     assert [r.num_ctx for r in emu.completions] == [16384, 16384, 16384, 131072]
     assert [r.reloaded for r in emu.completions] == [True, False, False, True]
     assert done.usage.num_ctx == 16384
@@ -277,7 +277,7 @@ async def test_length_is_reported(emu: OllamaEmulator) -> None:
 async def test_conversation_too_long_is_an_error_not_a_truncation(emu: OllamaEmulator) -> None:
     async with OllamaBackend(emu.url) as backend:
         with pytest.raises(ContextOverflowError) as caught:
-            await collect(backend, PROMPT + "word " * 3000, num_ctx_max=2048)
+            await collect(backend, PROMPT + "word " * 3000, num_ctx=2048)
     assert caught.value.available == 2048
     assert emu.completions == []
 
