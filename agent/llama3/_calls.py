@@ -268,7 +268,6 @@ Form = Literal["json", "function_tag", "python_list", "builtin", "bare", "code"]
 Shape = Literal["call", "name_only", "mixed"]
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-QUERY_BUILTINS = frozenset({"brave_search", "wolfram_alpha", "photogen"})
 # Names other runtimes give the built-ins (llama.cpp: python.call(code=...)); they mean the
 # built-in unless a tool of that very name is offered.
 ALIASES = {"python": "code_interpreter", "web_search": "brave_search"}
@@ -309,15 +308,6 @@ class Reading:
     def is_broken(self) -> bool:
         """True when the span was meant as a call but cannot be used."""
         return bool(self.broken)
-
-
-def normalize(name: str, arguments: dict[str, Any]) -> Call:
-    """Built-ins get their trained argument names: `query`, or `code` for code_interpreter."""
-    if name in QUERY_BUILTINS and arguments and "query" not in arguments:
-        arguments = {"query": next(iter(arguments.values()))}
-    elif name == "code_interpreter" and arguments and "code" not in arguments:
-        arguments = {"code": next(iter(arguments.values()))}
-    return Call(name=name, arguments=arguments)
 
 
 def botched(form: Form, reason: str, name: str | None = None) -> Reading:
@@ -393,7 +383,7 @@ def call_from_object(obj: Any) -> Call | str | None:
     name = name.strip()
     raw = obj["parameters"] if "parameters" in obj else obj.get("arguments")
     if raw is None or raw == "":
-        return normalize(name, {})
+        return Call(name=name, arguments={})
     if isinstance(raw, str):
         decoded = loads(raw)
         if not isinstance(decoded, dict):
@@ -401,7 +391,7 @@ def call_from_object(obj: Any) -> Call | str | None:
         raw = decoded
     if not isinstance(raw, dict):
         return f"the arguments of '{name}' must be a JSON object, not {_kind(raw)}"
-    return normalize(name, raw)
+    return Call(name=name, arguments=raw)
 
 
 def _kind(value: Any) -> str:
@@ -464,14 +454,20 @@ def read_builtin(span: str, allowed: frozenset[str] | None, *, complete: bool) -
             first = literal(node.args[0])
             if len(node.args) > 1 or first is MISSING or args or name not in BUILTIN_NAMES:
                 return botched("builtin", _how(name), name)
-            args = {"query" if name != "code_interpreter" else "code": first}
-        return calls_of("builtin", [normalize(name, args)])
+            return calls_of("builtin", [_positional(name, first)])
+        return calls_of("builtin", [Call(name=name, arguments=args)])
     # Meta writes queries unescaped in history (query="say "hi""), and the model copies it.
     inner = span[span.index("(") + 1 : -1]
     m = _UNESCAPED_QUERY.match(inner)
     if m:
-        return calls_of("builtin", [normalize(name, {m.group(1): m.group(3)})])
+        return calls_of("builtin", [Call(name=name, arguments={m.group(1): m.group(3)})])
     return botched("builtin", f"the {name} call is not valid Python; {_how(name)}", name)
+
+
+def _positional(name: str, value: Any) -> Call:
+    """A built-in's one positional argument, under its trained name. Named arguments are kept
+    as written: a wrong name is the toolkit's to report (only the README's repairs happen)."""
+    return Call(name=name, arguments={"code" if name == "code_interpreter" else "query": value})
 
 
 def _how(name: str) -> str:
@@ -501,9 +497,9 @@ def call_node(node: ast.Call) -> Call | str | None:
     if node.args:
         first = literal(node.args[0])
         if name in BUILTIN_NAMES and len(node.args) == 1 and not args and first is not MISSING:
-            return normalize(name, {"query" if name != "code_interpreter" else "code": first})
+            return _positional(name, first)
         return f"the call to '{name}' has positional arguments; write each one as name=value"
-    return normalize(name, args)
+    return Call(name=name, arguments=args)
 
 
 # --- <function=name>{...}</function> ---------------------------------------------------------
@@ -515,12 +511,12 @@ def read_function_tag(name: str, body: str | None, *, complete: bool) -> Reading
     if not NAME_RE.fullmatch(name):
         return botched("function_tag", f"'{name}' is not a valid function name", None)
     if body is None:
-        return calls_of("function_tag", [normalize(name, {})])
+        return calls_of("function_tag", [Call(name=name, arguments={})])
     if not complete:
         return botched("function_tag", f"the call to '{name}' is cut off", name)
     value = loads(body)
     if isinstance(value, dict):
-        return calls_of("function_tag", [normalize(name, value)])
+        return calls_of("function_tag", [Call(name=name, arguments=value)])
     return botched("function_tag", f"the arguments of '{name}' are not a JSON object", name)
 
 

@@ -163,7 +163,7 @@ CASES = [
     case(
         "json_builtin_code_name",
         '{"name": "code_interpreter", "parameters": {"source": "print(1)"}}',
-        [("code_interpreter", {"code": "print(1)"})],
+        [("code_interpreter", {"source": "print(1)"})],  # kept: the toolkit tells the model
     ),
     case(
         "json_after_python_tag_with_prose",
@@ -561,7 +561,7 @@ CASES = [
     case(
         "builtin_pylist_form", '[wolfram_alpha(query="2+2")]', [("wolfram_alpha", {"query": "2+2"})]
     ),
-    case("builtin_pylist_other_arg", '[brave_search(q="x")]', [("brave_search", {"query": "x"})]),
+    case("builtin_pylist_other_arg", '[brave_search(q="x")]', [("brave_search", {"q": "x"})]),
     # --- code_interpreter -------------------------------------------------------------------------
     case(
         "code_contains_builtin_call",
