@@ -31,6 +31,10 @@ from agent.llama3._types import BUILTIN_NAMES
 _CLOSER = {"{": "}", "[": "]", "(": ")"}
 _OUT = re.compile(r"[][{}()\"'\\]")
 _VALUE_START = frozenset("{[(,:=")
+MAX_DEPTH = 512
+"""Brackets nested deeper than this open no call (JSON's own decoder stops near 1,000): such a
+span is taken as never closing, like one cut off by the end of the text, and not scanned on.
+Hostile nesting (`[{(` a million times) then costs a bounded scan, not one per bracket."""
 
 
 def _no_constant(name: str) -> Any:
@@ -51,22 +55,26 @@ class Balance:
     and the index to resume from. A quote opens a string only where a value can start (after
     `{[(,:=` or right after the opener), so apostrophes and quotes in prose inside brackets do
     not derail it. Backslash escapes inside strings are honoured. `open_at` holds the
-    positions of the brackets still open.
+    positions of the brackets still open. Past `MAX_DEPTH` open brackets the span never closes
+    (`endless`): `feed` answers None at once from then on.
     """
 
-    __slots__ = ("_quote", "_stack", "failed", "open_at")
+    __slots__ = ("_quote", "_stack", "endless", "failed", "open_at")
 
     def __init__(self, opener: str, at: int) -> None:
         self._stack = [_CLOSER[opener]]
         self.open_at = [at]
         self._quote = ""
         self.failed = False
+        self.endless = False
 
     def feed(self, text: str, start: int) -> int | None:
         """Scan `text[start:]`; return the index just past the closing bracket, or None.
 
         After a mismatched closer, `failed` is True and the index past it is returned.
         """
+        if self.endless:
+            return None
         i = start
         n = len(text)
         while i < n:
@@ -88,6 +96,9 @@ class Balance:
             elif ch in _CLOSER:
                 self._stack.append(_CLOSER[ch])
                 self.open_at.append(j)
+                if len(self._stack) > MAX_DEPTH:
+                    self.endless = True
+                    return None
             elif ch in "}])":
                 if ch != self._stack[-1]:
                     self.failed = True
@@ -409,7 +420,10 @@ def _name_of(obj: Any) -> str | None:
 def _looks_like_call(span: str) -> bool:
     """A prefix like `{"name": "x"` or `[{"type": "function"`: meant as a call."""
     head = span[:400]
-    return bool(_NAME_IN_TEXT.search(head)) or '"type": "function"' in head
+    if '"type": "function"' in head:
+        return True
+    # The regex has no literal to skip ahead by: only run it where its words are.
+    return ("name" in head or "function" in head) and bool(_NAME_IN_TEXT.search(head))
 
 
 def _name_in(span: str) -> str | None:

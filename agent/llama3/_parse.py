@@ -30,7 +30,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.llama3._calls import CALL_NAMES, Call, is_python, read_builtin
-from agent.llama3._scan import Block, Found, Outcome, Scanner, decide_block, unknown_tool
+from agent.llama3._scan import (
+    TOO_MANY_CALLS,
+    Block,
+    Found,
+    Outcome,
+    Scanner,
+    decide_block,
+    unknown_tool,
+)
 from agent.llama3._special import (
     END_HEADER,
     EOM,
@@ -77,6 +85,8 @@ class _Machine:
         self._started = False
 
     def feed(self, chunk: str, *, final: bool = False) -> None:
+        if self._mode == "done":
+            return  # what follows an end token is ignored: not even looked at
         if not self._pending and "<" not in chunk:
             # Most chunks: no special token can start in them.
             if self._mode == "payload":
@@ -87,8 +97,10 @@ class _Machine:
         text = self._pending + chunk
         i = 0
         # Special tokens are found by their shape, in C, and the text between them goes on in
-        # one piece: a Python step per `<|` made text full of lookalikes slow.
-        for m in SPECIAL_SHAPE.finditer(text):
+        # one piece: a Python step per `<|` made text full of lookalikes slow. Every token ends
+        # in `|>`: text without one (however many `<|` it holds) needs no regex at all.
+        shapes = SPECIAL_SHAPE.finditer(text) if "|>" in text else ()
+        for m in shapes:
             if m.group() in SPECIAL_SET:
                 self._plain(text[i : m.start()])
                 self._special(m.group())
@@ -296,7 +308,10 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
     scanner.finish()
     blocks = [r for r in scanner.records if isinstance(r, Block)]
     prose = "".join(r for r in scanner.records if isinstance(r, str))
-    if len(blocks) == 1 and not prose.strip():
+    if scanner.spent:
+        # Calls the scanner gave up on: they are what they are, never code to parse whole.
+        _malformed(outcome, "", TOO_MANY_CALLS)
+    elif len(blocks) == 1 and not prose.strip():
         block = blocks[0]
         if not (_unknown_pythonic(block, allowed) and is_python(payload)):
             decide_block(block, allowed, outcome, strong=True)
@@ -308,7 +323,7 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
         return
     if not blocks and _spaced_dotcall(payload, allowed, outcome):
         return
-    if code_ok and is_python(payload):
+    if not scanner.spent and code_ok and is_python(payload):
         _code(payload, outcome)
         return
     if blocks:

@@ -42,7 +42,9 @@ from agent.llama3._types import MalformedCall
 #
 # What the scanner looks for: where a call may start, and the small patterns it steps over.
 
-_FIXED = ("<function=", "```")
+_FTAG = "<function="
+_DOTCALL = ".call("
+_FIXED = (_FTAG, "```")
 _HEAD_WINDOW = 200
 """How far past a bracket its head (a key, a name) is looked for."""
 _CUT_OFF_HEAD = 1024
@@ -53,13 +55,39 @@ _CUT_OFF_HEAD = 1024
 class Triggers:
     """`regex` finds a possible call start; `prefixes` are the unfinished starts a chunk may
     end in (held back while streaming); `longest` bounds how far back to look for them.
-    `search` is `regex` for searching prose: it also skips the brackets whose next character
-    already says they open no call (`{(`, `[1`), which would be handed back to prose at once."""
+    `find` searches prose with `regex`'s answer, faster (see there)."""
 
     regex: re.Pattern[str]
-    search: re.Pattern[str]
+    quick: re.Pattern[str]
+    named: re.Pattern[str]
     prefixes: frozenset[str]
     longest: int
+
+    def find(self, buf: str, pos: int) -> tuple[int, str] | None:
+        """The first trigger at or after `pos`: (where, what); None when there is none.
+
+        `regex.search` would do, at a fraction of the speed: its alternatives start with a
+        lookbehind, so the regex engine tries every position. Instead `quick`, whose every
+        alternative starts with a literal, finds brackets, fences and `.call(` (and skips the
+        brackets whose next character already says they open no call: `{(`, `[1`); then `named`
+        checks the name before a `.call(` in a window of `longest` characters, and `str.find`
+        looks for `<function=` before the hit (`<` alone, in a regex, made text full of `<|`
+        slow).
+        """
+        while True:
+            m = self.quick.search(buf, pos)
+            limit = m.start() if m is not None else len(buf)
+            tag = buf.find(_FTAG, pos, min(len(buf), limit + len(_FTAG) - 1))
+            if tag >= 0:
+                return tag, _FTAG
+            if m is None:
+                return None
+            if m.group() != _DOTCALL:
+                return m.start(), m.group()
+            n = self.named.search(buf, max(pos, m.start() - self.longest), m.end())
+            if n is not None and n.end() == m.end():
+                return n.start(), n.group()
+            pos = m.start() + 1
 
 
 @lru_cache(maxsize=64)
@@ -69,15 +97,17 @@ def triggers(names: frozenset[str]) -> Triggers:
     alternatives = "|".join(re.escape(d) for d in dotted)
     rest = r"|<function=|```|(?<![\w.])(?:" + alternatives + ")"
     regex = re.compile(r"[{\[]" + rest)
+    named = re.compile(r"(?<![\w.])(?:" + alternatives + ")")
     # What `_brace` takes: after `{` a quote or a key, after `[` a `{` or a name (past at most
     # `_HEAD_WINDOW` blanks: beyond, the window holds none, and the candidate decides).
     blanks = f"[ \\t\\r\\n]{{0,{_HEAD_WINDOW - 1}}}"
-    search = re.compile(
-        rf"\{{(?!{blanks}[^ \t\r\n\"'A-Za-z_])|\[(?!{blanks}[^ \t\r\n{{A-Za-z_])" + rest
+    quick = re.compile(
+        rf"\{{(?!{blanks}[^ \t\r\n\"'A-Za-z_])|\[(?!{blanks}[^ \t\r\n{{A-Za-z_])|```|"
+        + re.escape(_DOTCALL)
     )
     literals = (*_FIXED, *dotted)
     prefixes = frozenset(lit[:k] for lit in literals for k in range(1, len(lit)))
-    return Triggers(regex, search, prefixes, max(map(len, literals)))
+    return Triggers(regex, quick, named, prefixes, max(map(len, literals)))
 
 
 # Tool names are short: a longer word is prose (and is not re-matched on every chunk).
@@ -440,6 +470,19 @@ def _malformed(found: Found, reason: str, name: str | None) -> MalformedCall:
 
 _KEEP = 1024
 """Committed text kept in the buffer before it is dropped (appending copies the buffer)."""
+_BATCH = 65_536
+"""Past this much pending text (a call not closed yet), new text is added in batches at least
+as large as the buffer: appending copies the buffer, and a chunk at a time over megabytes of an
+unclosed call made streaming quadratic. Nothing is shown while a call is pending anyway."""
+MAX_CANDIDATES = 1000
+"""Possible calls followed in one segment. Past them the rest of the segment is prose, never
+read for calls: hostile text (a million `[{(`, or of JSON calls) costs a bounded amount of
+Python work, then a C-speed copy. A model that was writing calls when the limit struck is told
+(`TOO_MANY_CALLS`); one that wrote a thousand bracketed words of prose is not."""
+TOO_MANY_CALLS = (
+    f"the completion holds more than {MAX_CANDIDATES} possible tool calls; the text after them "
+    "was not read for calls: make fewer calls at a time"
+)
 
 
 class Scanner:
@@ -470,6 +513,11 @@ class Scanner:
         self._line_text = False
         self._fresh = True
         self._last_char = ""  # the last non-blank character committed
+        self._candidates = 0
+        self._parked: list[str] = []  # text not yet added to `_buf` (see `_BATCH`)
+        self._parked_size = 0
+        self.spent = False
+        """True when `MAX_CANDIDATES` struck while calls were being read (see `TOO_MANY_CALLS`)."""
         # Brackets a scan left open where it stopped, and where (see `advance`); positions in
         # `_buf`, so it is emptied when committed text is dropped.
         self._cut_off: dict[int, int] = {}
@@ -480,7 +528,30 @@ class Scanner:
         """Add text and scan as far as is decidable."""
         if self._final:
             return
-        if self._pos > _KEEP and self._state == "prose":
+        if self._state in ("cand", "after") and len(self._buf) > _BATCH:
+            self._parked.append(text)
+            self._parked_size += len(text)
+            if self._parked_size < len(self._buf):
+                return
+            text = self._unpark()
+        self._add(text)
+
+    def finish(self) -> None:
+        """The segment is complete: decide everything that is left."""
+        if not self._final:
+            if self._parked:
+                self._add(self._unpark())
+            self._final = True
+            self._run()
+
+    def _unpark(self) -> str:
+        text = "".join(self._parked)
+        self._parked.clear()
+        self._parked_size = 0
+        return text
+
+    def _add(self, text: str) -> None:
+        if self._pos > _KEEP and self._state in ("prose", "spent"):
             # Drop committed text, but one character: a trigger looks one back (`x.call(` is
             # none in `my_x.call(`), and must see the same text however the input was split.
             self._buf = self._buf[self._pos - 1 :]
@@ -488,12 +559,6 @@ class Scanner:
             self._cut_off.clear()
         self._buf += text
         self._run()
-
-    def finish(self) -> None:
-        """The segment is complete: decide everything that is left."""
-        if not self._final:
-            self._final = True
-            self._run()
 
     # --- output -----------------------------------------------------------------------------
 
@@ -532,14 +597,15 @@ class Scanner:
                 return self._start(m.start(1), "bare", m.end())
             if not self._final and BARE_PARTIAL.match(buf, pos):
                 return False
-        m = self._t.search.search(buf, pos)
-        if m is None:
+        found = self._t.find(buf, pos)
+        if found is None:
             end = len(buf) if self._final else self._safe_end(pos)
             if end > pos:
                 self._commit(end)
             return False
-        self._commit(m.start())
-        return self._trigger(m.start(), m.group())
+        at, what = found
+        self._commit(at)
+        return self._trigger(at, what)
 
     def _trigger(self, at: int, text: str) -> bool:
         if text == "```":
@@ -552,9 +618,28 @@ class Scanner:
         return self._start(at, "builtin", at + len(text))
 
     def _start(self, at: int, kind: Kind, cursor: int) -> bool:
+        if self._candidates >= MAX_CANDIDATES:
+            return self._give_up()
+        self._candidates += 1
         self._cand = open_candidate(kind, at, cursor)
         self._state = "cand"
         return True
+
+    def _give_up(self) -> bool:
+        """Too many possible calls: decide the block being read, then all the rest is prose."""
+        if self._block is not None:
+            self.spent = True
+            self._end_block(after_text=False, at_end=False)
+            if not self.tagged:
+                self.outcome.malformed.append(MalformedCall(text="", reason=TOO_MANY_CALLS))
+                self.outcome.forms.add("json")
+        self._state = "spent"
+        return True
+
+    def _step_spent(self) -> bool:
+        if len(self._buf) > self._pos:
+            self._commit(len(self._buf))
+        return False
 
     def _safe_end(self, pos: int) -> int:
         """Where committing must stop: the text may end in the start of a trigger."""
@@ -731,4 +816,5 @@ _STEPS = {
     "fence": Scanner._step_fence,
     "cand": Scanner._step_cand,
     "after": Scanner._step_after,
+    "spent": Scanner._step_spent,
 }
