@@ -20,6 +20,11 @@ nothing but JSON in the strict call shape (`{"name": ..., "parameters": {...}}`,
 envelope, or a list of them). A JSON object with a name and no arguments is a call only when it
 is the whole completion (or follows the tag) and names an offered tool. Malformed calls keep
 their text in `content`; calls do not. `StreamParser.feed` shows neither.
+
+Hostile text (megabytes of `<|`, of unclosed brackets, of calls) parses at C speed: brackets
+nested past `_calls.MAX_DEPTH` never close, and past `_scan.MAX_CANDIDATES` possible calls in
+one segment the rest is prose, never read for calls (a model that was writing calls then gets a
+malformed call saying so). Decisions still depend on the text alone, so streamed equals whole.
 """
 
 from __future__ import annotations
@@ -44,9 +49,9 @@ from agent.llama3._special import (
     EOM,
     LONGEST_SPECIAL,
     PYTHON_TAG,
+    SPECIAL_FIND,
     SPECIAL_PREFIXES,
     SPECIAL_SET,
-    SPECIAL_SHAPE,
     SPECIAL_TOKEN_RE,
     START_HEADER,
     STOP_TOKENS,
@@ -99,7 +104,7 @@ class _Machine:
         # Special tokens are found by their shape, in C, and the text between them goes on in
         # one piece: a Python step per `<|` made text full of lookalikes slow. Every token ends
         # in `|>`: text without one (however many `<|` it holds) needs no regex at all.
-        shapes = SPECIAL_SHAPE.finditer(text) if "|>" in text else ()
+        shapes = SPECIAL_FIND.finditer(text) if "|>" in text else ()
         for m in shapes:
             if m.group() in SPECIAL_SET:
                 self._plain(text[i : m.start()])

@@ -69,8 +69,9 @@ class Triggers:
         `regex.search` would do, at a fraction of the speed: its alternatives start with a
         lookbehind, so the regex engine tries every position. Instead `quick`, whose every
         alternative starts with a literal, finds brackets, fences and `.call(` (and skips the
-        brackets whose next character already says they open no call: `{(`, `[1`); then `named`
-        checks the name before a `.call(` in a window of `longest` characters, and `str.find`
+        brackets whose next character already says they open no call: `{(`, `[1`), and a
+        `.call(` after a name; then `named` finds where the longest such name starts, in a
+        window of `longest` characters, and `str.find`
         looks for `<function=` before the hit (`<` alone, in a regex, made text full of `<|`
         slow).
         """
@@ -101,9 +102,12 @@ def triggers(names: frozenset[str]) -> Triggers:
     # What `_brace` takes: after `{` a quote or a key, after `[` a `{` or a name (past at most
     # `_HEAD_WINDOW` blanks: beyond, the window holds none, and the candidate decides).
     blanks = f"[ \\t\\r\\n]{{0,{_HEAD_WINDOW - 1}}}"
+    # `.call(` only after one of the names (a lookbehind each: they differ in length).
+    after_name = "|".join(rf"(?<=(?<![\w.]){re.escape(d)})" for d in dotted)
     quick = re.compile(
         rf"\{{(?!{blanks}[^ \t\r\n\"'A-Za-z_])|\[(?!{blanks}[^ \t\r\n{{A-Za-z_])|```|"
         + re.escape(_DOTCALL)
+        + f"(?:{after_name})"
     )
     literals = (*_FIXED, *dotted)
     prefixes = frozenset(lit[:k] for lit in literals for k in range(1, len(lit)))

@@ -70,6 +70,13 @@ SPECIAL_PREFIXES = frozenset(t[:k] for t in SPECIAL_TOKENS for k in range(1, len
 """The unfinished starts of special tokens (a chunk may end in one)."""
 SPECIAL_SHAPE = re.compile(r"<\|[a-z0-9_]{1,40}\|>")
 """What every special token looks like (a match is one when it is in `SPECIAL_SET`)."""
+SPECIAL_FIND = re.compile(
+    r"<\|(?:reserved_special_token_\d{1,3}|"
+    + "|".join(sorted(re.escape(t[2:-2]) for t in _NAMED if "reserved" not in t))
+    + r")\|>"
+)
+"""Finds the special tokens (a match is one when it is in `SPECIAL_SET`) and nothing else that
+has their shape: text full of `<|a|>` is skipped in C."""
 
 # --- neutralizing ----------------------------------------------------------------------------
 
