@@ -392,14 +392,19 @@ class OllamaBackend(Backend):
             # One chunk is one token; the tokens of an interrupted attempt count as generated.
             usage = dataclasses.replace(usage, eval_count=usage.eval_count + resumed_chunks)
         sent_now = sent if not continuation else 1 + await self._count(text + continuation)
-        warning = await self._history.shortfall_warning(
-            model=model,
-            history=history,
-            text=text + continuation,
-            sent=sent_now,
-            reported=usage.prompt_eval_count,
-            num_ctx=usage.num_ctx,
-            exact=tokenizer_is_exact(),
+        # An attempt the client cut short has no final line, so no count to compare.
+        warning = (
+            None
+            if final.cut
+            else await self._history.shortfall_warning(
+                model=model,
+                history=history,
+                text=text + continuation,
+                sent=sent_now,
+                reported=usage.prompt_eval_count,
+                num_ctx=usage.num_ctx,
+                exact=tokenizer_is_exact(),
+            )
         )
         if warning is not None:
             loaded = await self._server.loaded_context(model, usage.num_ctx)

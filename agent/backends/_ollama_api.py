@@ -217,6 +217,7 @@ class Final:
 
     done: Done
     text: str
+    cut: bool = False  # the client ended it (past num_predict or the size cap): no final line
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -358,7 +359,7 @@ class StreamAttempt:
                         raise self._garbled(f"a response that is not text: {raw[:80]!r}")
                     chars += len(text)
                     if len(pieces) >= limit or chars > self._caps.completion_chars:
-                        yield Final(done=self._cut(len(pieces)), text="".join(pieces))
+                        yield Final(done=self._cut(len(pieces)), text="".join(pieces), cut=True)
                         return
                     pieces.append(text)
                     yield TextChunk(text=text)
