@@ -314,6 +314,8 @@ class StreamAttempt:
         try:
             if response.status != 200:
                 body = await response.content.read(self._caps.line_bytes)
+                if response.content.at_eof():
+                    response.release()  # a 503 is retried: keep the connection for it
                 raise ollama.ResponseError(body.decode(errors="replace"), response.status)
             lines = Lines(
                 response.content,
