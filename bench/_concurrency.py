@@ -5,10 +5,16 @@ resident memory do not mix; the emulator runs in a process of its own. A case wa
 run (the tokenizer, `/api/show`, the first connection), takes the resident size as the baseline,
 starts every run at once and waits for all of them.
 
-Clients: `agent` (`Agent.run`, its default `OllamaBackend`), `agent-pool` (the same with
-`OllamaBackend(max_connections=runs)`), `bare` (the hand loop on bare aiohttp with no connection
-cap: the floor), `ollama` (the hand loop on `ollama.AsyncClient` and its default httpx
-transport: for reference).
+Clients: `agent` (`Agent.run`, its default `OllamaBackend`), `agent-estimate` (the same with
+the token counter on its estimate path, as without the `tokenizer` extra: the child runs with
+`LLAMA_AGENT_TOKENIZER` pointing at no file), `agent-pool` (`OllamaBackend(max_connections=runs)`),
+`bare` (the floor: the same protocol, raw streamed `/api/generate` with a hand-built prompt, on
+bare aiohttp with no connection cap), `ollama` (the hand loop on `ollama.AsyncClient` and its
+default httpx transport: for reference).
+
+Goals (issue 13), ratios against the floor in the same run: at 1,000 runs, wall time at most
+1.5x, client CPU per request at most 2x, peak RSS at most 1.5x (plus about 50 MB for the
+tokenizer's rank tables when it is loaded).
 """
 
 from __future__ import annotations
@@ -44,11 +50,15 @@ REQUESTS = 6  # five calls and the answer
 CHUNK_CHARS = 16
 ROUNDS = 2  # the largest size runs this many times, rounds interleaved; the best counts
 GOAL_RUNS = 1000
-GOAL_SECONDS = 2.0
-GOAL_BYTES = 300 * 2**20
+GOAL_WALL = 1.5  # x the floor's
+GOAL_CPU = 2.0  # x the floor's, per request
+GOAL_RSS = 1.5  # x the floor's peak
+TOKENIZER_BYTES = 50 * 2**20  # the rank tables, allowed on top with the tokenizer loaded
+NO_TOKENIZER = "/nonexistent/tokenizer.model"  # LLAMA_AGENT_TOKENIZER: the estimate path
 
 LABELS = {
     "agent": "Agent.run, default OllamaBackend",
+    "agent-estimate": "Agent.run, token estimate (no tokenizer)",
     "agent-pool": "Agent.run, OllamaBackend(max_connections=runs)",
     "bare": "hand loop, bare aiohttp (the floor)",
     "ollama": "hand loop, ollama.AsyncClient (httpx)",
@@ -93,7 +103,7 @@ async def _measure(client: str, url: str, runs: int) -> dict[str, Any]:
         await agent.aclose()
         backend = OllamaBackend(url, max_connections=runs)
         agent = Agent(chain.MODEL, tools=[chain.add], backend=backend, today=chain.TODAY)
-    if client in ("agent", "agent-pool"):
+    if client in ("agent", "agent-estimate", "agent-pool"):
 
         async def one() -> None:
             await chain.agent_run(agent)
@@ -178,13 +188,16 @@ def run_case(
         command = [sys.executable, "-m", "bench._concurrency"]
         command += ["--client", client, "--runs", str(runs), "--url", server.url]
         server_cpu = server.cpu_seconds()
+        env = child_env()
+        if client == "agent-estimate":
+            env["LLAMA_AGENT_TOKENIZER"] = NO_TOKENIZER
         done = subprocess.run(
             [*command, *(["--profile"] if profile else [])],
             capture_output=True,
             text=True,
-            env=child_env(),
+            env=env,
             cwd=ROOT,
-            timeout=600,
+            timeout=1800,
             check=False,
         )
         server_cpu = server.cpu_seconds() - server_cpu
@@ -199,8 +212,8 @@ def cases(quick: bool, sizes: list[int], *, first: bool = True) -> list[tuple[st
     """The cases of one round; the slow httpx reference only in the first."""
     chosen: list[tuple[str, int]] = []
     for runs in sizes:
-        chosen += [("agent", runs), ("bare", runs)]
-        if runs > 512:  # the default pool holds 512 connections
+        chosen += [("agent", runs), ("agent-estimate", runs), ("bare", runs)]
+        if 512 < runs <= GOAL_RUNS:  # the default pool holds 512 connections
             chosen.append(("agent-pool", runs))
         if runs <= 200 and not quick and first:
             chosen.append(("ollama", runs))
@@ -282,42 +295,43 @@ def run(*, quick: bool, sizes: list[int] | None = None) -> SectionResult:
     agents = [o for o in outcomes if o["runs"] == GOAL_RUNS and o["client"].startswith("agent")]
     if quick or not agents:  # the goals are for the full sizes and latency
         return result
-    best = min(agents, key=lambda o: o["wall"])
     floor = floors[GOAL_RUNS]
-    heaviest = max(agents, key=lambda o: o["rss_peak"])  # the goal holds for every Agent case
-    peak = heaviest["rss_peak"]
-    result.goals = [
-        Goal(
-            name=f"{GOAL_RUNS} runs: wall time",
-            target=f"< {GOAL_SECONDS:.1f} s",
-            measured=f"{best['wall']:.2f} s ({LABELS[best['client']]}); floor "
-            f"{floor['wall']:.2f} s",
-            met=best["wall"] < GOAL_SECONDS,
-        ),
-        Goal(
-            name=f"{GOAL_RUNS} runs: peak memory",
-            target=f"< {mb(GOAL_BYTES)}",
-            measured=f"{mb(peak)} peak RSS, the highest Agent case ({LABELS[heaviest['client']]};"
-            f" growth {mb(peak - heaviest['rss_before'])})",
-            met=peak < GOAL_BYTES,
-        ),
-    ]
     requests = GOAL_RUNS * REQUESTS
-    if floor["wall"] >= GOAL_SECONDS:
-        result.notes.append(
-            f"The floor itself (bare aiohttp) took {floor['wall']:.2f} s for {GOAL_RUNS} runs: "
-            f"the emulator process used {floor['emulator_cpu']:.1f} s of CPU for {requests} "
-            f"requests ({floor['emulator_cpu'] / requests * 1e3:.2f} ms each), so on this "
-            "machine the server, not the client, sets the floor."
-        )
-    per_request = best["cpu"] / requests
+    result.goals = []
+    for o in agents:
+        label = LABELS[o["client"]]
+        allowance = 0 if o["client"] == "agent-estimate" else TOKENIZER_BYTES
+        rss_limit = GOAL_RSS * floor["rss_peak"] + allowance
+        result.goals += [
+            Goal(
+                name=f"{GOAL_RUNS} runs, {label}: wall",
+                target=f"<= {GOAL_WALL}x floor",
+                measured=f"{o['wall'] / floor['wall']:.2f}x ({o['wall']:.2f} s; floor "
+                f"{floor['wall']:.2f} s)",
+                met=o["wall"] <= GOAL_WALL * floor["wall"],
+            ),
+            Goal(
+                name=f"{GOAL_RUNS} runs, {label}: client CPU / request",
+                target=f"<= {GOAL_CPU}x floor",
+                measured=f"{o['cpu'] / floor['cpu']:.2f}x ({o['cpu'] / requests * 1e6:.0f} µs; "
+                f"floor {floor['cpu'] / requests * 1e6:.0f} µs)",
+                met=o["cpu"] <= GOAL_CPU * floor["cpu"],
+            ),
+            Goal(
+                name=f"{GOAL_RUNS} runs, {label}: peak RSS",
+                target=f"<= {GOAL_RSS}x floor" + (" + 50 MB" if allowance else ""),
+                measured=f"{mb(o['rss_peak'])} (limit {mb(rss_limit)}; floor "
+                f"{mb(floor['rss_peak'])})",
+                met=o["rss_peak"] <= rss_limit,
+            ),
+        ]
     result.notes.append(
-        f"The Agent's process used {best['cpu']:.1f} s of CPU in {best['wall']:.2f} s "
-        f"({per_request * 1e6:.0f} µs per request, bare aiohttp "
-        f"{floor['cpu'] / requests * 1e6:.0f} µs): on one core, {GOAL_RUNS} runs cannot take "
-        f"less than {requests * per_request:.1f} s of client CPU, whatever the server."
+        f"The floor took {floor['wall']:.2f} s for {GOAL_RUNS} runs; the emulator process used "
+        f"{floor['emulator_cpu']:.1f} s of CPU for {requests} requests "
+        f"({floor['emulator_cpu'] / requests * 1e3:.2f} ms each): with two shared cores the "
+        "server and the client compete for the same CPU, so wall times are noisy."
     )
-    if not result.goals[0].met:
+    if not all(goal.met for goal in result.goals):
         result.profile = profile_agent(GOAL_RUNS)
     return result
 

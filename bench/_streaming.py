@@ -3,8 +3,8 @@
 The emulator (its own process) streams a prose answer one token per chunk at a steady rate.
 Two clocks, both non-invasive:
 
-* wire: an httpx transport around the backend's aiohttp transport stamps each body read as
-  aiohttp hands it over (before the `ollama` client parses the line);
+* wire: the backend's line reader (`_stream.Lines.batch`) is wrapped to stamp each batch of
+  lines as a read hands it over (before the backend decodes them);
 * backend: a `Backend` around `OllamaBackend` stamps each `TextChunk` as the backend yields it
   (what the loop itself adds).
 
@@ -19,13 +19,11 @@ import contextvars
 import functools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from agent import Agent, TextDelta
 from agent.backends import (
@@ -36,6 +34,7 @@ from agent.backends import (
     OllamaBackend,
     TextChunk,
 )
+from agent.backends._stream import Lines
 from bench._common import SectionResult, Table, emulator_process, percentile, us
 
 WORDS = (
@@ -58,42 +57,23 @@ class _Log:
 _CURRENT: contextvars.ContextVar[_Log] = contextvars.ContextVar("bench_stream_log")
 
 
-class _StampedStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, log: _Log) -> None:
-        self._inner = inner
-        self._log = log
+@contextlib.contextmanager
+def stamping_reads() -> Iterator[None]:
+    """Stamp every batch of lines the backend reads into the current run's log."""
+    original = Lines.batch
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for data in self._inner:
-            self._log.wire.append((time.perf_counter(), data))
-            yield data
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class StampingTransport(httpx.AsyncBaseTransport):
-    """Stamps the body reads of `/api/generate` responses into the current run's log."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
+    async def batch(self: Lines) -> list[bytes]:
+        lines = await original(self)
         log = _CURRENT.get(None)
-        if log is None or request.url.path != "/api/generate":
-            return response
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            stream=_StampedStream(response.stream, log),
-            request=request,
-            extensions=response.extensions,
-        )
+        if log is not None and lines:
+            log.wire.append((time.perf_counter(), b"".join(x + b"\n" for x in lines)))
+        return lines
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    Lines.batch = batch  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Lines.batch = original  # type: ignore[method-assign]
 
 
 class StampingBackend(Backend):
@@ -170,16 +150,15 @@ async def _one(agent: Agent, logs: list[_Log]) -> None:
 
 
 async def _measure(url: str, *, runs: int, concurrent: int) -> list[_Log]:
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    inner = OllamaBackend(url, transport=StampingTransport(AiohttpTransport(limits=limits)))
-    backend = StampingBackend(inner)
+    backend = StampingBackend(OllamaBackend(url))
     logs: list[_Log] = []
-    async with Agent("llama3.1", backend=backend) as agent:
-        await _one(agent, [])  # warm up
-        for _ in range(runs):
-            async with anyio.create_task_group() as group:
-                for _ in range(concurrent):
-                    group.start_soon(_one, agent, logs)
+    with stamping_reads():
+        async with Agent("llama3.1", backend=backend) as agent:
+            await _one(agent, [])  # warm up
+            for _ in range(runs):
+                async with anyio.create_task_group() as group:
+                    for _ in range(concurrent):
+                        group.start_soon(_one, agent, logs)
     await backend.aclose()
     return logs
 

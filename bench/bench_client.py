@@ -6,8 +6,7 @@ emulator running in its own process with 200 ms latency before the first token a
 
 Clients compared:
 * `ollama.AsyncClient` on its default httpx transport (httpcore's pool);
-* `ollama.AsyncClient` on `httpx_aiohttp.AiohttpTransport()` with its default 100-connection cap;
-* `OllamaBackend` (what the product uses: the aiohttp transport with a sized pool, plus its
+* `OllamaBackend` (what the product uses: aiohttp directly with a sized pool, plus its
   token counting, context sizing and stream handling);
 * a bare aiohttp client reading NDJSON lines (the floor).
 
@@ -26,7 +25,6 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import anyio
 import ollama
-from httpx_aiohttp import AiohttpTransport
 
 from agent.backends import GenerateOptions, OllamaBackend
 
@@ -51,9 +49,8 @@ async def run_all(runs: int, calls: int, one_call: Callable[[], Awaitable[str]])
     return time.perf_counter() - started
 
 
-async def with_ollama_client(url: str, runs: int, calls: int, *, aiohttp_transport: bool) -> float:
-    kwargs = {"transport": AiohttpTransport()} if aiohttp_transport else {}
-    client = ollama.AsyncClient(url, **kwargs)
+async def with_ollama_client(url: str, runs: int, calls: int) -> float:
+    client = ollama.AsyncClient(url)
 
     async def call() -> str:
         parts = []
@@ -135,25 +132,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--only", choices=["httpx", "aiohttp-transport", "backend", "aiohttp"])
+    parser.add_argument("--only", choices=["httpx", "backend", "aiohttp"])
     args = parser.parse_args()
     ideal = args.calls * (args.latency + 4 / TOKEN_RATE)
     process, url = start_emulator(args.latency)
     try:
         cases: dict[str, Callable[[], Awaitable[float]]] = {
-            "httpx": lambda: with_ollama_client(
-                url, args.runs, args.calls, aiohttp_transport=False
-            ),
-            "aiohttp-transport": lambda: with_ollama_client(
-                url, args.runs, args.calls, aiohttp_transport=True
-            ),
+            "httpx": lambda: with_ollama_client(url, args.runs, args.calls),
             "backend": lambda: with_backend(url, args.runs, args.calls),
             "aiohttp": lambda: with_bare_aiohttp(url, args.runs, args.calls),
         }
         labels = {
             "httpx": "ollama.AsyncClient, default httpx transport",
-            "aiohttp-transport": "ollama.AsyncClient, AiohttpTransport() (100 connections)",
-            "backend": "OllamaBackend (AiohttpTransport, 512 connections)",
+            "backend": "OllamaBackend (aiohttp, 512 connections)",
             "aiohttp": "bare aiohttp, no connection cap",
         }
         print(

@@ -113,7 +113,7 @@ def test_the_http_stack_loads_only_when_a_backend_is_used(module: str) -> None:
     # only `agent.OllamaBackend`, looked up on first use, brings in ollama, httpx and aiohttp.
     code = (
         f"import sys, {module}\n"
-        "http = ('ollama', 'httpx', 'aiohttp', 'httpx_aiohttp')\n"
+        "http = ('ollama', 'httpx', 'aiohttp', 'orjson')\n"
         "assert not [m for m in http if m in sys.modules], [m for m in http if m in sys.modules]\n"
         "import agent\n"
         "agent.OllamaBackend\n"

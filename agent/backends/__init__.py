@@ -9,10 +9,11 @@ async with OllamaBackend() as backend:
 ```
 
 Inside, shared by every backend: `_base` (the `Backend` ABC, its events, options, `Timeouts`,
-`Retries`), `_wire` (HTTP clients per event loop, transport failures, dropped streams) and
-`_context` (`num_ctx` sizing, token counting, model info). Per server: `_ollama` (the
-backend: retries, resumption, checks) and `_ollama_api` (Ollama's HTTP API and its errors).
-A new backend is a module of its own beside `_ollama`, built on the shared three.
+`Retries`), `_wire` (HTTP clients per event loop, transport failures, dropped streams),
+`_stream` (reading an NDJSON body under deadlines and size caps) and `_context` (`num_ctx`
+sizing, token counting, model info). Per server: `_ollama` (the backend: retries, resumption,
+checks) and `_ollama_api` (Ollama's HTTP API and its errors). A new backend is a module of its
+own beside `_ollama`, built on the shared four.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""`OllamaBackend`: raw Llama 3 prompts through the official `ollama.AsyncClient`.
+"""`OllamaBackend`: raw Llama 3 prompts to Ollama's `/api/generate`.
 
-Transport: the client runs on `httpx_aiohttp.AiohttpTransport` with a sized aiohttp connection
-pool, because httpx's default pool does work proportional to its open connections on every
-request and collapses under hundreds of concurrent runs (DESIGN decision 9; see
-`bench/bench_client.py`). One pool per event loop (`_wire.py`); the calls to Ollama's API and
-their error translation live in `_ollama_api.py`, context sizing and prompt counting in
-`_context.py`. This module holds the policy: retries, resumption, and the checks around them.
+Transport: the per-token path is one HTTP stack, aiohttp with a sized connection pool, NDJSON
+decoded by orjson (issue 13: the `ollama` client over httpx over `httpx_aiohttp` over aiohttp
+cost five times the client CPU of a bare aiohttp loop). The official `ollama.AsyncClient`
+(on httpx, no keep-alive: its calls are rare) stays for `show`, `ps` and `pull`. One pool per
+event loop (`_wire.py`); the calls to Ollama's API and their error translation live in
+`_ollama_api.py`, context sizing and prompt counting in `_context.py`. This module holds the
+policy: retries, resumption, and the checks around them.
 
 Retries and their limits:
 
@@ -37,10 +38,10 @@ import os
 import random
 from collections.abc import AsyncIterator
 
+import aiohttp
 import anyio
 import httpx
 import ollama
-from httpx_aiohttp import AiohttpTransport
 
 from agent.backends._base import (
     Backend,
@@ -60,6 +61,8 @@ from agent.backends._context import (
     size_context,
 )
 from agent.backends._ollama_api import (
+    Caps,
+    Clients,
     Final,
     PullCallback,
     PullProgress,
@@ -70,11 +73,13 @@ from agent.backends._ollama_api import (
     timeout_error,
     wire_options,
 )
-from agent.backends._wire import Connections, Dropped, LoopState, release_stream
+from agent.backends._wire import Connections, Dropped, LoopState
 from agent.errors import OllamaBusyError, StreamError
 from agent.llama3 import BEGIN_OF_TEXT, tokenizer_is_exact
 
 logger = logging.getLogger("agent.backends.ollama")
+
+USER_AGENT = f"llama-agent/0.1 (aiohttp/{aiohttp.__version__})"
 
 
 class OllamaBackend(Backend):
@@ -102,8 +107,12 @@ class OllamaBackend(Backend):
     before any deadline starts (set it to the server's `OLLAMA_NUM_PARALLEL` × loaded models
     to keep Ollama's own queue short). `pull_missing`: pull a model that is not there instead
     of failing (progress goes to `on_pull_progress` and the log). `completion_reserve`: the
-    room for the answer when the caller sets no `num_predict`. `transport`: an httpx transport
-    to use instead (tests); it is shared by every event loop and closed by `aclose()`.
+    room for the answer when the caller sets no `num_predict`. `keepalive_expiry`: seconds
+    after which an idle connection is closed. `max_line_bytes`, `max_completion_chars`: what
+    one NDJSON line and one completion may hold; a longer line is a `StreamError`, a longer
+    completion ends as `length` (as does one that runs past `num_predict`, whatever the server
+    does). `transport`: an httpx transport for the `ollama` client's calls (`show`, `ps`,
+    `pull`; tests); it is shared by every event loop. Generating always uses aiohttp.
 
     One backend can serve several `anyio.run` calls in turn (a script that runs an agent
     twice): each event loop gets its own connection pool, closed when that loop ends or by
@@ -133,6 +142,9 @@ class OllamaBackend(Backend):
         pull_missing: bool = False,
         on_pull_progress: PullCallback | None = None,
         completion_reserve: int = 2048,
+        keepalive_expiry: float = 30.0,
+        max_line_bytes: int = Caps.line_bytes,
+        max_completion_chars: int = Caps.completion_chars,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -141,29 +153,31 @@ class OllamaBackend(Backend):
         self.retries = retries or Retries()
         self.completion_reserve = completion_reserve
         self._rng = rng or random.Random()
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=30.0,
-        )
+        self._caps = Caps(line_bytes=max_line_bytes, completion_chars=max_completion_chars)
 
-        def make_client() -> ollama.AsyncClient:
-            return ollama.AsyncClient(
+        def make_clients() -> Clients:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=max_connections, keepalive_timeout=keepalive_expiry
+                ),
+                # Reads are bounded by `_stream.Watchdog`; here only connecting.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
+                headers={"User-Agent": USER_AGENT},
+            )
+            management = ollama.AsyncClient(
                 self.url,
-                transport=transport or AiohttpTransport(limits=limits),
-                # Reads are bounded per line by `StreamAttempt`; here only connect and write.
+                transport=transport,
                 timeout=httpx.Timeout(
                     connect=self.timeouts.connect,
-                    read=None,
+                    read=None,  # `Timeouts.request`, and per line while pulling
                     write=self.timeouts.between_chunks,
                     pool=None,
                 ),
-                event_hooks={"response": [release_stream]},
+                limits=httpx.Limits(max_keepalive_connections=0),  # rare calls: none left idle
             )
+            return Clients(session=session, ollama=management, owns_transport=transport is None)
 
-        self._connections = Connections(
-            make_client, owns_transport=transport is None, concurrency=concurrency
-        )
+        self._connections = Connections(make_clients, concurrency=concurrency)
         self._server = Server(
             self.url,
             timeouts=self.timeouts,
@@ -206,7 +220,7 @@ class OllamaBackend(Backend):
         """Pull `model`, yielding Ollama's progress lines; ends after `status == "success"`."""
         return self._server.pull(model)
 
-    async def _count(self, text: str, state: LoopState[ollama.AsyncClient] | None = None) -> int:
+    async def _count(self, text: str, state: LoopState[Clients] | None = None) -> int:
         state = state or await self._connections.current()
         counter = self.token_counter
         if not counter.warm:
@@ -269,7 +283,7 @@ class OllamaBackend(Backend):
                     yield Done(done_reason="length", warnings=tuple(warnings))
                     return
                 attempt = StreamAttempt(
-                    state.client,
+                    state.client.session,
                     url=self.url,
                     model=model,
                     prompt=text + continuation,
@@ -279,6 +293,7 @@ class OllamaBackend(Backend):
                     deadline=deadline,
                     sent=sent,
                     num_ctx=num_ctx,
+                    caps=self._caps,
                     translate_other=self._server.translate_other,
                 )
                 try:
@@ -377,14 +392,19 @@ class OllamaBackend(Backend):
             # One chunk is one token; the tokens of an interrupted attempt count as generated.
             usage = dataclasses.replace(usage, eval_count=usage.eval_count + resumed_chunks)
         sent_now = sent if not continuation else 1 + await self._count(text + continuation)
-        warning = await self._history.shortfall_warning(
-            model=model,
-            history=history,
-            text=text + continuation,
-            sent=sent_now,
-            reported=usage.prompt_eval_count,
-            num_ctx=usage.num_ctx,
-            exact=tokenizer_is_exact(),
+        # An attempt the client cut short has no final line, so no count to compare.
+        warning = (
+            None
+            if final.cut
+            else await self._history.shortfall_warning(
+                model=model,
+                history=history,
+                text=text + continuation,
+                sent=sent_now,
+                reported=usage.prompt_eval_count,
+                num_ctx=usage.num_ctx,
+                exact=tokenizer_is_exact(),
+            )
         )
         if warning is not None:
             loaded = await self._server.loaded_context(model, usage.num_ctx)

@@ -1,12 +1,14 @@
-"""Ollama's HTTP API as the backend uses it, through the official `ollama.AsyncClient`.
+"""Ollama's HTTP API as the backend uses it: generating on aiohttp directly, the rest through
+the official `ollama.AsyncClient`.
 
 * **Requests**: the host as the `ollama` client reads it (`parse_host`) and each request's
   `options` (`wire_options`).
 * **Errors**: Ollama's error statuses, in-band error lines and unreadable answers translated
   into `agent.errors` (`response_error`, `Server.translate_other`): with `_wire`'s
   classification of transport failures, the one boundary where foreign exceptions end.
-* **Generating**: one streamed `/api/generate` in raw mode, with a deadline per line
-  (`StreamAttempt`); `OllamaBackend` decides about retries and resumption.
+* **Generating**: one streamed `/api/generate` in raw mode, on one HTTP stack (aiohttp, orjson,
+  no model per chunk), under deadlines and size caps (`StreamAttempt`, `_stream.Lines`);
+  `OllamaBackend` decides about retries and resumption.
 * **The rest of the API** (`Server`): `/api/version`, `/api/show`, `/api/ps`, and `/api/pull`
   with its progress.
 """
@@ -19,11 +21,12 @@ import logging
 import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
+import aiohttp
 import anyio
-import httpx
 import ollama
+import orjson
 import pydantic
 
 from agent.backends._base import (
@@ -36,6 +39,7 @@ from agent.backends._base import (
     Usage,
 )
 from agent.backends._context import describe
+from agent.backends._stream import Deadline, Expired, Lines, LineTooLong
 from agent.backends._wire import (
     TRANSPORT_ERRORS,
     Connections,
@@ -58,6 +62,7 @@ from agent.errors import (
 logger = logging.getLogger("agent.backends.ollama")
 
 T = TypeVar("T")
+loads = orjson.loads
 
 
 # --- requests -------------------------------------------------------------------------------------
@@ -177,7 +182,6 @@ def unreadable(exc: BaseException, *, model: str, url: str) -> StreamError | Non
     return None
 
 
-Deadline = Literal["first chunk", "next chunk", "total"]
 _SETTING: dict[Deadline, str] = {
     "first chunk": "first_chunk",
     "next chunk": "between_chunks",
@@ -213,22 +217,43 @@ class Final:
 
     done: Done
     text: str
+    cut: bool = False  # the client ended it (past num_predict or the size cap): no final line
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caps:
+    """What one generation may bring in: bytes per NDJSON line, characters in all."""
+
+    line_bytes: int = 1 << 20
+    completion_chars: int = 1 << 21
 
 
 _DONE_REASONS: dict[str, DoneReason] = {"stop": "stop", "length": "length", "unload": "unload"}
+_JSON = {"Content-Type": "application/json"}
+_USAGE_FIELDS = (
+    "prompt_eval_count",
+    "eval_count",
+    "total_duration",
+    "load_duration",
+    "prompt_eval_duration",
+    "eval_duration",
+)
 
 
 class StreamAttempt:
-    """Sends one `generate(raw=True, stream=True)` and yields `TextChunk`s, then one `Final`.
+    """POSTs one raw, streamed `/api/generate` and yields `TextChunk`s, then one `Final`.
 
-    Raises `ollama.ResponseError` for an error status or an in-band error line (the caller
-    decides about 503), `Dropped` when the connection broke, `BackendTimeoutError` when a
-    deadline passed, and the project's errors for everything else.
+    The hot path: aiohttp and orjson directly, one `await` per network read (`_stream.Lines`),
+    a dict per line and no model. Raises `ollama.ResponseError` for an error status or an
+    in-band error line (the caller decides about 503), `Dropped` when the connection broke,
+    `BackendTimeoutError` when a deadline passed, `StreamError` for an answer Ollama would not
+    send. More than `num_predict` chunks (a chunk is a token), or more text than the caps
+    allow, ends the attempt as `length` whatever the server does.
     """
 
     def __init__(
         self,
-        client: ollama.AsyncClient,
+        session: aiohttp.ClientSession,
         *,
         url: str,
         model: str,
@@ -239,64 +264,111 @@ class StreamAttempt:
         deadline: float,
         sent: int,
         num_ctx: int,
+        caps: Caps,
         translate_other: Callable[..., BackendError],
     ) -> None:
-        self._client = client
+        self._session = session
         self._url = url
         self._model = model
-        self._prompt = prompt
-        self._options = options
-        self._keep_alive = keep_alive
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "raw": True,
+            "stream": True,
+            "options": options,
+        }
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        self._body = orjson.dumps(body)
+        self._num_predict = int(options.get("num_predict", -1))
         self._timeouts = timeouts
         self._deadline = deadline
         self._sent = sent
         self._num_ctx = num_ctx
+        self._caps = caps
         self._translate_other = translate_other
 
     def _timeout(self, which: Deadline) -> BackendTimeoutError:
         return timeout_error(which, url=self._url, model=self._model, timeouts=self._timeouts)
 
-    async def events(self) -> AsyncGenerator[TextChunk | Final, None]:
-        stream = await self._client.generate(
-            model=self._model,
-            prompt=self._prompt,
-            raw=True,
-            stream=True,
-            options=self._options,
-            keep_alive=self._keep_alive,
+    def _garbled(self, what: str) -> StreamError:
+        return StreamError(
+            f"the stream from {self._url} for {self._model} contained {what}. "
+            "Is OLLAMA_HOST pointing at Ollama, and not at a proxy or another service?"
         )
-        pieces: list[str] = []
-        total = self._deadline
-        step = self._timeouts.first_chunk
-        which: Deadline = "first chunk"
+
+    async def events(self) -> AsyncGenerator[TextChunk | Final, None]:
+        total_at = self._deadline
+        first = self._timeouts.first_chunk
+        first_at = total_at if first is None else min(anyio.current_time() + first, total_at)
+        with anyio.CancelScope(deadline=first_at) as scope:
+            try:
+                response = await self._session.post(
+                    self._url + "/api/generate", data=self._body, headers=_JSON
+                )
+            except TRANSPORT_ERRORS as exc:
+                raise self._transport_error(exc) from exc
+        if scope.cancelled_caught:
+            raise self._timeout("first chunk" if first_at < total_at else "total")
+        lines: Lines | None = None
         try:
+            if response.status != 200:
+                body = await response.content.read(self._caps.line_bytes)
+                if response.content.at_eof():
+                    response.release()  # a 503 is retried: keep the connection for it
+                raise ollama.ResponseError(body.decode(errors="replace"), response.status)
+            lines = Lines(
+                response.content,
+                first_at=first_at,
+                between=self._timeouts.between_chunks,
+                total_at=total_at,
+                max_line=self._caps.line_bytes,
+            )
+            pieces: list[str] = []
+            chars = 0
+            limit = self._num_predict if self._num_predict >= 0 else float("inf")
             while True:
-                # This runs once per token with Ollama: the deadline and the read are inline.
-                limit = total if step is None else min(anyio.current_time() + step, total)
-                with anyio.CancelScope(deadline=limit) as scope:
+                try:
+                    batch = await lines.batch()
+                except Expired as exc:
+                    raise self._timeout(exc.which) from None
+                except LineTooLong as exc:
+                    raise self._garbled(f"a line longer than {exc.limit} bytes") from None
+                except TRANSPORT_ERRORS as exc:
+                    raise self._transport_error(exc) from exc
+                if not batch:
+                    raise Dropped("the stream ended without its final line")
+                for raw in batch:
+                    if not raw:
+                        continue
                     try:
-                        part = await anext(stream)
-                    except StopAsyncIteration:
-                        raise Dropped("the stream ended without its final line") from None
-                    except TRANSPORT_ERRORS as exc:
-                        raise self._transport_error(exc) from exc
-                    except UNREADABLE_ERRORS as exc:
-                        raise self._translate_other(
-                            exc, model=self._model, what="generate"
-                        ) from exc
-                if scope.cancelled_caught:
-                    raise self._timeout(which if limit < total else "total")
-                if part.done:
-                    yield Final(done=self._done(part), text="".join(pieces))
-                    return
-                if text := part.response:
+                        part = loads(raw)
+                    except orjson.JSONDecodeError as exc:
+                        raise self._garbled(f"a line that is not JSON ({exc})") from None
+                    if type(part) is not dict:
+                        raise self._garbled(f"a line that is not a JSON object: {raw[:80]!r}")
+                    text = part.get("response")
+                    if part.get("done") is True:
+                        if await lines.drain():
+                            response.release()  # the connection serves the next request
+                        yield Final(done=self._done(part), text="".join(pieces))
+                        return
+                    if "error" in part:
+                        raise ollama.ResponseError(str(part["error"]), -1)
+                    if not text:
+                        continue
+                    if type(text) is not str:
+                        raise self._garbled(f"a response that is not text: {raw[:80]!r}")
+                    chars += len(text)
+                    if len(pieces) >= limit or chars > self._caps.completion_chars:
+                        yield Final(done=self._cut(len(pieces)), text="".join(pieces), cut=True)
+                        return
                     pieces.append(text)
                     yield TextChunk(text=text)
-                step = self._timeouts.between_chunks
-                which = "next chunk"
         finally:
-            # What stops the HTTP stream (and so the generation) on an early exit.
-            await stream.aclose()  # type: ignore[attr-defined]
+            if lines is not None:
+                lines.close()
+            response.close()  # a no-op after release(); else what stops the generation
 
     def _transport_error(self, exc: Exception) -> Exception:
         kind = transport_kind(exc)
@@ -306,24 +378,50 @@ class StreamAttempt:
             return self._timeout("next chunk")
         return self._translate_other(exc, model=self._model, what="generate")
 
-    def _done(self, part: ollama.GenerateResponse) -> Done:
-        usage = Usage(
-            prompt_eval_count=part.prompt_eval_count or 0,
-            eval_count=part.eval_count or 0,
-            total_duration=part.total_duration or 0,
-            load_duration=part.load_duration or 0,
-            prompt_eval_duration=part.prompt_eval_duration or 0,
-            eval_duration=part.eval_duration or 0,
-            prompt_tokens_sent=self._sent,
-            num_ctx=self._num_ctx,
+    def _usage(self, part: dict[str, Any] | None = None, *, eval_count: int = 0) -> Usage:
+        values = {key: 0 for key in _USAGE_FIELDS}
+        values["eval_count"] = eval_count
+        for key in _USAGE_FIELDS if part is not None else ():
+            value = part.get(key)  # type: ignore[union-attr]
+            if type(value) is int:
+                values[key] = value
+        return Usage(**values, prompt_tokens_sent=self._sent, num_ctx=self._num_ctx)
+
+    def _done(self, part: dict[str, Any]) -> Done:
+        reason = part.get("done_reason")
+        done_reason = _DONE_REASONS.get(reason, "other") if type(reason) is str else "other"
+        return Done(done_reason=done_reason, usage=self._usage(part))
+
+    def _cut(self, chunks: int) -> Done:
+        """The end of an attempt the client stopped: past `num_predict` or the size cap."""
+        past = "its num_predict" if chunks >= self._num_predict >= 0 else "the size cap"
+        note = (
+            f"Ollama at {self._url} went on generating for {self._model} past {past} "
+            f"({chunks} chunks, {self._caps.completion_chars} characters at most); the answer "
+            "was cut there"
         )
-        reason = _DONE_REASONS.get(part.done_reason or "", "other")
-        return Done(done_reason=reason, usage=usage)
+        logger.warning("%s", note)
+        return Done(done_reason="length", usage=self._usage(eval_count=chunks), warnings=(note,))
 
 
 # --- the rest of the API --------------------------------------------------------------------------
 
 PullCallback = Callable[[PullProgress], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Clients:
+    """One event loop's clients: aiohttp for generating and small JSON calls, the `ollama`
+    client for what it does well (`show`, `ps`, `pull` with progress)."""
+
+    session: aiohttp.ClientSession
+    ollama: ollama.AsyncClient
+    owns_transport: bool = True  # False: the caller's httpx transport, shared by every loop
+
+    async def close(self) -> None:
+        await self.session.close()
+        if self.owns_transport:
+            await self.ollama.close()  # type: ignore[no-untyped-call]
 
 
 class Server:
@@ -337,7 +435,7 @@ class Server:
         url: str,
         *,
         timeouts: Timeouts,
-        connections: Connections[ollama.AsyncClient],
+        connections: Connections[Clients],
         pull_missing: bool,
         on_pull_progress: PullCallback | None,
     ) -> None:
@@ -350,14 +448,12 @@ class Server:
         self._loaded: dict[tuple[str, int], int | None] = {}
         self._version: str | None = None
 
-    async def small(
-        self, what: str, model: str, call: Callable[[ollama.AsyncClient], Awaitable[T]]
-    ) -> T:
-        """`call(client)` within `Timeouts.request`, its failures translated."""
-        client = (await self.connections.current()).client
+    async def small(self, what: str, model: str, call: Callable[[Clients], Awaitable[T]]) -> T:
+        """`call(clients)` within `Timeouts.request`, its failures translated."""
+        clients = (await self.connections.current()).client
         try:
             with anyio.fail_after(self.timeouts.request):
-                return await call(client)
+                return await call(clients)
         except TimeoutError as exc:
             raise BackendTimeoutError(
                 f"Ollama at {self.url} did not answer {what} within {self.timeouts.request} s. "
@@ -391,11 +487,13 @@ class Server:
     async def version(self) -> str:
         """The server's version (`GET /api/version`), asked once."""
         if self._version is None:
-            # The client has no version() method (PROTOCOL.md §4): use its request helper, so
-            # errors come out of the same path as every other call.
-            async def ask(client: ollama.AsyncClient) -> Any:
-                response: httpx.Response = await client._request_raw("GET", "/api/version")  # type: ignore[no-untyped-call]
-                return response.json()
+            # The `ollama` client has no version() method (PROTOCOL.md §4).
+            async def ask(clients: Clients) -> Any:
+                async with clients.session.get(self.url + "/api/version") as response:
+                    body = await response.read()
+                if response.status != 200:
+                    raise ollama.ResponseError(body.decode(errors="replace"), response.status)
+                return loads(body)
 
             answer = await self.small("GET /api/version", "", ask)
             if not isinstance(answer, dict):
@@ -415,12 +513,12 @@ class Server:
             if model in self.info:
                 return self.info[model]
             try:
-                show = await self.small("POST /api/show", model, lambda c: c.show(model))
+                show = await self.small("POST /api/show", model, lambda c: c.ollama.show(model))
             except ModelNotFoundError:
                 if not self.pull_missing:
                     raise
                 await self._pull_logged(model)
-                show = await self.small("POST /api/show", model, lambda c: c.show(model))
+                show = await self.small("POST /api/show", model, lambda c: c.ollama.show(model))
             info = describe(
                 model,
                 model_info=show.modelinfo or {},
@@ -435,7 +533,7 @@ class Server:
 
         `Timeouts.between_chunks` bounds the wait for each progress line.
         """
-        client = (await self.connections.current()).client
+        client = (await self.connections.current()).client.ollama
         between_chunks = self.timeouts.between_chunks
         stream = await client.pull(model, stream=True)
         async with closing_iterator(stream):
@@ -486,7 +584,7 @@ class Server:
 
     async def _ask_loaded_context(self, model: str) -> int | None:
         try:
-            loaded = await self.small("GET /api/ps", model, lambda c: c.ps())
+            loaded = await self.small("GET /api/ps", model, lambda c: c.ollama.ps())
         except BackendError:
             return None
         wanted = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"

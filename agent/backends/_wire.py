@@ -1,36 +1,25 @@
 """HTTP plumbing any backend that talks to a model server shares.
 
-* **Connections.** One HTTP client per event loop, closed when that loop ends (`Connections`).
-* **Transport failures.** What httpx and aiohttp raise when a connection is refused, times out
-  or breaks, classified once (`transport_kind`) so each backend only words the message.
+* **Connections.** The HTTP clients of each event loop, closed when that loop ends
+  (`Connections`).
+* **Transport failures.** What aiohttp (the generate path) and httpx (the `ollama` client's
+  management calls) raise when a connection is refused, times out or breaks, classified once
+  (`transport_kind`) so each backend only words the message.
 * **Streams.** `Dropped` (a stream that broke off and may be sent again) and `closing_iterator`
-  (what stops an HTTP stream, and so the generation, on an early exit).
+  (what stops an HTTP stream, and so the generation, on an early exit). Reading one stream under
+  deadlines and size caps is `_stream.py`.
 
-**Why a client per event loop.** aiohttp binds its session to the event loop that made it (so
+**Why clients per event loop.** aiohttp binds its session to the event loop that made it (so
 do httpx's pooled connections and anyio's locks once they are waited on). Users make an agent
 once and call `anyio.run` more than once (scripts, tests); the second run would use a session of
-a closed loop and fail with "Event loop is closed". So everything bound to a loop (the client,
+a closed loop and fail with "Event loop is closed". So everything bound to a loop (the clients,
 the concurrency gate, the per-model locks, the thread limiter) lives in an `anyio.lowlevel.RunVar`
 and is made the first time it is needed in each loop.
 
-The client is closed by `aclose()`, or else when its loop shuts down: an async generator
-started in that loop holds it, and the loop finalizes every async generator before it closes
-(`anyio.run` and `asyncio.run` call `shutdown_asyncgens`, PEP 525); its `finally` closes the
-client, so connections are not left open behind a finished `anyio.run`.
-
-`release_stream` is the client's response hook: httpx binds each response's stream to the
-response (`Response.stream` → `BoundAsyncStream` → `Response`), a reference cycle that keeps the
-response, its request, headers and the whole aiohttp response alive until the garbage collector
-runs (about 35 objects a request). Under hundreds of concurrent runs that made a quarter of the
-client's CPU time garbage collection. The hook puts a wrapper in between that lets go of the
-bound stream once it is closed, so all of it is freed by reference counting instead.
-
-**Why the cause chain decides a failure's kind.** The `ollama` client surfaces a transport
-failure in several shapes (PROTOCOL.md §4): the builtin `ConnectionError` for a refused
-non-streaming call, a raw `httpx.ConnectError` when streaming, `httpx.RemoteProtocolError` for
-a stream cut short. Through `httpx_aiohttp` the httpx type can even mislead: a refused
-connection arrives as `httpx.ConnectTimeout` whose cause is aiohttp's `ClientConnectorError`.
-So the cause chain is read first, the outer type last.
+The clients are closed by `aclose()`, or else when their loop shuts down: an async generator
+started in that loop holds them, and the loop finalizes every async generator before it closes
+(`anyio.run` and `asyncio.run` call `shutdown_asyncgens`, PEP 525); its `finally` closes them,
+so connections are not left open behind a finished `anyio.run`.
 """
 
 from __future__ import annotations
@@ -71,29 +60,6 @@ class LoopState(Generic[C]):
     closer: AsyncGenerator[None, None] | None = None
 
 
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response stream that drops the stream it wraps once closed (see the module docstring)."""
-
-    def __init__(self, stream: httpx.AsyncByteStream) -> None:
-        self._stream: httpx.AsyncByteStream | None = stream
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._stream is None:
-            raise httpx.StreamClosed()
-        return self._stream.__aiter__()
-
-    async def aclose(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            await stream.aclose()
-
-
-async def release_stream(response: httpx.Response) -> None:
-    """httpx response hook: break the response ↔ stream cycle when the response is closed."""
-    if isinstance(response.stream, httpx.AsyncByteStream):
-        response.stream = _ReleasingStream(response.stream)
-
-
 async def _close_at_shutdown(
     client: Client, forget: Callable[[], None]
 ) -> AsyncGenerator[None, None]:
@@ -107,8 +73,7 @@ async def _close_at_shutdown(
 class Connections(Generic[C]):
     """Makes the `LoopState` of the running event loop on first use.
 
-    `make_client`: a new client (with its own transport when `owns_transport`; a transport the
-    caller passed is shared by every loop and only closed by `aclose()`).
+    `make_client`: the loop's new client (closed with the loop or by `aclose()`).
     `concurrency`: the size of the gate (None: no gate). `threads`: worker threads for counting.
     """
 
@@ -116,12 +81,10 @@ class Connections(Generic[C]):
         self,
         make_client: Callable[[], C],
         *,
-        owns_transport: bool,
         concurrency: int | None,
         threads: int = 2,
     ) -> None:
         self._make_client = make_client
-        self._owns_transport = owns_transport
         self._concurrency = concurrency
         self._threads = threads
         self._state: anyio.lowlevel.RunVar[LoopState[C] | None] = anyio.lowlevel.RunVar(
@@ -140,7 +103,7 @@ class Connections(Generic[C]):
             if self._state.get() is state:
                 self._state.set(None)
 
-        closer = _close_at_shutdown(client, forget) if self._owns_transport else None
+        closer = _close_at_shutdown(client, forget)
         state = LoopState(
             client=client,
             gate=anyio.Semaphore(self._concurrency) if self._concurrency else None,
@@ -149,12 +112,11 @@ class Connections(Generic[C]):
         )
         self._state.set(state)
         self.made += 1
-        if closer is not None:
-            await anext(closer)  # started in this loop, so this loop's shutdown finalizes it
+        await anext(closer)  # started in this loop, so this loop's shutdown finalizes it
         return state
 
     async def aclose(self) -> None:
-        """Close the running loop's client (another loop's closes when that loop ends)."""
+        """Close the running loop's clients (another loop's close when that loop ends)."""
         state = self._state.get()
         if state is None:
             return
@@ -170,72 +132,41 @@ class Connections(Generic[C]):
 TransportKind = Literal["unreachable", "dropped", "connect_timeout", "read_timeout"]
 
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
-    httpx.RequestError,  # connect, read, write, protocol errors and timeouts, through httpx
-    aiohttp.ClientError,  # what `httpx_aiohttp` passes through without mapping it
-    ConnectionError,  # the client's own "Failed to connect to Ollama", and socket resets
+    aiohttp.ClientError,  # the generate path
+    httpx.RequestError,  # the `ollama` client's calls: connect, read, protocol errors, timeouts
+    ConnectionError,  # the `ollama` client's own "Failed to connect to Ollama", socket resets
 )
 """What a broken or unreachable connection raises; `transport_kind` tells which it is."""
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
-
-
-def _aiohttp_kind(exc: BaseException) -> TransportKind | None:
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return "unreachable"
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "connect_timeout"
-    if isinstance(exc, aiohttp.SocketTimeoutError | aiohttp.ServerTimeoutError):
-        return "read_timeout"
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return "dropped"
-    if isinstance(exc, aiohttp.ClientOSError | aiohttp.ClientConnectionError):
-        return "dropped"
-    return None
-
-
-def _httpx_kind(exc: BaseException) -> TransportKind | None:
-    if isinstance(exc, httpx.ConnectError):
-        return "unreachable"
-    if isinstance(exc, httpx.ConnectTimeout):
-        return "connect_timeout"
-    if isinstance(exc, httpx.TimeoutException):
-        return "read_timeout"
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        return "dropped"
-    if isinstance(exc, httpx.NetworkError):
-        return "dropped"
-    if type(exc) is ConnectionError:  # the client's own "Failed to connect to Ollama"
-        return "unreachable"
-    if isinstance(exc, ConnectionRefusedError):
-        return "unreachable"
-    if isinstance(exc, ConnectionResetError | BrokenPipeError):
-        return "dropped"
-    return None
-
-
 def transport_kind(exc: BaseException) -> TransportKind | None:
     """What kind of transport failure `exc` is, or None if it is not one."""
-    chain = _chain(exc)
-    for item in chain:
-        if (kind := _aiohttp_kind(item)) is not None:
-            return kind
-    for item in chain:
-        if (kind := _httpx_kind(item)) is not None:
-            return kind
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "unreachable"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | httpx.ConnectTimeout):
+        return "connect_timeout"
+    if isinstance(exc, aiohttp.ServerTimeoutError | httpx.TimeoutException):
+        return "read_timeout"
+    if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
+        return "dropped"
+    if isinstance(exc, httpx.ConnectError | ConnectionRefusedError):
+        return "unreachable"
+    if type(exc) is ConnectionError:  # the `ollama` client's "Failed to connect to Ollama"
+        return "unreachable"
+    if isinstance(exc, httpx.TransportError | ConnectionError):
+        return "dropped"  # a protocol error, a reset, a broken pipe
     return None
 
 
 def unreachable_reason(exc: BaseException) -> str:
-    """Why nothing answered, in words: the OS error at the bottom of the chain, not the wrapper's
-    type (through `httpx_aiohttp` a refused connection is dressed as `ConnectTimeout`)."""
-    for item in reversed(_chain(exc)):
+    """Why nothing answered, in words: the OS error under the wrapper (the `ollama` client
+    raises a bare `ConnectionError` whose context holds the real cause)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = getattr(current, "os_error", None) or current.__cause__ or current.__context__
+    for item in reversed(seen):
         if isinstance(item, ConnectionRefusedError):
             return "connection refused"
         if isinstance(item, socket.gaierror):

@@ -84,7 +84,7 @@ async def test_generate_sends_the_raw_prompt_and_every_option(emu: OllamaEmulato
             "<|eom_id|>",
         ],
     }
-    assert record.headers["user-agent"].startswith("ollama-python/")
+    assert record.headers["user-agent"].startswith("llama-agent/")  # aiohttp, not the client
     assert done.done_reason == "stop"
     assert done.warnings == ()
     assert done.usage.prompt_tokens_sent == record.prompt_tokens == 1 + count_tokens(BODY)

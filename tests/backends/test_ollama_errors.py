@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx
 import pytest
+from aiohttp import web
 
 from agent.backends import (
     Done,
@@ -36,6 +37,7 @@ from agent.testing import (
     Stall,
     answer,
 )
+from tests.backends.fake_server import fake_ollama, ndjson
 
 pytestmark = pytest.mark.anyio
 
@@ -226,59 +228,29 @@ async def test_total_deadline_holds_across_busy_retries(emu: OllamaEmulator) -> 
     assert 2 <= len(emu.completions) < 20
 
 
-# --- what a real server cannot easily produce: httpx.MockTransport ---------------------------
-
-
-def mock_backend(handler: object) -> OllamaBackend:
-    return OllamaBackend(
-        "http://127.0.0.1:9",
-        transport=httpx.MockTransport(handler),
-        retries=FAST,  # type: ignore[arg-type]
-    )
-
-
-SHOW = {
-    "model_info": {"general.architecture": "llama", "llama.context_length": 8192},
-    "capabilities": ["completion", "tools"],
-}
+# --- what a real server cannot easily produce: a scripted server ------------------------------
 
 
 async def test_show_without_model_info_is_reported() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"capabilities": ["completion"]})
+    async def bare_show(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"capabilities": ["completion"]})
 
-    async with mock_backend(handler) as backend:
+    async with fake_ollama({"/api/show": bare_show}) as url, OllamaBackend(url) as backend:
         with pytest.raises(BackendResponseError, match="unexpected answer"):
             await backend.model_info("llama3.1")
-
-
-async def test_read_timeout_from_the_transport() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/show":
-            return httpx.Response(200, json=SHOW)
-        if request.url.path == "/api/version":
-            return httpx.Response(200, json={"version": "0.12.6"})
-        raise httpx.ReadTimeout("read timed out", request=request)
-
-    async with mock_backend(handler) as backend:
-        with pytest.raises(BackendTimeoutError):
-            await collect(backend)
 
 
 async def test_stream_without_a_final_line_counts_as_dropped() -> None:
     calls = 0
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    async def no_final_line(request: web.Request) -> web.StreamResponse:
         nonlocal calls
-        if request.url.path == "/api/show":
-            return httpx.Response(200, json=SHOW)
-        if request.url.path == "/api/version":
-            return httpx.Response(200, json={"version": "0.12.6"})
         calls += 1
         line = json.dumps({"model": "llama3.1", "response": "x", "done": False})
-        return httpx.Response(200, content=(line + "\n").encode())
+        return await ndjson(request, (line + "\n").encode())
 
-    async with mock_backend(handler) as backend:
+    routes = {"/api/generate": no_final_line}
+    async with fake_ollama(routes) as url, OllamaBackend(url, retries=FAST) as backend:
         with pytest.raises(StreamError, match="without its final line"):
             await collect(backend)
     assert calls == 2  # retried once (resumed), then given up

@@ -67,7 +67,7 @@ def test_the_numbers_hang_together(output: Path) -> None:
     assert set(per_step) == {"agent", "agent-sync", "hand", "bare"}
     assert all(v["wall"] > 0 for v in per_step.values())
     cases = sections["concurrency"]["data"]["cases"]
-    assert {c["client"] for c in cases} == {"agent", "bare"}
+    assert {c["client"] for c in cases} == {"agent", "agent-estimate", "bare"}
     assert all(c["runs"] == 3 and c["rss_peak"] >= c["rss_before"] > 0 for c in cases)
     # Native prompts extend the previous prompt and completion exactly (so "new" is known), and
     # what is prefilled is what the cache did not hold.
