@@ -20,8 +20,8 @@ import ipaddress
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -342,6 +342,17 @@ async def serve(
     """
     import uvicorn  # the `server` extra; imported here so `import agent.server` stays light
 
+    class _Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn raises SIGINT/SIGTERM again once it has shut down, so the process dies of
+            # it; a server that drained cleanly returns instead (exit status 0).
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    getattr(self, "_captured_signals", []).clear()
+
     if not is_loopback(host) and not server.requires_key:
         raise PermissionError(
             f"refusing to listen on {host} without an API key: pass --api-key or set "
@@ -355,7 +366,7 @@ async def serve(
         lifespan="on",
         timeout_graceful_shutdown=math.ceil(server.grace) + 30,
     )
-    http = uvicorn.Server(config)
+    http = _Server(config)
 
     async def drain_on_exit() -> None:
         # uvicorn waits for open connections before the lifespan ends: streams must end first.
