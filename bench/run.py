@@ -8,7 +8,8 @@
 
 Sections: 1 `overhead` (per step, against a hand-written loop), 2 `concurrency` (hundreds of
 runs in one process), 3 `cache` (prompt-cache reuse against Ollama's chat template),
-4 `streaming` (chunk to TextDelta), 5 `tools` (sandbox, math, validation).
+4 `streaming` (chunk to TextDelta), 5 `tools` (sandbox, math, validation), 6 `serve`
+(`llama-agent serve` against `Agent.run` at 100 and 1,000 concurrent clients).
 
 With `--only`, the sections run are merged into an existing `results.json` of the same kind
 (full or quick), so RESULTS.md keeps the others.
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import _cache, _concurrency, _overhead, _streaming, _tools
+from bench import _cache, _concurrency, _overhead, _serve, _streaming, _tools
 from bench._common import Goal, SectionResult, Table
 from bench._machine import describe, summary
 from bench._report import print_section, write
@@ -36,6 +37,7 @@ SECTIONS: dict[str, Callable[..., SectionResult]] = {
     "cache": _cache.run,
     "streaming": _streaming.run,
     "tools": _tools.run,
+    "serve": _serve.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent
 
@@ -48,7 +50,7 @@ def _selected(only: str | None) -> list[str]:
     for word in only.replace(" ", "").split(","):
         name = names[int(word) - 1] if word.isdigit() and 0 < int(word) <= len(names) else word
         if name not in SECTIONS:
-            raise SystemExit(f"unknown section {word!r}; choose from {', '.join(names)} or 1-5")
+            raise SystemExit(f"unknown section {word!r}; choose from {', '.join(names)} or 1-6")
         chosen.append(name)
     return [n for n in names if n in chosen]
 

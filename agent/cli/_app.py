@@ -133,6 +133,15 @@ ModelOpt = Annotated[
     ),
 ]
 PullOpt = Annotated[bool, typer.Option("--pull", help="Pull the model first if it is missing.")]
+SessionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--session",
+        help="Continue the conversation stored under this name (created if new); see "
+        "`llama-agent sessions`.",
+        show_default=False,
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show the prompts sent to the model.")
 ]
@@ -180,6 +189,7 @@ def run(
         typer.Option("--json", help="Print the whole result as JSON at the end, nothing else."),
     ] = False,
     verbose: VerboseOpt = False,
+    session: SessionOpt = None,
 ) -> None:
     """Run TASK with the agent in CONFIG, streaming the answer and the tool calls.
 
@@ -189,7 +199,14 @@ def run(
 
     text = _task_text(task)
     code = _session.run(
-        config, text, host=host, model=model, pull=pull, as_json=as_json, verbose=verbose
+        config,
+        text,
+        host=host,
+        model=model,
+        pull=pull,
+        as_json=as_json,
+        verbose=verbose,
+        session=session,
     )
     raise typer.Exit(code)
 
@@ -202,11 +219,15 @@ def chat(
     model: ModelOpt = None,
     pull: PullOpt = False,
     verbose: VerboseOpt = False,
+    session: SessionOpt = None,
 ) -> None:
     """Talk with the agent in CONFIG, turn by turn (/reset starts over, /exit or Ctrl-D leaves)."""
     from agent.cli import _session
 
-    raise typer.Exit(_session.chat(config, host=host, model=model, pull=pull, verbose=verbose))
+    code = _session.chat(
+        config, host=host, model=model, pull=pull, verbose=verbose, session=session
+    )
+    raise typer.Exit(code)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -243,6 +264,63 @@ def schema() -> None:
     from agent.config import config_json_schema
 
     sys.stdout.write(json.dumps(config_json_schema(), indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def sessions(
+    action: Annotated[
+        str, typer.Argument(help="list, show or delete.", show_default=False)
+    ] = "list",
+    name: Annotated[
+        str | None, typer.Argument(help="The session (show, delete).", show_default=False)
+    ] = None,
+    *,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the stored conversations, show one, or delete one (stored in
+    $LLAMA_AGENT_HOME/sessions.db, else in the user data folder)."""
+    from agent.cli import _serve
+
+    raise typer.Exit(_serve.sessions(action, name, as_json=as_json))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def serve(
+    config: ConfigArg,
+    *,
+    listen: Annotated[
+        str, typer.Option("--listen", help="The address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="The TCP port.")] = 8000,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="A key clients must send (Authorization: Bearer KEY); repeatable. Also read "
+            "from LLAMA_AGENT_API_KEY (comma-separated). Required to listen beyond loopback.",
+            show_default=False,
+        ),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option("--grace", help="Seconds runs get to finish at shutdown.")
+    ] = 10.0,
+    host: HostOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Serve the agent in CONFIG over HTTP: OpenAI's /v1/chat/completions and /v1/models, and
+    the agent's events as server-sent events (/v1/agent/events)."""
+    from agent.cli import _serve
+
+    code = _serve.serve(
+        config,
+        listen=listen,
+        port=port,
+        api_keys=api_key or [],
+        grace=grace,
+        host=host,
+        model=model,
+    )
+    raise typer.Exit(code)
 
 
 def _task_text(task: str) -> str:

@@ -58,6 +58,7 @@ def run(
     pull: bool,
     as_json: bool,
     verbose: bool,
+    session: str | None = None,
 ) -> int:
     """`llama-agent run`."""
     printer = Printer(verbose=verbose)
@@ -68,14 +69,24 @@ def run(
         async def go() -> RunResult:
             async with agent:
                 await ensure_model(agent, printer, pull=pull)
-                return await run_task(agent, task, printer, as_json=as_json, renderer=renderer)
+                return await run_task(
+                    agent, task, printer, as_json=as_json, renderer=renderer, session=session
+                )
 
         return exit_code_for_result(anyio.run(go))
 
     return _guarded(printer, body)
 
 
-def chat(config: Path, *, host: str | None, model: str | None, pull: bool, verbose: bool) -> int:
+def chat(
+    config: Path,
+    *,
+    host: str | None,
+    model: str | None,
+    pull: bool,
+    verbose: bool,
+    session: str | None = None,
+) -> int:
     """`llama-agent chat`."""
     printer = Printer(verbose=verbose)
 
@@ -87,7 +98,9 @@ def chat(config: Path, *, host: str | None, model: str | None, pull: bool, verbo
 
         async def go() -> RunResult | None:
             async with agent:
-                return await chat_session(agent, printer, read_line, pull=pull, renderer=renderer)
+                return await chat_session(
+                    agent, printer, read_line, pull=pull, renderer=renderer, session=session
+                )
 
         last = anyio.run(go)
         failed = last is not None and last.status == "error"
@@ -257,17 +270,19 @@ async def run_task(
     history: RunResult | None = None,
     as_json: bool = False,
     renderer: Renderer | None = None,
+    session: str | None = None,
 ) -> RunResult:
     """Run one task, showing it as it happens (or printing the whole result as JSON).
 
     With `printer.verbose` and a `renderer`, each request's prompt is shown as it is sent:
-    the first in full, then what each step added.
+    the first in full, then what each step added. `session`: continue that stored
+    conversation (its prompts are not shown: they are known once it is loaded).
     """
     shown = ""
-    if printer.verbose and renderer is not None:
+    if printer.verbose and renderer is not None and session is None:
         shown = agent.render(task, history=history)
         printer.prompt(shown)
-    stream = agent.stream(task, history=history)
+    stream = agent.stream(task, history=history, session=session)
     async with stream:
         async for event in stream:
             if as_json:
@@ -305,10 +320,19 @@ async def chat_session(
     *,
     pull: bool = False,
     renderer: Renderer | None = None,
+    session: str | None = None,
 ) -> RunResult | None:
-    """Talk with the agent until EOF, `/exit` or `/quit`; `/reset` starts over."""
+    """Talk with the agent until EOF, `/exit` or `/quit`; `/reset` starts over.
+
+    `session`: the conversation is stored under that name, each turn continuing it (across
+    restarts); `/reset` then deletes it.
+    """
     await ensure_model(agent, printer, pull=pull)
     printer.note("[dim]/reset starts over, /exit (or Ctrl-D) leaves[/]")
+    if session is not None:
+        stored = await agent.store.load(session)
+        count = len(stored.messages) if stored is not None else 0
+        printer.note(f"[dim]session {escape(session)}: {count} message(s) so far[/]")
     history: RunResult | None = None
     while True:
         try:
@@ -321,11 +345,20 @@ async def chat_session(
             return history
         if text == "/reset":
             history = None
+            if session is not None:
+                await agent.store.delete(session)
             printer.note("[dim]new conversation[/]")
             continue
         if not text:
             continue
-        result = await run_task(agent, text, printer, history=history, renderer=renderer)
+        result = await run_task(
+            agent,
+            text,
+            printer,
+            history=None if session is not None else history,
+            renderer=renderer,
+            session=session,
+        )
         if result.status == "error":
             return result
         history = result

@@ -1,8 +1,9 @@
 """The agent loop: `Agent`, its runs, their events, limits, usage and results.
 
 Modules: `_agent` (the `Agent`), `_run` (one run: its state, the loop, `RunStream`), `_calls` (a
-step's calls: validated, run, fed back), `_events` (what a run yields) and `_result` (`RunResult`,
-`RunStatus`, `RunUsage`, `Limits`).
+step's calls: validated, run, fed back), `_events` (what a run yields), `_result` (`RunResult`,
+`RunStatus`, `RunUsage`, `Limits`) and `_sessions` (conversations kept under a name: `Store`,
+`SQLiteStore`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ from agent.loop._events import (
 )
 from agent.loop._result import Limits, RunResult, RunStatus, RunUsage, message_to_dict
 from agent.loop._run import RunStream
+from agent.loop._sessions import (
+    Session,
+    SessionInfo,
+    SQLiteStore,
+    Store,
+    default_store_path,
+)
 
 __all__ = [
     "Agent",
@@ -39,13 +47,18 @@ __all__ = [
     "RunStatus",
     "RunStream",
     "RunUsage",
+    "SQLiteStore",
+    "Session",
+    "SessionInfo",
     "StepFinished",
+    "Store",
     "TextDelta",
     "ToolCallFinished",
     "ToolCallParsed",
     "ToolCallRejected",
     "ToolCallStarted",
     "ToolCallValidated",
+    "default_store_path",
     "event_to_dict",
     "message_to_dict",
 ]

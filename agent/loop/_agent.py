@@ -20,6 +20,7 @@ from agent.toolkit import Tool, Toolbox
 
 from ._result import Limits, RunResult
 from ._run import History, RunSpec, RunState, RunStream, opening_messages, run_events
+from ._sessions import SQLiteStore, Store, check_session_name, session_events
 
 
 class Closeable(Protocol):
@@ -78,6 +79,7 @@ class Agent:
         tool_choice: str = "auto",
         today: datetime.date | None = None,
         resources: Iterable[Closeable] = (),
+        store: Store | None = None,
     ) -> None:
         toolbox = Toolbox(tools)  # plain functions become tools there
         if tool_choice not in ("auto", "required", "none") and tool_choice not in toolbox:
@@ -92,6 +94,8 @@ class Agent:
         self._system = system
         self._today = today
         self._resources = tuple(resources)
+        self._store = store
+        self._owns_store = store is None
         self._spec = RunSpec(
             backend=self._backend,
             model=model,
@@ -105,7 +109,12 @@ class Agent:
     # --- running -------------------------------------------------------------------------
 
     async def run(
-        self, task: str | Message, *, history: History = None, deps: Any = None
+        self,
+        task: str | Message,
+        *,
+        history: History = None,
+        deps: Any = None,
+        session: str | None = None,
     ) -> RunResult:
         """Run `task` to the end and return the result.
 
@@ -118,9 +127,11 @@ class Agent:
         `task`: the user's request, untrusted (special-token text in it is neutralized); pass
         `Message(role="user", content=..., trusted=True)` for text the program vouches for.
         `history`: an earlier `RunResult` (or its messages) to continue. `deps`: handed to
-        tools that take a `RunContext`.
+        tools that take a `RunContext`. `session`: continue the conversation stored under this
+        name in `store` (instead of `history`), committing each step as it finishes; runs of
+        one session wait for each other.
         """
-        stream = self.stream(task, history=history, deps=deps)
+        stream = self.stream(task, history=history, deps=deps, session=session)
         async with stream:
             async for _ in stream:
                 pass
@@ -137,6 +148,7 @@ class Agent:
         history: History = None,
         deps: Any = None,
         task_group: TaskGroup | None = None,
+        session: str | None = None,
     ) -> RunStream:
         """The run's events as they happen (see `RunStream`), ending with `RunFinished`.
 
@@ -152,8 +164,14 @@ class Agent:
         tasks running while its consumer holds an event. Give a `task_group` that outlives the
         iteration to have each call reported the moment it ends (a UI showing progress): the
         calls then run in that group, and the run still stops and waits for them when the
-        stream is closed or cancelled. `history`, `deps`: as for `run()`.
+        stream is closed or cancelled. `history`, `deps`, `session`: as for `run()`.
         """
+        if session is not None:
+            if history is not None:
+                raise DeveloperError(
+                    "give history= or session=, not both: a session is its own history"
+                )
+            return self._session_stream(task, session, deps=deps, task_group=task_group)
         messages, new_from = opening_messages(task, system=self._system, history=history)
         state = RunState(
             run_id=uuid.uuid4().hex,
@@ -166,6 +184,37 @@ class Agent:
         )
         events = run_events(self._spec, state, deps=deps, task_group=task_group)
         return RunStream(events, state)
+
+    def _session_stream(
+        self, task: str | Message, name: str, *, deps: Any, task_group: TaskGroup | None
+    ) -> RunStream:
+        check_session_name(name)
+        # The session fills in the messages and the date once it is loaded, as the run starts.
+        state = RunState(
+            run_id=uuid.uuid4().hex,
+            model=self.model,
+            messages=[],
+            new_from=0,
+            limits=self._spec.limits,
+            today=datetime.date.today(),
+        )
+        events = session_events(
+            self.store,
+            name,
+            state,
+            task=task,
+            system=self._system,
+            today=self._today,
+            events=lambda: run_events(self._spec, state, deps=deps, task_group=task_group),
+        )
+        return RunStream(events, state)
+
+    @property
+    def store(self) -> Store:
+        """Where sessions are kept (made on first use when none was given)."""
+        if self._store is None:
+            self._store = SQLiteStore()
+        return self._store
 
     def render(self, task: str | Message | None, *, history: History = None) -> str:
         """The exact native prompt the run's first request would send, `<|begin_of_text|>`
@@ -203,6 +252,8 @@ class Agent:
                     stack.push_async_callback(self._backend.aclose)
                 for resource in self._resources:
                     stack.push_async_callback(resource.aclose)
+                if self._owns_store and self._store is not None:
+                    stack.push_async_callback(self._store.aclose)
 
     async def __aenter__(self) -> Agent:
         return self
