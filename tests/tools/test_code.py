@@ -7,6 +7,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +233,10 @@ async def test_sandbox_none_runs_code_and_warns_every_time(
 async def test_sandbox_none_keeps_the_limits_but_isolates_nothing() -> None:
     ours = (await anyio.Path(f"/proc/{os.getpid()}/environ").read_bytes()).decode()
     with pytest.warns(RuntimeWarning):
-        runner = Sandbox(mode="none", limits=LIMITS, pool_size=0)
+        # A wall limit far above the CPU limit: on a loaded machine a second of CPU takes longer.
+        runner = Sandbox(
+            mode="none", limits=replace(LIMITS, cpu_seconds=1, wall_seconds=60), pool_size=0
+        )
     code = (
         "import os\n"
         "print(sorted(os.environ))\n"
