@@ -204,16 +204,14 @@ class ContextOverflowError(BackendError):
             )
         fits_alone = prompt_tokens is not None and prompt_tokens < available
         change = (
-            "lower ollama.options.num_predict, raise ollama.options.num_ctx (up to the model's "
-            "context length), or start a new conversation"
+            "Lower ollama.options.num_predict or raise ollama.options.num_ctx (up to the model's "
+            "context length). Start a new conversation to free the whole context."
             if fits_alone
-            else "start a new conversation, shorten the history or the tool results, raise "
+            else "Start a new conversation, shorten the history or the tool results, raise "
             "ollama.options.num_ctx (up to the model's context length), or use a model with a "
-            "longer context"
+            "longer context."
         )
-        super().__init__(
-            f"{counted}, but {model}'s context (num_ctx) holds {available}. To fix: {change}."
-        )
+        super().__init__(f"{counted}, but {model}'s context (num_ctx) holds {available}. {change}")
         self.needed = needed
         self.available = available
         self.model = model
