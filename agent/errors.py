@@ -188,18 +188,34 @@ class BackendTimeoutError(BackendError):
 class ContextOverflowError(BackendError):
     """The conversation needs more tokens than the model's context holds.
 
-    Never truncated silently.
+    Never truncated silently. With `prompt_tokens`, the message tells the conversation apart
+    from the room kept for the answer (`needed - prompt_tokens`, from `num_predict`).
     """
 
-    def __init__(self, *, needed: int, available: int, model: str) -> None:
-        super().__init__(
-            f"the conversation needs {needed} tokens but {model} holds {available}. "
-            "Start a new conversation, shorten the history or the tool results, "
-            "or use a model with a longer context."
+    def __init__(
+        self, *, needed: int, available: int, model: str, prompt_tokens: int | None = None
+    ) -> None:
+        if prompt_tokens is None:
+            counted = f"the conversation needs {needed} tokens"
+        else:
+            counted = (
+                f"the conversation needs {prompt_tokens} tokens, plus {needed - prompt_tokens} "
+                f"kept for the answer (num_predict): {needed} in all"
+            )
+        fits_alone = prompt_tokens is not None and prompt_tokens < available
+        change = (
+            "Lower ollama.options.num_predict or raise ollama.options.num_ctx (up to the model's "
+            "context length). Start a new conversation to free the whole context."
+            if fits_alone
+            else "Start a new conversation, shorten the history or the tool results, raise "
+            "ollama.options.num_ctx (up to the model's context length), or use a model with a "
+            "longer context."
         )
+        super().__init__(f"{counted}, but {model}'s context (num_ctx) holds {available}. {change}")
         self.needed = needed
         self.available = available
         self.model = model
+        self.prompt_tokens = prompt_tokens
 
 
 class BackendResponseError(BackendError):

@@ -1,10 +1,11 @@
 """Run the benchmarks of issue 8 against `OllamaEmulator`; print a table; write the results.
 
     python -m bench                      # everything, full sizes (a few minutes)
-    python -m bench --quick              # small sizes: checks the runner, not the numbers
+    python -m bench --quick              # small sizes, written to bench/quick/ (not committed)
     python -m bench --only concurrency   # one section (or several, comma-separated)
     python -m bench --runs 200,1000      # the concurrency sizes
-    python -m bench --output /tmp/out    # where RESULTS.md and results.json go (default bench/)
+    python -m bench --output /tmp/out    # where RESULTS.md and results.json go (default bench/,
+                                         # bench/quick/ with --quick)
 
 Sections: 1 `overhead` (per step, against a hand-written loop), 2 `concurrency` (hundreds of
 runs in one process), 3 `cache` (prompt-cache reuse against Ollama's chat template),
@@ -40,6 +41,7 @@ SECTIONS: dict[str, Callable[..., SectionResult]] = {
     "serve": _serve.run,
 }
 DEFAULT_OUTPUT = Path(__file__).resolve().parent
+QUICK_OUTPUT = DEFAULT_OUTPUT / "quick"  # gitignored: a quick run checks the runner only
 
 
 def _selected(only: str | None) -> list[str]:
@@ -105,13 +107,26 @@ def _merge(directory: Path, fresh: list[SectionResult], *, quick: bool) -> list[
     return [by_key[k] for k in SECTIONS if k in by_key]
 
 
+def output_directory(given: Path | None, *, quick: bool) -> Path:
+    """Where the results go: `given`, else bench/ (bench/quick/ for a quick run)."""
+    if given is not None:
+        return given
+    return QUICK_OUTPUT if quick else DEFAULT_OUTPUT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the runner")
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)} (or 1-5)")
     parser.add_argument("--runs", help="concurrency sizes, comma-separated (default 200,1000)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results directory")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="results directory (default bench/; bench/quick/ with --quick, so a quick run "
+        "never overwrites the committed results)",
+    )
     args = parser.parse_args(argv)
+    args.output = output_directory(args.output, quick=args.quick)
     names = _selected(args.only)
     sizes = [int(x) for x in args.runs.split(",")] if args.runs else None
 

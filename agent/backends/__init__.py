@@ -32,17 +32,17 @@ from agent.backends._base import (
     Timeouts,
     Usage,
 )
+from agent.backends._host import parse_host
 
 if TYPE_CHECKING:
     from agent.backends._ollama import OllamaBackend
-    from agent.backends._ollama_api import PullProgress, parse_host
+    from agent.backends._ollama_api import PullProgress
 else:
     # These load the HTTP stack (ollama, httpx, aiohttp): imported on first use, so that
     # `import agent` (and the format layer, `agent.llama3`) does not pay for it.
     _LAZY = {
         "OllamaBackend": "agent.backends._ollama",
         "PullProgress": "agent.backends._ollama_api",
-        "parse_host": "agent.backends._ollama_api",
     }
 
     def __getattr__(name: str) -> Any:

@@ -102,7 +102,9 @@ def size_context(
     wanted_completion = num_predict if num_predict is not None and num_predict > 0 else None
     needed = prompt_tokens + (wanted_completion or MIN_COMPLETION)
     if needed > ceiling:
-        raise ContextOverflowError(needed=needed, available=ceiling, model=model)
+        raise ContextOverflowError(
+            needed=needed, available=ceiling, model=model, prompt_tokens=prompt_tokens
+        )
     target = prompt_tokens + (wanted_completion or reserve)
     if fixed:
         size = ceiling

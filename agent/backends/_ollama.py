@@ -60,6 +60,7 @@ from agent.backends._context import (
     check_capabilities,
     size_context,
 )
+from agent.backends._host import parse_host
 from agent.backends._ollama_api import (
     Caps,
     Clients,
@@ -68,7 +69,6 @@ from agent.backends._ollama_api import (
     PullProgress,
     Server,
     StreamAttempt,
-    parse_host,
     response_error,
     timeout_error,
     wire_options,

@@ -1,8 +1,7 @@
 """Ollama's HTTP API as the backend uses it: generating on aiohttp directly, the rest through
 the official `ollama.AsyncClient`.
 
-* **Requests**: the host as the `ollama` client reads it (`parse_host`) and each request's
-  `options` (`wire_options`).
+* **Requests**: each request's `options` (`wire_options`); the host is `_host.parse_host`'s.
 * **Errors**: Ollama's error statuses, in-band error lines and unreadable answers translated
   into `agent.errors` (`response_error`, `Server.translate_other`): with `_wire`'s
   classification of transport failures, the one boundary where foreign exceptions end.
@@ -15,10 +14,8 @@ the official `ollama.AsyncClient`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -83,33 +80,6 @@ class PullProgress:
         if not self.total or self.completed is None:
             return None
         return min(self.completed / self.total, 1.0)
-
-
-def parse_host(host: str | None) -> str:
-    """Resolve an Ollama host exactly as the `ollama` client does (`_parse_host`).
-
-    None or "" → `http://127.0.0.1:11434`; a bare host gets port 11434; `http://h` port 80;
-    `https://h` port 443; IPv6 addresses are bracketed; a path is kept, without a final `/`.
-    """
-    text, port = host or "", 11434
-    scheme, _, hostport = text.partition("://")
-    if not hostport:
-        scheme, hostport = "http", text
-    elif scheme == "http":
-        port = 80
-    elif scheme == "https":
-        port = 443
-    split = urllib.parse.urlsplit(f"{scheme}://{hostport}")
-    name = split.hostname or "127.0.0.1"
-    port = split.port or port
-    try:
-        if isinstance(ipaddress.ip_address(name), ipaddress.IPv6Address):
-            name = f"[{name}]"
-    except ValueError:
-        pass
-    if path := split.path.strip("/"):
-        return f"{scheme}://{name}:{port}/{path}"
-    return f"{scheme}://{name}:{port}"
 
 
 # The published llama3.x Modelfiles' stops (PROTOCOL.md §1.7), and `<|eom_id|>`: an end of

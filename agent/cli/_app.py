@@ -5,12 +5,14 @@ no loop, no toolsets)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+import typer.core
 
 from agent.errors import (
     ConfigError,
@@ -29,6 +31,7 @@ __all__ = [
     "app",
     "exit_code_for_error",
     "exit_code_for_result",
+    "failure_json",
     "main",
 ]
 
@@ -42,11 +45,14 @@ class ExitCode(IntEnum):
     OK = 0
     """The model answered (or the check passed)."""
     ERROR = 1
-    """Any other failure: a broken stream, a deadline talking to Ollama, a context overflow."""
+    """Any other failure: a broken stream, a deadline talking to Ollama, a context overflow
+    (the conversation and the reserve for the answer, `num_predict`, exceed `num_ctx`)."""
     USAGE = 2
-    """The command line is wrong (an unknown option, a missing argument)."""
+    """The command line is wrong (an unknown option, a missing argument), or so is the host in
+    `--host` or `OLLAMA_HOST`."""
     CONFIG = 3
-    """The config is invalid, a custom tool does not import, or the sandbox is unavailable."""
+    """The config is invalid (`ollama.host` included), a custom tool does not import, the
+    sandbox is unavailable, or (`check`) `num_ctx` is over the model's context length."""
     OLLAMA_UNREACHABLE = 4
     """Nothing answers at the Ollama URL."""
     MODEL_MISSING = 5
@@ -90,6 +96,23 @@ def exit_code_for_error(exc: BaseException) -> ExitCode:
     return ExitCode.ERROR
 
 
+def failure_json(code: int, message: str, exception: str | None = None) -> str:
+    """The JSON object `--json` prints when a command fails before a run's result exists.
+
+    `type` is stable (the exit code's name: `usage`, `config`, `ollama_unreachable`...), so a
+    script branches on it, or on `exit_code`, and never parses stderr.
+    """
+    kind = ExitCode(code).name.lower() if code in ExitCode._value2member_map_ else "error"
+    failure = {
+        "status": "error",
+        "exit_code": int(code),
+        "type": kind,
+        "error": message,
+        "error_type": exception,
+    }
+    return json.dumps(failure, ensure_ascii=False) + "\n"
+
+
 def exit_code_for_result(result: RunResult) -> ExitCode:
     """The exit code for how a run ended."""
     if result.status == "answered":
@@ -103,6 +126,24 @@ def exit_code_for_result(result: RunResult) -> ExitCode:
 
 # --- arguments ---------------------------------------------------------------------------------
 
+
+def _flags_without_metavar(params: list[Any]) -> list[Any]:
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""  # typer shows `<bool>` after a flag that takes no value
+    return params
+
+
+class _Command(typer.core.TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_metavar(super().get_params(ctx))
+
+
+class _Group(typer.core.TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_without_metavar(super().get_params(ctx))
+
+
 app = typer.Typer(
     name="llama-agent",
     help="Run Llama 3.x agents that use tools in their native format, served by Ollama.",
@@ -111,25 +152,54 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    cls=_Group,
 )
 
-ConfigArg = Annotated[
-    Path,
-    typer.Argument(help="The agent's YAML config (see `llama-agent schema`).", show_default=False),
+ConfigTaskArgs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="[CONFIG] TASK",
+        help="An optional YAML config (the first of two arguments, or a lone one ending in .yaml "
+        "or .yml), then what to do; `-` reads the task from stdin. Without a config: the "
+        "default agent.",
+        show_default=False,
+    ),
 ]
-TaskArg = Annotated[
-    str, typer.Argument(help="What to do; `-` reads it from stdin.", show_default=False)
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="The agent's YAML config (see `llama-agent schema`); none: the default agent.",
+        show_default=False,
+    ),
 ]
 HostOpt = Annotated[
     str | None,
     typer.Option(
-        "--host", help="Ollama's URL; overrides the config and OLLAMA_HOST.", show_default=False
+        "--host",
+        help="Ollama's URL (host, host:port, :port, http(s)://host:port); overrides the config "
+        "and OLLAMA_HOST.",
+        show_default=False,
     ),
 ]
 ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model", "-m", help="Use this model instead of the config's.", show_default=False
+    ),
+]
+SystemOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--system", "-s", help="Use this system prompt instead of the config's.", show_default=False
+    ),
+]
+MaxStepsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-steps",
+        min=1,
+        help="Model requests per run (the config's limits.max_steps).",
+        show_default=False,
     ),
 ]
 PullOpt = Annotated[bool, typer.Option("--pull", help="Pull the model first if it is missing.")]
@@ -148,8 +218,25 @@ VerboseOpt = Annotated[
 
 
 def main() -> None:
-    """Entry point of the `llama-agent` script and of `python -m agent`."""
-    app(prog_name="llama-agent")
+    """Entry point of the `llama-agent` script and of `python -m agent`.
+
+    With `--json`, a usage error (an unknown option, a missing argument) is a JSON object on
+    stdout too, like every other failure.
+    """
+    if "--json" not in sys.argv[1:]:
+        app(prog_name="llama-agent")
+        return
+    try:
+        code = app(prog_name="llama-agent", standalone_mode=False)
+    except typer.TyperException as exc:  # click's usage errors
+        status = int(getattr(exc, "exit_code", ExitCode.USAGE))
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        sys.stdout.write(failure_json(status, message, "UsageError"))
+        sys.exit(status)
+    except typer.Abort:
+        sys.stdout.write(failure_json(ExitCode.INTERRUPTED, "interrupted", "KeyboardInterrupt"))
+        sys.exit(ExitCode.INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _show_version(value: bool) -> None:  # noqa: FBT001 - typer's callback signature
@@ -166,7 +253,11 @@ def _root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+            "--version",
+            "-V",
+            help="Print the version and exit.",
+            callback=_show_version,
+            is_eager=True,
         ),
     ] = False,
 ) -> None:
@@ -176,33 +267,40 @@ def _root(
 # --- commands ----------------------------------------------------------------------------------
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
 def run(
-    config: ConfigArg,
-    task: TaskArg,
+    args: ConfigTaskArgs = None,
     *,
     host: HostOpt = None,
     model: ModelOpt = None,
+    system: SystemOpt = None,
+    max_steps: MaxStepsOpt = None,
     pull: PullOpt = False,
     as_json: Annotated[
         bool,
-        typer.Option("--json", help="Print the whole result as JSON at the end, nothing else."),
+        typer.Option(
+            "--json",
+            help="Print the whole result as JSON at the end, nothing else; a failure is a "
+            "JSON object too (exit_code, type, error).",
+        ),
     ] = False,
     verbose: VerboseOpt = False,
     session: SessionOpt = None,
 ) -> None:
-    """Run TASK with the agent in CONFIG, streaming the answer and the tool calls.
+    """Run TASK with the agent in CONFIG (or the default agent), streaming the answer and the
+    tool calls. Text piped in is added to the task: `cat notes.txt | llama-agent run "sum up"`.
 
     The answer goes to stdout; tool calls, their results and the spinner to stderr.
     """
+    _check_hosts(host, as_json=as_json)
+    config, text = _config_and_task(args, as_json=as_json)
     from agent.cli import _session
 
-    text = _task_text(task)
     code = _session.run(
         config,
         text,
         host=host,
-        model=model,
+        overrides=_session.Overrides(model=model, system=system, max_steps=max_steps),
         pull=pull,
         as_json=as_json,
         verbose=verbose,
@@ -211,54 +309,71 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
 def chat(
-    config: ConfigArg,
+    config: ConfigArg = None,
     *,
     host: HostOpt = None,
     model: ModelOpt = None,
+    system: SystemOpt = None,
+    max_steps: MaxStepsOpt = None,
     pull: PullOpt = False,
     verbose: VerboseOpt = False,
     session: SessionOpt = None,
 ) -> None:
-    """Talk with the agent in CONFIG, turn by turn (/reset starts over, /exit or Ctrl-D leaves)."""
+    """Talk with the agent in CONFIG (or the default agent), turn by turn.
+
+    Line editing and history on a terminal; \"\"\" starts and ends a multi-line message; Ctrl-C
+    stops a reply; /help lists the commands; /bye or Ctrl-D leaves.
+    """
+    _check_hosts(host, as_json=False)
     from agent.cli import _session
 
-    code = _session.chat(
-        config, host=host, model=model, pull=pull, verbose=verbose, session=session
+    overrides = _session.Overrides(model=model, system=system, max_steps=max_steps)
+    raise typer.Exit(
+        _session.chat(
+            config, host=host, overrides=overrides, pull=pull, verbose=verbose, session=session
+        )
     )
-    raise typer.Exit(code)
 
 
-@app.command(epilog=EXIT_CODES_HELP)
-def prompt(config: ConfigArg, task: TaskArg, *, model: ModelOpt = None) -> None:
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
+def prompt(
+    args: ConfigTaskArgs = None, *, model: ModelOpt = None, system: SystemOpt = None
+) -> None:
     """Print the exact native prompt the first request for TASK would send (no server needed)."""
+    _check_hosts(None, as_json=False)
+    config, text = _config_and_task(args, as_json=False)
     from agent.cli import _session
 
-    raise typer.Exit(_session.prompt(config, _task_text(task), model=model))
+    overrides = _session.Overrides(model=model, system=system)
+    raise typer.Exit(_session.prompt(config, text, overrides=overrides))
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
 def tools(
-    config: ConfigArg,
+    config: ConfigArg = None,
     *,
     as_json: Annotated[bool, typer.Option("--json", help="Print them as a JSON list.")] = False,
 ) -> None:
-    """List the tools of the agent in CONFIG, with the JSON schema the model sees."""
+    """List the tools of the agent in CONFIG (or the default agent), with their JSON schemas."""
+    _check_hosts(None, as_json=as_json)
     from agent.cli import _session
 
     raise typer.Exit(_session.tools(config, as_json=as_json))
 
 
-@app.command(epilog=EXIT_CODES_HELP)
-def check(config: ConfigArg, *, host: HostOpt = None, pull: PullOpt = False) -> None:
-    """Check that CONFIG is valid, Ollama answers, the model is there and the sandbox works."""
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
+def check(config: ConfigArg = None, *, host: HostOpt = None, pull: PullOpt = False) -> None:
+    """Check that CONFIG (or the default agent) is valid, Ollama answers, the model is there
+    and fits num_ctx, the sandbox works and web search is reachable."""
+    _check_hosts(host, as_json=False)
     from agent.cli import _session
 
     raise typer.Exit(_session.check(config, host=host, pull=pull))
 
 
-@app.command()
+@app.command(cls=_Command)
 def schema() -> None:
     """Print the config file's JSON Schema (for editors: see the comment atop config.yaml)."""
     from agent.config import config_json_schema
@@ -323,8 +438,55 @@ def serve(
     raise typer.Exit(code)
 
 
-def _task_text(task: str) -> str:
-    text = sys.stdin.read() if task == "-" else task
+# --- checks on the arguments --------------------------------------------------------------------
+
+
+def _usage_error(message: str, *, as_json: bool, exception: str = "UsageError") -> NoReturn:
+    if as_json:
+        sys.stdout.write(failure_json(ExitCode.USAGE, message, exception))
+    else:
+        typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(ExitCode.USAGE)
+
+
+def _check_hosts(host: str | None, *, as_json: bool) -> None:
+    """A malformed `--host` or `OLLAMA_HOST` as one line and a usage exit, before anything
+    imports `ollama` (whose import alone reads OLLAMA_HOST and raises on a bad port)."""
+    from agent.backends import parse_host
+
+    for where, value in (("--host", host), ("OLLAMA_HOST", os.environ.get("OLLAMA_HOST"))):
+        if value:
+            try:
+                parse_host(value)
+            except ValueError as exc:
+                _usage_error(f"{where}: {exc}", as_json=as_json, exception="ValueError")
+
+
+def _is_config(arg: str) -> bool:
+    # Whether or not it exists: a mistyped config name is a "no such file", not a task.
+    return arg.endswith((".yaml", ".yml")) and "\n" not in arg
+
+
+def _config_and_task(args: list[str] | None, *, as_json: bool) -> tuple[Path | None, str]:
+    """`[CONFIG] TASK` → (config or None, task with any piped text added).
+
+    Two arguments are a config and a task. One is the task, unless it ends in .yaml or .yml:
+    then it is the config and the task comes from stdin.
+    """
+    args = args or []
+    if len(args) > 2:
+        _usage_error(f"expected [CONFIG] TASK, got {len(args)} arguments", as_json=as_json)
+    config: Path | None = None
+    if len(args) == 2 or (len(args) == 1 and _is_config(args[0])):
+        config, args = Path(args[0]), args[1:]
+    task = args[0] if args else None
+    if task == "-" or (task is None and not sys.stdin.isatty()):
+        text = sys.stdin.read()
+    else:
+        text = task or ""
+        piped = "" if sys.stdin.isatty() else sys.stdin.read()
+        if piped.strip():
+            text = f"{text}\n\n{piped}"
     if not text.strip():
-        raise typer.BadParameter("the task is empty", param_hint="TASK")
-    return text
+        _usage_error("the task is empty" if args else "missing TASK", as_json=as_json)
+    return config, text

@@ -1,4 +1,8 @@
-"""`llama-agent check`: is everything a run needs in place? One line per thing, and why not."""
+"""`llama-agent check`: is everything a run needs in place? One line per thing, and why not.
+
+Web search is probed (`probe_web_search`, one HEAD request to the search engine) only when the
+agent has the search tool; an unreachable engine is a warning, as the agent runs without it.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from agent.config import (
 )
 from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
 
-__all__ = ["Finding", "run_checks"]
+__all__ = ["SEARCH_ENGINES", "Finding", "probe_web_search", "run_checks"]
 
 Verdict = Literal["ok", "warn", "fail"]
 
@@ -71,6 +75,7 @@ async def run_checks(path: Path, printer: Printer, *, host: str | None, pull: bo
         await _check_agent(config, report)
         await _check_server(config, report, host=host, pull=pull)
         _check_toolsets(config, report)
+        await _check_search(config, report)
     return report.exit_code
 
 
@@ -119,6 +124,15 @@ async def _check_server(
         family = f"Llama {info.family}" if info.family != "unknown" else "not a Llama 3.x model"
         verdict: Verdict = "ok" if info.family != "unknown" else "warn"
         report.add("model", verdict, f"{info.name}: {family}, {context}")
+        if size is not None and size > info.context_length:
+            report.add(
+                "context",
+                "fail",
+                f"num_ctx {size} in the config is over {info.name}'s context length of "
+                f"{info.context_length} tokens; set ollama.options.num_ctx to "
+                f"{info.context_length} or less",
+                ExitCode.CONFIG,
+            )
         if info.supports_tools:
             report.add("tool calling", "ok", "the model's template declares tool support")
         else:
@@ -154,3 +168,52 @@ def _check_toolsets(config: AgentConfig, report: _Report) -> None:
         # The agent still runs (search, math) when one fails; only that toolset's calls fail.
         code = ExitCode.CONFIG if found.verdict == "fail" else ExitCode.OK
         report.add(found.what, found.verdict, found.detail, code)
+
+
+# Where each `ddgs` backend sends its queries; a backend not listed is probed at DuckDuckGo.
+SEARCH_ENGINES = {
+    "bing": "https://www.bing.com",
+    "brave": "https://search.brave.com",
+    "duckduckgo": "https://html.duckduckgo.com",
+    "google": "https://www.google.com",
+    "mojeek": "https://www.mojeek.com",
+    "wikipedia": "https://en.wikipedia.org",
+    "yahoo": "https://search.yahoo.com",
+    "yandex": "https://yandex.com",
+}
+
+
+PROBE_SECONDS = 5.0
+
+
+async def probe_web_search(url: str) -> str | None:
+    """None when `url` answers an HTTP request within `PROBE_SECONDS`; else why not."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=PROBE_SECONDS) as client:
+            await client.head(url)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None
+
+
+async def _check_search(config: AgentConfig, report: _Report) -> None:
+    if "search" not in _listed(config):
+        report.add("web search", "ok", "not needed (no search tool)")
+        return
+    backend = "duckduckgo"
+    for entry in config.tools:
+        if isinstance(entry, ToolsetEntry) and entry.toolset == "search" and entry.settings:
+            backend = str(getattr(entry.settings, "backend", None) or backend)
+    engine = backend.split(",")[0].strip()
+    url = SEARCH_ENGINES.get(engine, SEARCH_ENGINES["duckduckgo"])
+    why = await probe_web_search(url)
+    if why is None:
+        report.add("web search", "ok", f"{url} is reachable")
+    else:
+        report.add(
+            "web search",
+            "warn",
+            f"{url} is unreachable ({why}); the agent runs, but its searches fail",
+        )

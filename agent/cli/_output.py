@@ -2,12 +2,14 @@
 
 On a terminal: colours, a spinner while the model or a tool works, a progress bar for pulls.
 Otherwise plain text (rich drops the styles; the spinner and bars are not started), so
-`llama-agent run config.yaml "task" > answer.txt` captures just the answer.
+`llama-agent run config.yaml "task" > answer.txt` captures just the answer. `NO_COLOR` set
+(https://no-color.org): plain text on a terminal too, without a single escape sequence.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,11 +66,16 @@ class Printer:
     def __init__(
         self, *, verbose: bool = False, out: Console | None = None, err: Console | None = None
     ) -> None:
-        # No wrapping (answers and prompts stay as written), no `:name:` emoji codes.
-        self.out = out or Console(highlight=False, soft_wrap=True, emoji=False)
-        self.err = err or Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+        # No wrapping (answers and prompts stay as written), no `:name:` emoji codes; under
+        # NO_COLOR no styles at all (rich would still write bold and dim) and no spinner.
+        plain = bool(os.environ.get("NO_COLOR"))
+        options: dict[str, Any] = {"highlight": False, "soft_wrap": True, "emoji": False}
+        if plain:
+            options["color_system"] = None
+        self.out = out or Console(**options)
+        self.err = err or Console(stderr=True, **options)
         self.verbose = verbose
-        self.fancy = self.err.is_terminal
+        self.fancy = self.err.is_terminal and not plain
         self._status: Status | None = None
         self._mid_line = False  # answer text on stdout not yet ended by a newline
 

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from agent.cli._app import ExitCode
 from agent.cli._output import Printer
-from agent.cli._session import _agent, _guarded
+from agent.cli._session import Overrides, _agent, _guarded
 from agent.llama3 import Message
 from agent.loop import SQLiteStore, message_to_dict
 
@@ -20,7 +20,7 @@ __all__ = ["serve", "sessions"]
 
 
 def serve(
-    config: Path,
+    config: Path | None,
     *,
     listen: str,
     port: int,
@@ -50,7 +50,7 @@ def serve(
                 f"set {API_KEY_VARIABLE}, or listen on 127.0.0.1"
             )
             return ExitCode.USAGE
-        agent, _ = _agent(config, host=host, model=model)
+        agent, _ = _agent(config, host=host, overrides=Overrides(model=model))
         server = AgentServer(agent, api_keys=keys, grace=grace)
 
         async def go() -> None:

@@ -1,29 +1,30 @@
-"""What each command does once its arguments are parsed: load the config, build the agent, run
-it (a task, or a chat turn by turn), print, and pick the exit code.
+"""What each command does once its arguments are parsed: load the config (the packaged default
+when none is given), build the agent, run it, print, and pick the exit code. The chat's loop is
+in `_chat`.
 
 Every expected failure (a bad config, Ollama down, a missing model...) becomes one message on
-stderr and its exit code; only a bug shows a traceback.
+stderr (under `--json`, a JSON object on stdout) and its exit code; only a bug shows a traceback.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
-import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.to_thread
 from rich.json import JSON
 from rich.markup import escape
 
 from agent.backends import ModelInfo
-from agent.cli._app import ExitCode, exit_code_for_error, exit_code_for_result
+from agent.cli._app import ExitCode, exit_code_for_error, exit_code_for_result, failure_json
 from agent.cli._check import run_checks
 from agent.cli._output import Printer, pull_model
-from agent.config import build_agent, build_tools, load_config
+from agent.config import AgentConfig, build_agent, build_tools, load_config
 from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
 from agent.llama3 import ToolFormat, render_prompt
 from agent.loop import Agent, RunResult, RunStarted, StepFinished
@@ -32,29 +33,60 @@ if TYPE_CHECKING:
     from agent.backends import OllamaBackend
 
 __all__ = [
+    "DEFAULT_CONFIG",
+    "Overrides",
     "Renderer",
     "chat",
-    "chat_session",
     "check",
+    "config_path",
     "ensure_model",
     "prompt",
     "prompt_renderer",
-    "read_in_daemon_thread",
     "run",
     "run_task",
     "tools",
 ]
+
+DEFAULT_CONFIG = "default_config.yaml"
+"""The default agent, packaged in `agent.cli`: the repository's `config.yaml`, byte for byte."""
+
+
+def config_path(path: Path | None) -> Path:
+    """The config to load: `path`, or the packaged default agent's."""
+    if path is not None:
+        return path
+    return Path(str(importlib.resources.files("agent.cli") / DEFAULT_CONFIG))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Overrides:
+    """What the command line changes in the config: `-m`, `-s`, `--max-steps`."""
+
+    model: str | None = None
+    system: str | None = None
+    max_steps: int | None = None
+
+    def apply(self, config: AgentConfig) -> AgentConfig:
+        """`config` with these settings in place of its own."""
+        update: dict[str, Any] = {}
+        if self.model is not None:
+            update["model"] = self.model
+        if self.system is not None:
+            update["system"] = self.system
+        if self.max_steps is not None:
+            update["limits"] = config.limits.model_copy(update={"max_steps": self.max_steps})
+        return config.model_copy(update=update) if update else config
 
 
 # --- the commands ------------------------------------------------------------------------------
 
 
 def run(
-    config: Path,
+    config: Path | None,
     task: str,
     *,
     host: str | None,
-    model: str | None,
+    overrides: Overrides,
     pull: bool,
     as_json: bool,
     verbose: bool,
@@ -64,7 +96,7 @@ def run(
     printer = Printer(verbose=verbose)
 
     def body() -> int:
-        agent, renderer = _agent(config, host=host, model=model)
+        agent, renderer = _agent(config, host=host, overrides=overrides)
 
         async def go() -> RunResult:
             async with agent:
@@ -75,32 +107,31 @@ def run(
 
         return exit_code_for_result(anyio.run(go))
 
-    return _guarded(printer, body)
+    return _guarded(printer, body, as_json=as_json)
 
 
 def chat(
-    config: Path,
+    config: Path | None,
     *,
     host: str | None,
-    model: str | None,
+    overrides: Overrides,
     pull: bool,
     verbose: bool,
     session: str | None = None,
 ) -> int:
     """`llama-agent chat`."""
+    from agent.cli._chat import chat_session, line_reader
+
     printer = Printer(verbose=verbose)
 
     def body() -> int:
-        agent, renderer = _agent(config, host=host, model=model)
-
-        def read_line() -> str:
-            return printer.err.input("[bold green]you>[/] ")
+        agent, renderer = _agent(config, host=host, overrides=overrides)
+        read = line_reader(printer)
 
         async def go() -> RunResult | None:
             async with agent:
-                return await chat_session(
-                    agent, printer, read_line, pull=pull, renderer=renderer, session=session
-                )
+                await ensure_model(agent, printer, pull=pull)
+                return await chat_session(agent, printer, read, renderer=renderer, session=session)
 
         last = anyio.run(go)
         failed = last is not None and last.status == "error"
@@ -109,12 +140,12 @@ def chat(
     return _guarded(printer, body)
 
 
-def prompt(config: Path, task: str, *, model: str | None) -> int:
+def prompt(config: Path | None, task: str, *, overrides: Overrides) -> int:
     """`llama-agent prompt`: the exact text, nothing added."""
     printer = Printer()
 
     def body() -> int:
-        agent, _ = _agent(config, host=None, model=model)
+        agent, _ = _agent(config, host=None, overrides=overrides)
         try:
             printer.write(agent.render(task))
         finally:
@@ -124,7 +155,7 @@ def prompt(config: Path, task: str, *, model: str | None) -> int:
     return _guarded(printer, body)
 
 
-def tools(config: Path, *, as_json: bool) -> int:
+def tools(config: Path | None, *, as_json: bool) -> int:
     """`llama-agent tools`."""
     printer = Printer()
 
@@ -136,7 +167,7 @@ def tools(config: Path, *, as_json: bool) -> int:
                 "description": t.description,
                 "parameters": t.parameters,
             }
-            for t in build_tools(load_config(config))
+            for t in build_tools(load_config(config_path(config)))
         ]
         if as_json:
             printer.write(json.dumps(listed, indent=2, ensure_ascii=False) + "\n")
@@ -149,39 +180,35 @@ def tools(config: Path, *, as_json: bool) -> int:
             printer.out.print(f"[bold cyan]{escape(str(item['name']))}[/]{served}")
             printer.out.print(escape(str(item["description"])))
             schema = json.dumps(item["parameters"], indent=2)
-            printer.out.print(JSON(schema) if printer.out.is_terminal else escape(schema))
+            printer.out.print(JSON(schema) if printer.fancy else escape(schema))
             printer.out.print()
         return ExitCode.OK
 
-    return _guarded(printer, body)
+    return _guarded(printer, body, as_json=as_json)
 
 
-def check(config: Path, *, host: str | None, pull: bool) -> int:
+def check(config: Path | None, *, host: str | None, pull: bool) -> int:
     """`llama-agent check`."""
     printer = Printer()
+    path = config_path(config)
     return _guarded(
-        printer, lambda: anyio.run(lambda: run_checks(config, printer, host=host, pull=pull))
+        printer, lambda: anyio.run(lambda: run_checks(path, printer, host=host, pull=pull))
     )
 
 
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _agent(path: Path, *, host: str | None, model: str | None) -> tuple[Agent, Renderer]:
-    overrides: dict[str, Any] = {}
-    if host is not None:
-        overrides["host"] = host
-    if model is not None:
-        overrides["model"] = model
-    config = load_config(path)
-    agent = build_agent(config, **overrides)
+def _agent(path: Path | None, *, host: str | None, overrides: Overrides) -> tuple[Agent, Renderer]:
+    config = overrides.apply(load_config(config_path(path)))
+    agent = build_agent(config, **({"host": host} if host is not None else {}))
     renderer = prompt_renderer(
         agent, tool_format=config.tool_format, tool_choice=config.tool_choice
     )
     return agent, renderer
 
 
-def _guarded(printer: Printer, body: Callable[[], int]) -> int:
+def _guarded(printer: Printer, body: Callable[[], int], *, as_json: bool = False) -> int:
     with warnings.catch_warnings():
         # Library warnings (an unsandboxed code tool...) as one plain line, not a source dump.
         def show(message: Warning | str, *_args: object, **_kwargs: object) -> None:
@@ -190,26 +217,28 @@ def _guarded(printer: Printer, body: Callable[[], int]) -> int:
         warnings.showwarning = show
         try:
             return body()
-        except KeyboardInterrupt:
-            printer.error("interrupted")
-            return ExitCode.INTERRUPTED
+        except KeyboardInterrupt as exc:
+            return _fail(printer, exc, as_json=as_json)
         except BaseExceptionGroup as group:
             leaf = _only_leaf(group)
             if not isinstance(leaf, LlamaAgentError | KeyboardInterrupt):
                 raise
-            return _fail(printer, leaf)
+            return _fail(printer, leaf, as_json=as_json)
         except LlamaAgentError as exc:
-            return _fail(printer, exc)
+            return _fail(printer, exc, as_json=as_json)
 
 
-def _fail(printer: Printer, exc: BaseException) -> ExitCode:
-    if isinstance(exc, KeyboardInterrupt):
-        printer.error("interrupted")
-    elif isinstance(exc, ConfigError):
-        printer.error(str(exc))  # its lines already start with file:line
+def _fail(printer: Printer, exc: BaseException, *, as_json: bool) -> ExitCode:
+    code = exit_code_for_error(exc)
+    message = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+    if as_json:
+        printer.idle()
+        printer.write(failure_json(code, message, type(exc).__name__))
+    elif isinstance(exc, KeyboardInterrupt | ConfigError):
+        printer.error(message)  # a ConfigError's lines already start with file:line
     else:
-        printer.error(f"error: {exc}")
-    return exit_code_for_error(exc)
+        printer.error(f"error: {message}")
+    return code
 
 
 def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -295,7 +324,12 @@ async def run_task(
     result = stream.result
     printer.idle()
     if as_json:
-        printer.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        payload = result.to_dict()
+        code = exit_code_for_result(result)
+        # The exit code and its stable name, as in a failure's JSON (`failure_json`).
+        payload["exit_code"] = int(code)
+        payload["type"] = "ok" if code == ExitCode.OK else code.name.lower()
+        printer.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     elif result.status == "error":
         printer.error(f"error: {result.error}")
     else:
@@ -311,85 +345,3 @@ def _show_next_prompt(render: Renderer, so_far: RunResult, shown: str, printer: 
     full = render(so_far)
     printer.prompt(full[len(shown) :] if full.startswith(shown) else full)
     return full
-
-
-async def chat_session(
-    agent: Agent,
-    printer: Printer,
-    read_line: Callable[[], str],
-    *,
-    pull: bool = False,
-    renderer: Renderer | None = None,
-    session: str | None = None,
-) -> RunResult | None:
-    """Talk with the agent until EOF, `/exit` or `/quit`; `/reset` starts over.
-
-    `session`: the conversation is stored under that name, each turn continuing it (across
-    restarts); `/reset` then deletes it.
-    """
-    await ensure_model(agent, printer, pull=pull)
-    printer.note("[dim]/reset starts over, /exit (or Ctrl-D) leaves[/]")
-    if session is not None:
-        stored = await agent.store.load(session)
-        count = len(stored.messages) if stored is not None else 0
-        printer.note(f"[dim]session {escape(session)}: {count} message(s) so far[/]")
-    history: RunResult | None = None
-    while True:
-        try:
-            line = await read_in_daemon_thread(read_line)
-        except EOFError:
-            printer.end_line()
-            return history
-        text = line.strip()
-        if text in ("/exit", "/quit"):
-            return history
-        if text == "/reset":
-            history = None
-            if session is not None:
-                await agent.store.delete(session)
-            printer.note("[dim]new conversation[/]")
-            continue
-        if not text:
-            continue
-        result = await run_task(
-            agent,
-            text,
-            printer,
-            history=None if session is not None else history,
-            renderer=renderer,
-            session=session,
-        )
-        if result.status == "error":
-            return result
-        history = result
-
-
-async def read_in_daemon_thread(read_line: Callable[[], str]) -> str:
-    """`read_line()` in a daemon thread; cancelling the wait (Ctrl-C) leaves that thread behind.
-
-    A blocking `input()` cannot be interrupted from another thread, and the interpreter joins
-    every non-daemon thread at exit: run in `to_thread.run_sync`, whose workers are not
-    daemons, it kept the command alive after Ctrl-C until the user pressed Enter. So the read
-    runs in a daemon thread, and an anyio worker waits for it (`abandon_on_cancel=True`, so a
-    cancellation returns at once); the worker is released on the way out, whatever happened.
-    """
-    ready = threading.Event()
-    outcome: list[str | BaseException] = []
-
-    def work() -> None:
-        try:
-            outcome.append(read_line())
-        except BaseException as exc:  # EOFError, KeyboardInterrupt...: raised in the caller
-            outcome.append(exc)
-        finally:
-            ready.set()
-
-    threading.Thread(target=work, name="llama-agent input", daemon=True).start()
-    try:
-        await anyio.to_thread.run_sync(ready.wait, abandon_on_cancel=True)
-    finally:
-        ready.set()  # an abandoned worker must not wait for a line that may never come
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result

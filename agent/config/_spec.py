@@ -245,6 +245,18 @@ def _field_docs(cls: type) -> dict[str, str]:
 # --- ollama and limits: the runtime's own types -------------------------------------------------
 
 
+def _host(value: str | None) -> str | None:
+    # The backend's own parser, so YAML, OLLAMA_HOST and --host accept the same forms.
+    from agent.backends import parse_host
+
+    if value:
+        try:
+            parse_host(value)
+        except ValueError as exc:
+            raise PydanticCustomError("host", "{message}", {"message": str(exc)}) from None
+    return value
+
+
 def _duration(value: str | float | None) -> str | float | None:
     if isinstance(value, str) and not _DURATION.fullmatch(value.strip()):
         raise PydanticCustomError(
@@ -265,7 +277,7 @@ OllamaSettings = spec_model(
     "Where the model is served and how.",
     {
         "host": (
-            str | None,
+            Annotated[str | None, AfterValidator(_host)],
             Field(
                 default=None,
                 description="Ollama's URL. Unset: `OLLAMA_HOST`, else http://127.0.0.1:11434. "

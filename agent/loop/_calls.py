@@ -159,7 +159,9 @@ def check(
         slots.append(slot)
         if bad.name and slot.tool is None:
             # The parser knows the tool names and flags a call to any other as malformed;
-            # to the model and in the events it is an unknown tool, whichever layer saw it.
+            # to the model and in the events it is an unknown tool, whichever layer saw it,
+            # with its arguments as the model wrote them.
+            slot.call = replace(slot.call, arguments=_written_arguments(bad))
             unknown = UnknownToolError(bad.name, toolbox.callable_names)
             slot.feedback = _unknown_tool_text(unknown)
             events.append(_rejected(slot, step, "unknown_tool"))
@@ -171,6 +173,15 @@ def check(
                 )
             )
     return slots, events
+
+
+def _written_arguments(bad: llama3.MalformedCall) -> Mapping[str, Any]:
+    """The arguments of a call to an unknown tool, read without the tool list (none if they
+    cannot be read)."""
+    for call in llama3.parse_completion(bad.text).tool_calls:
+        if call.name == bad.name:
+            return call.arguments
+    return {}
 
 
 def _rejected(slot: Slot, step: int, reason: RejectReason) -> ToolCallRejected:

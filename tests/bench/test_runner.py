@@ -14,7 +14,7 @@ import pytest
 
 from bench import _streaming
 from bench._common import percentile
-from bench.run import SECTIONS, main
+from bench.run import DEFAULT_OUTPUT, SECTIONS, main, output_directory
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +119,12 @@ def test_each_delta_is_timed_from_the_chunk_that_completed_it() -> None:
     # Leading spaces are never shown; "Hel" waits for "lo"; "!" comes with its own chunk.
     deltas = [(2.5, "Hello"), (3.25, " there"), (4.5, "!")]
     assert _streaming._latencies(chunks, deltas) == [0.5, 0.25, 0.5]
+
+
+def test_a_quick_run_never_overwrites_the_committed_results(tmp_path: Path) -> None:
+    assert output_directory(None, quick=False) == DEFAULT_OUTPUT
+    quick = output_directory(None, quick=True)
+    assert quick == DEFAULT_OUTPUT / "quick"
+    assert output_directory(tmp_path, quick=True) == tmp_path
+    ignored = (DEFAULT_OUTPUT.parent / ".gitignore").read_text().splitlines()
+    assert "bench/quick/" in ignored

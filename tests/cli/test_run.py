@@ -158,6 +158,7 @@ def test_check_reports_each_part(config: Path, emulator: StartEmulator) -> None:
     assert "context" in lines[3]
     assert lines[4].startswith("ok   tool calling")
     assert lines[5] == "ok   sandbox: not needed (no code tool)"
+    assert lines[6] == "ok   web search: not needed (no search tool)"
 
 
 def test_check_with_dead_ollama(config: Path, dead_url: str) -> None:
@@ -265,3 +266,29 @@ def test_without_a_working_sandbox_the_agent_still_runs(
     assert "42<|eot_id|>" in last  # the calculator's result
     assert "code_interpreter failed: the Python sandbox is unavailable" in last
     assert "apt-get install bubblewrap" in last
+
+
+@pytest.mark.parametrize(("why", "verdict"), [(None, "ok  "), ("ConnectError: no route", "warn")])
+def test_check_reports_web_search(
+    write_config: Callable[[str], Path],
+    emulator: StartEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    why: str | None,
+    verdict: str,
+) -> None:
+    probed: list[str] = []
+
+    async def probe(url: str) -> str | None:
+        probed.append(url)
+        return why
+
+    monkeypatch.setattr("agent.cli._check.probe_web_search", probe)
+    config = write_config("model: llama3.1\ntools: [{search: {backend: bing}}, math]\n")
+    emu = emulator(answer("x"))
+    result = runner.invoke(app, ["check", str(config), "--host", emu.url])
+    assert result.exit_code == 0, result.output  # a warning: the agent still runs
+    assert probed == ["https://www.bing.com"]
+    line = next(x for x in result.stderr.splitlines() if "web search" in x)
+    assert line.startswith(f"{verdict} web search: https://www.bing.com is ")
+    if why:
+        assert "unreachable (ConnectError: no route)" in line

@@ -29,8 +29,15 @@ def llama_agent(
     if host is not None:
         env["OLLAMA_HOST"] = host
     command = [sys.executable, "-m", "agent"] if module else [str(SCRIPT)]
+    # stdin is /dev/null: piped text joins the task, and the test runner's stdin may be a pipe.
     return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=env, timeout=60, check=False
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
 
 
