@@ -47,7 +47,7 @@ from agent.loop import (
     ToolCallValidated,
     event_to_dict,
 )
-from agent.toolkit import RunContext, Tool, Toolbox, ToolResult, tool
+from agent.toolkit import MCPTools, RunContext, Tool, Toolbox, ToolResult, tool
 
 __all__ = [
     "Agent",
@@ -56,6 +56,7 @@ __all__ = [
     "Event",
     "GenerateOptions",
     "Limits",
+    "MCPTools",
     "Message",
     "OllamaBackend",
     "RunContext",

@@ -13,6 +13,7 @@ LlamaAgentError
 │   └── InvalidArgumentsError   arguments that do not match the tool's JSON schema
 ├── ToolExecutionError          a tool raised or timed out (reported to the model as its result)
 └── RunError                    the run cannot go on: the operator must act
+    ├── MCPServerError          an MCP server does not start (its last stderr lines)
     └── BackendError            talking to the model server failed
         ├── OllamaUnreachableError  no server at the URL
         ├── ModelNotFoundError      the model is not pulled
@@ -44,6 +45,7 @@ __all__ = [
     "DeveloperError",
     "InvalidArgumentsError",
     "LlamaAgentError",
+    "MCPServerError",
     "MalformedCallError",
     "ModelCapabilityError",
     "ModelError",
@@ -139,6 +141,11 @@ class RunError(LlamaAgentError):
     """
 
     result: RunResult | None = None
+
+
+class MCPServerError(RunError):
+    """An MCP server a tool source names does not start or answer; the message carries the
+    last lines it wrote to stderr."""
 
 
 class BackendError(RunError):

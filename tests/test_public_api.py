@@ -17,6 +17,7 @@ EXPECTED = [
     "Event",
     "GenerateOptions",
     "Limits",
+    "MCPTools",
     "Message",
     "OllamaBackend",
     "RunContext",

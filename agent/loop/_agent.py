@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from agent import backends
 from agent.backends import Backend, GenerateOptions
 from agent.errors import DeveloperError, RunError
 from agent.llama3 import Message, ToolFormat
-from agent.toolkit import Tool, Toolbox
+from agent.toolkit import LiveToolbox, Tool, Toolbox, ToolSource, split_sources
 
 from ._result import Limits, RunResult
 from ._run import History, RunSpec, RunState, RunStream, opening_messages, run_events
@@ -38,7 +39,9 @@ class Agent:
         print(result.answer)
     ```
 
-    - `tools`: `Tool`s or plain functions (made into tools with `Tool.from_function`).
+    - `tools`: `Tool`s, plain functions (made into tools with `Tool.from_function`) and tool
+      sources such as `MCPTools` (an MCP server's tools), which start when the agent opens
+      (`async with`, or `open()`; else at its first run) and stop when it closes.
     - `system`: the system prompt (trusted text); the date lines and tool definitions are
       added Meta's way around it.
     - `host`: the Ollama URL; else `OLLAMA_HOST`, else `http://127.0.0.1:11434`.
@@ -69,7 +72,7 @@ class Agent:
         self,
         model: str = "llama3.1",
         *,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Tool | Callable[..., Any] | ToolSource] = (),
         system: str | None = None,
         host: str | None = None,
         backend: Backend | None = None,
@@ -81,13 +84,11 @@ class Agent:
         resources: Iterable[Closeable] = (),
         store: Store | None = None,
     ) -> None:
-        toolbox = Toolbox(tools)  # plain functions become tools there
-        if tool_choice not in ("auto", "required", "none") and tool_choice not in toolbox:
-            raise DeveloperError(
-                f"tool_choice '{tool_choice}' is not 'auto', 'required', 'none' or one of the "
-                f"tools ({', '.join(toolbox.callable_names) or 'there are none'}); fix "
-                "tool_choice or add the tool"
-            )
+        given, sources = split_sources(tools)
+        toolbox = Toolbox(given)  # plain functions become tools there
+        live = LiveToolbox(toolbox.tools, sources) if sources else None
+        if live is None:  # with sources, checked once they are open and their tools known
+            _check_tool_choice(tool_choice, toolbox)
         self._owns_backend = backend is None
         # `backends.OllamaBackend` is looked up here, when needed: it loads the HTTP stack.
         self._backend: Backend = backend if backend is not None else backends.OllamaBackend(host)
@@ -104,6 +105,7 @@ class Agent:
             limits=limits or Limits(),
             tool_format=tool_format,
             tool_choice=tool_choice,
+            live=live,
         )
 
     # --- running -------------------------------------------------------------------------
@@ -228,7 +230,10 @@ class Agent:
         """
         messages, _ = opening_messages(task, system=self._system, history=history)
         family = history.family if isinstance(history, RunResult) else None
-        return self._spec.render(messages, today=self._run_date(history), family=family)
+        spec = self._spec
+        if spec.live is not None:
+            spec = dataclasses.replace(spec, toolbox=spec.live.toolbox)
+        return spec.render(messages, today=self._run_date(history), family=family)
 
     def _run_date(self, history: History) -> datetime.date:
         if self._today is not None:
@@ -238,6 +243,20 @@ class Agent:
         return datetime.date.today()
 
     # --- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> Agent:
+        """Start the tool sources (MCP servers) and list their tools; `async with agent` calls
+        it. Raises `MCPServerError` for a server that does not start, `ToolDefinitionError` for
+        two tools with one name (naming both sources); what was started is stopped again."""
+        live = self._spec.live
+        if live is not None:
+            toolbox = await live.open()
+            try:
+                _check_tool_choice(self._spec.tool_choice, toolbox)
+            except DeveloperError:
+                await live.aclose()
+                raise
+        return self
 
     async def aclose(self) -> None:
         """Close the backend if this agent made it, and the `resources` it was given.
@@ -254,9 +273,11 @@ class Agent:
                     stack.push_async_callback(resource.aclose)
                 if self._owns_store and self._store is not None:
                     stack.push_async_callback(self._store.aclose)
+                if self._spec.live is not None:
+                    stack.push_async_callback(self._spec.live.aclose)
 
     async def __aenter__(self) -> Agent:
-        return self
+        return await self.open()
 
     async def __aexit__(
         self,
@@ -274,7 +295,9 @@ class Agent:
 
     @property
     def tools(self) -> tuple[Tool, ...]:
-        return tuple(self._spec.toolbox.tools)
+        """The tools; those of tool sources once the agent is open (as of its latest run)."""
+        live = self._spec.live
+        return tuple((live.toolbox if live is not None else self._spec.toolbox).tools)
 
     @property
     def system(self) -> str | None:
@@ -308,3 +331,12 @@ class Agent:
     def __repr__(self) -> str:
         names = ", ".join(t.name for t in self.tools)
         return f"Agent(model={self.model!r}, tools=[{names}])"
+
+
+def _check_tool_choice(tool_choice: str, toolbox: Toolbox) -> None:
+    if tool_choice not in ("auto", "required", "none") and tool_choice not in toolbox:
+        raise DeveloperError(
+            f"tool_choice '{tool_choice}' is not 'auto', 'required', 'none' or one of the "
+            f"tools ({', '.join(toolbox.callable_names) or 'there are none'}); fix "
+            "tool_choice or add the tool"
+        )

@@ -14,7 +14,7 @@ import datetime
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ from agent.llama3 import (
     plain_text,
     render_prompt,
 )
-from agent.toolkit import RunContext, Toolbox
+from agent.toolkit import LiveToolbox, RunContext, Toolbox
 
 from . import _calls as calls
 from ._events import Event, RunFinished, RunStarted, StepFinished, TextDelta
@@ -59,6 +59,8 @@ class RunSpec:
     limits: Limits
     tool_format: ToolFormat | None
     tool_choice: str
+    # Tool sources (MCP servers): each run takes their tools as they are when it starts.
+    live: LiveToolbox | None = None
 
     @property
     def call_names(self) -> tuple[str, ...]:
@@ -265,6 +267,8 @@ async def run_events(
         run_id=state.run_id, model=spec.model, task=task.content, history=state.history
     )
     try:
+        if spec.live is not None:
+            spec = replace(spec, toolbox=await _within(deadline, spec.live.current()))
         state.family = await _family(spec, state, deadline)
         while not state.finished:
             if anyio.current_time() >= deadline:

@@ -14,7 +14,8 @@ The modules: `_tool` (the definition: `Tool`, `@tool`, `Toolbox`, option checks)
 `_validate` (argument checks, coercions, problem lines), `_execute` (running a call: `RunContext`,
 timeouts, errors as results, `ToolResult`), `_abandon` (threads and tasks a caller can walk away
 from; caps on abandoned calls; the blocked-loop watchdog), `_toolsets` (tool packages found
-through entry points, their settings).
+through entry points, their settings), `_sources` (tools known once the agent is open:
+`ToolSource`, `LiveToolbox`), `_mcp` (`MCPTools`: an MCP server's tools, through the `mcp` extra).
 """
 
 from agent.toolkit._abandon import (
@@ -30,6 +31,8 @@ from agent.toolkit._execute import (
     set_thread_limit,
     tool_thread_limiter,
 )
+from agent.toolkit._mcp import MCPTools, mcp_available
+from agent.toolkit._sources import LiveToolbox, ToolSource, split_sources
 from agent.toolkit._tool import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_RETRIES,
@@ -58,10 +61,13 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "SERVED_BUILTINS",
     "BoundCall",
+    "LiveToolbox",
+    "MCPTools",
     "RunContext",
     "Size",
     "Tool",
     "ToolResult",
+    "ToolSource",
     "Toolbox",
     "Toolset",
     "ToolsetCheck",
@@ -69,8 +75,10 @@ __all__ = [
     "abandoned_calls",
     "check_settings",
     "find_toolsets",
+    "mcp_available",
     "set_abandoned_limit",
     "set_thread_limit",
+    "split_sources",
     "tool",
     "tool_thread_limiter",
 ]
