@@ -12,8 +12,8 @@ marks the listing stale; the next run lists the tools again.
 What the model sees: each tool under a safe name (`fs.read` -> `fs_read`, after the `prefix`:
 a `.` would read as Llama's built-in `name.call(...)` form), with the server's JSON schema made
 usable (`type: object` where it is missing, `definitions` as `$defs`); calls go to the server
-under the tool's own name. Results: text blocks joined, structured content as JSON (unless a
-text block already carries it), images, audio and resources as one line each, since the model
+under the tool's own name. Results: text blocks joined, structured content as JSON (when no text
+block carries it), images, audio and resources as one line each, since the model
 cannot see them; `isError` results reach the model as errors.
 """
 
@@ -204,7 +204,11 @@ class MCPTools:
                 await _stop(conn)
             self._conn = None
             conn = await self._start(loop)
-            self._absorb(conn.listing)
+            try:
+                self._absorb(conn.listing)
+            except BaseException:
+                await _stop(conn)
+                raise
             self._conn = conn
             return conn
 
@@ -505,24 +509,25 @@ def result_text(result: mcp_types.CallToolResult) -> str:
             amount = (
                 f"{len(resource.text):,} characters"
                 if isinstance(resource, mcp_types.TextResourceContents)
-                else f"{len(resource.blob) * 3 // 4:,} bytes"
+                else f"{_decoded_size(resource.blob):,} bytes"
             )
             parts.append(f"[resource: {resource.uri}{_about(None, resource.mime_type)}, {amount}]")
         else:  # a content type newer than this code
             parts.append(f"[{getattr(block, 'type', 'content')}: not shown]")
+    # Servers should repeat structured content as text (the spec's backward compatibility),
+    # often in a form of their own ({"result": ...} around a plain value): text, when there is
+    # some, is what the server meant people to read.
     structured = result.structured_content
-    if structured is not None and not any(_same_json(text, structured) for text in texts):
+    if structured is not None and not texts:
         parts.append(json.dumps(structured, ensure_ascii=False, separators=(",", ":")))
     return "\n".join(parts)
+
+
+def _decoded_size(data: str) -> int:
+    """Bytes in base64 `data`, without decoding it."""
+    return len(data.rstrip("=")) * 3 // 4
 
 
 def _about(name: str | None, mime_type: str | None) -> str:
     details = [d for d in (name, mime_type) if d]
     return f" ({', '.join(details)})" if details else ""
-
-
-def _same_json(text: str, value: Any) -> bool:
-    try:
-        return bool(json.loads(text) == value)
-    except ValueError:
-        return False
