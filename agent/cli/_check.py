@@ -80,15 +80,19 @@ async def run_checks(path: Path, printer: Printer, *, host: str | None, pull: bo
 
 
 async def _check_agent(config: AgentConfig, report: _Report) -> None:
-    """Build the agent as `run` would (tools imported, `tool_choice` checked), without a request."""
+    """Build and open the agent as `run` would (tools imported, MCP servers started and listed,
+    `tool_choice` checked), without a request."""
     try:
         agent = build_agent(config)
     except LlamaAgentError as exc:
         report.add("tools", "fail", str(exc), exit_code_for_error(exc))
         return
     try:
+        await agent.open()  # MCP servers start here: one that does not says why, stderr included
         names = ", ".join(t.name for t in agent.tools) or "none"
         report.add("tools", "ok", f"{len(agent.tools)}: {names}")
+    except LlamaAgentError as exc:
+        report.add("tools", "fail", str(exc), exit_code_for_error(exc))
     finally:
         await agent.aclose()
 

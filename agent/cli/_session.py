@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from agent.config import AgentConfig, build_agent, build_tools, load_config
 from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
 from agent.llama3 import ToolFormat, render_prompt
 from agent.loop import Agent, RunResult, RunStarted, StepFinished
+from agent.toolkit import LiveToolbox, Tool, Toolbox, ToolSource, split_sources
 
 if TYPE_CHECKING:
     from agent.backends import OllamaBackend
@@ -155,6 +156,17 @@ def prompt(config: Path | None, task: str, *, overrides: Overrides) -> int:
     return _guarded(printer, body)
 
 
+async def _with_mcp_tools(items: Sequence[Tool | ToolSource]) -> tuple[Tool, ...]:
+    """The tools, those of MCP servers included: each server started, listed and stopped
+    (`MCPServerError`, with the server's last stderr lines, for one that does not start)."""
+    given, sources = split_sources(items)
+    live = LiveToolbox(Toolbox(given).tools, sources)
+    try:
+        return (await live.open()).tools
+    finally:
+        await live.aclose()
+
+
 def tools(config: Path | None, *, as_json: bool) -> int:
     """`llama-agent tools`."""
     printer = Printer()
@@ -167,7 +179,7 @@ def tools(config: Path | None, *, as_json: bool) -> int:
                 "description": t.description,
                 "parameters": t.parameters,
             }
-            for t in build_tools(load_config(config_path(config)))
+            for t in anyio.run(_with_mcp_tools, build_tools(load_config(config_path(config))))
         ]
         if as_json:
             printer.write(json.dumps(listed, indent=2, ensure_ascii=False) + "\n")

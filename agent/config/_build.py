@@ -20,13 +20,14 @@ from agent.config._spec import (
     AgentConfig,
     CustomTool,
     KeyPath,
+    MCPEntry,
     ToolsetEntry,
     suggest,
     toolsets,
 )
 from agent.errors import ConfigError, DeveloperError, ToolDefinitionError
 from agent.llama3 import model_family
-from agent.toolkit import Tool, Toolbox, ToolsetContext
+from agent.toolkit import MCPTools, Tool, Toolbox, ToolsetContext, ToolSource
 
 if TYPE_CHECKING:
     from agent.loop import Agent
@@ -74,6 +75,8 @@ def _check_tool_choice(config: AgentConfig, choice: str, tools: Any) -> None:
     """A `tool_choice` that names no tool, as a config error at its line."""
     if choice in ("auto", "required", "none"):
         return
+    if any(isinstance(t, ToolSource) and not isinstance(t, Tool) for t in tools):
+        return  # the servers' tools are known once the agent opens them; it checks then
     try:
         toolbox = Toolbox(tools)
     except DeveloperError:
@@ -118,7 +121,7 @@ def generate_options(config: AgentConfig) -> GenerateOptions:
 
 def build_tools(
     config: AgentConfig, *, resources: list[Any] | None = None, model: str | None = None
-) -> list[Tool]:
+) -> list[Tool | ToolSource]:
     """Every tool the config lists, in order. Imports custom tools (runs their module code).
 
     `resources` gets what the tools hold that must be closed (`aclose()`) when done: the code
@@ -127,15 +130,19 @@ def build_tools(
 
     Raises `ConfigError` for imports that fail and for two tools with one name (all problems
     at once). A `code` tool without a usable sandbox is built: its calls fail, saying how to
-    install bubblewrap (see `llama_agent_tools.code`).
+    install bubblewrap (see `llama_agent_tools.code`). An `mcp:` entry is an `MCPTools`, whose
+    tools are known once the agent opens it (where a clash of names is an error naming both).
     """
     model = model or config.model
-    built: list[Tool] = []
+    built: list[Tool | ToolSource] = []
     problems: list[str] = []
     first: dict[str, str] = {}
     for index, entry in enumerate(config.tools):
         path: KeyPath = ("tools", index)
         try:
+            if isinstance(entry, MCPEntry):
+                built.append(_mcp_tools(config, entry, path))
+                continue
             made = _entry_tools(config, entry, path, resources, model)
         except _Problem as exc:
             problems.append(f"{config.source.where(exc.path)}: {exc}")
@@ -181,6 +188,29 @@ def _entry_tools(
     if isinstance(entry, CustomTool):
         return _custom(config, entry, (*path, "import"))
     raise AssertionError(f"unexpected tool entry {entry!r}")  # pragma: no cover
+
+
+def _mcp_tools(config: AgentConfig, entry: MCPEntry, path: KeyPath) -> MCPTools:
+    spec = entry.mcp
+    cwd = spec.cwd
+    if cwd is not None and config.base_dir is not None:
+        cwd = str(config.base_dir / cwd)
+    try:
+        return MCPTools(
+            command=spec.command,
+            args=spec.args,
+            env=spec.env or None,
+            cwd=cwd,
+            url=spec.url,
+            headers=spec.headers,
+            include=spec.include,
+            exclude=spec.exclude or None,
+            prefix=spec.prefix,
+            timeout=spec.timeout,
+            name=spec.name,
+        )
+    except DeveloperError as exc:
+        raise _Problem(str(exc), (*path, "mcp")) from exc
 
 
 def _toolset_tools(

@@ -57,6 +57,8 @@ __all__ = [
     "CustomTool",
     "KeyPath",
     "LimitsSettings",
+    "MCPEntry",
+    "MCPSettings",
     "OllamaOptions",
     "OllamaSettings",
     "SourceMap",
@@ -390,6 +392,49 @@ class CustomTool(Spec):
         return _check_import_path(value)
 
 
+class MCPSettings(Spec):
+    """An MCP server whose tools the agent uses: a command (stdio) or a URL (Streamable HTTP)."""
+
+    command: Annotated[str, Field(min_length=1)] | None = None
+    """The program that runs the server over stdio (`uvx`, `npx`, `python`...)."""
+    args: list[str] = []
+    """Its arguments."""
+    env: dict[str, str] = {}
+    """Environment variables for it, added to a minimal inherited set (`PATH`, `HOME`...)."""
+    cwd: str | None = None
+    """Its working directory, relative to the config file's folder. Unset: the agent's."""
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    """The URL of a server over Streamable HTTP, instead of `command`."""
+    headers: dict[str, str] = {}
+    """HTTP headers for every request (`Authorization: "Bearer ${TOKEN}"`)."""
+    include: list[str] | None = None
+    """Only these of the server's tools (its own names)."""
+    exclude: list[str] = []
+    """The server's tools to leave out (its own names)."""
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")] | None = None
+    """Put before each tool's name, with `_`: `prefix: web` makes `web_browser_navigate`."""
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+    """Seconds per call."""
+    name: str | None = None
+    """How messages name the server. Unset: its command line or URL."""
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> MCPSettings:
+        if (self.command is None) == (self.url is None):
+            raise PydanticCustomError(
+                "mcp_transport", "an MCP server needs `command:` (stdio) or `url:`, not both"
+            )
+        if self.include is not None and self.exclude:
+            raise PydanticCustomError("mcp_filter", "write `include:` or `exclude:`, not both")
+        return self
+
+
+class MCPEntry(Spec):
+    """`- mcp: {...}`: the tools of an MCP server."""
+
+    mcp: MCPSettings
+
+
 def _check_import_path(value: str) -> str:
     if not _IMPORT_PATH.fullmatch(value):
         raise PydanticCustomError(
@@ -417,7 +462,7 @@ def _reject_entry(value: Any) -> Any:
         )
     if isinstance(value, dict) and len(value) == 1:
         (key,) = value
-        hint = suggest(str(key), [*BUILTIN_NAMES, "import"])
+        hint = suggest(str(key), [*BUILTIN_NAMES, "import", "mcp"])
         if hint:
             raise PydanticCustomError(
                 "unknown_builtin",
@@ -427,7 +472,8 @@ def _reject_entry(value: Any) -> Any:
     raise PydanticCustomError(
         "tool_entry",
         "a tool is a built-in name ({allowed}), an import path package.module:function, "
-        "a built-in name as a key with its settings under it, or a mapping with `import:`",
+        "a built-in name as a key with its settings under it, a mapping with `import:`, "
+        "or `mcp:` with an MCP server's command or url",
         {"allowed": ", ".join(BUILTIN_NAMES)},
     )
 
@@ -440,6 +486,8 @@ def _tool_tag(value: Any) -> str:
     if isinstance(value, dict):
         if "import" in value:
             return "import"
+        if len(value) == 1 and "mcp" in value:
+            return "mcp"
         if len(value) == 1:
             (key,) = value
             if key in BUILTIN_NAMES:
@@ -447,12 +495,14 @@ def _tool_tag(value: Any) -> str:
     elif isinstance(value, BaseModel):  # already-built entries, as in AgentConfig(tools=[...])
         if isinstance(value, ToolsetEntry):
             return "toolset"
+        if isinstance(value, MCPEntry):
+            return "mcp"
         return "import" if isinstance(value, CustomTool) else "invalid"
     return "invalid"
 
 
 # The tags are internal: the error mapper drops them from locations (see `_load`).
-TOOL_TAGS = ("builtin", "path", "toolset", "import", "invalid")
+TOOL_TAGS = ("builtin", "path", "toolset", "import", "mcp", "invalid")
 
 
 # Types made at run time from the registry: mypy sees them as Any.
@@ -491,6 +541,7 @@ ToolEntry = Annotated[
     ]
     | Annotated[_Toolset, Tag("toolset")]
     | Annotated[CustomTool, Tag("import")]
+    | Annotated[MCPEntry, Tag("mcp")]
     | SkipJsonSchema[Annotated[Any, BeforeValidator(_reject_entry), Tag("invalid")]],
     Discriminator(_tool_tag),
 ]
@@ -526,7 +577,8 @@ class AgentConfig(Spec):
     the model separately, in Llama's own format."""
     tools: list[ToolEntry] = []
     """Built-ins (`search`, `code`, `math`, each optionally with settings) and tools of your own
-    (`package.module:function`, or a mapping with `import:` and per-tool settings)."""
+    (`package.module:function`, or a mapping with `import:` and per-tool settings), and the
+    tools of MCP servers (`mcp:` with a `command` or a `url`)."""
     tool_format: Literal["json", "function_tag", "python_list"] | None = None
     """How tools are described to the model and how it calls them. Unset: the model's default
     (`json` for Llama 3.1 and 3.3, `python_list` for 3.2)."""

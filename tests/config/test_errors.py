@@ -85,7 +85,7 @@ CASES = [
             "write package.module:function",
             "config.yaml:7: tools[2]: a tool is a built-in name (code, math, search), an import "
             "path package.module:function, a built-in name as a key with its settings under it, "
-            "or a mapping with `import:`",
+            "a mapping with `import:`, or `mcp:` with an MCP server's command or url",
         ],
         id="custom-tools",
     ),
