@@ -373,6 +373,35 @@ def check(config: ConfigArg = None, *, host: HostOpt = None, pull: PullOpt = Fal
     raise typer.Exit(_session.check(config, host=host, pull=pull))
 
 
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
+def mcp(
+    config: ConfigArg = None,
+    *,
+    http: Annotated[
+        int | None,
+        typer.Option(
+            "--http",
+            metavar="PORT",
+            help="Serve over Streamable HTTP on this port (at /mcp) instead of stdio.",
+            show_default=False,
+        ),
+    ] = None,
+    bind: Annotated[str, typer.Option("--bind", help="The address --http listens on.")] = (
+        "127.0.0.1"
+    ),
+    host: HostOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Serve the agent in CONFIG (or the default agent) as an MCP tool (the config's `name` and
+    `description`; input: the task), over stdio, or over Streamable HTTP with --http PORT.
+    Needs the mcp extra."""
+    _check_hosts(host, as_json=False)
+    from agent.cli import _session
+
+    overrides = _session.Overrides(model=model)
+    raise typer.Exit(_session.mcp(config, http=http, bind=bind, host=host, overrides=overrides))
+
+
 @app.command(cls=_Command)
 def schema() -> None:
     """Print the config file's JSON Schema (for editors: see the comment atop config.yaml)."""

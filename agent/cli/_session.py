@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,14 @@ from agent.config import AgentConfig, build_agent, build_tools, load_config
 from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
 from agent.llama3 import ToolFormat, render_prompt
 from agent.loop import Agent, RunResult, RunStarted, StepFinished
-from agent.toolkit import LiveToolbox, Tool, Toolbox, ToolSource, split_sources
+from agent.toolkit import (
+    LiveToolbox,
+    Tool,
+    Toolbox,
+    ToolSource,
+    mcp_available,
+    split_sources,
+)
 
 if TYPE_CHECKING:
     from agent.backends import OllamaBackend
@@ -41,6 +49,7 @@ __all__ = [
     "check",
     "config_path",
     "ensure_model",
+    "mcp",
     "prompt",
     "prompt_renderer",
     "run",
@@ -206,6 +215,34 @@ def check(config: Path | None, *, host: str | None, pull: bool) -> int:
     return _guarded(
         printer, lambda: anyio.run(lambda: run_checks(path, printer, host=host, pull=pull))
     )
+
+
+def mcp(
+    config: Path | None, *, http: int | None, bind: str, host: str | None, overrides: Overrides
+) -> int:
+    """`llama-agent mcp`: the agent as an MCP tool until interrupted (stdout is the protocol's
+    over stdio: everything else goes to stderr)."""
+    printer = Printer()
+
+    def body() -> int:
+        if not mcp_available():
+            raise ConfigError("llama-agent mcp needs the mcp extra: pip install 'llama-agent[mcp]'")
+        from agent.server import serve_mcp
+
+        path = config_path(config)
+        spec = load_config(path)
+        agent, _ = _agent(config, host=host, overrides=overrides)
+        name = spec.name or re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "agent"
+        where = f"http://{bind}:{http}/mcp" if http is not None else "stdio"
+        printer.note(f"serving the agent as the MCP tool '{name}' on {where}")
+        anyio.run(
+            lambda: serve_mcp(
+                agent, name=name, description=spec.description, http_port=http, http_host=bind
+            )
+        )
+        return ExitCode.OK
+
+    return _guarded(printer, body)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -572,6 +572,10 @@ class AgentConfig(Spec):
 
     model: Annotated[str, Field(min_length=1)]
     """The Ollama model: `llama3.1`, `llama3.1:70b`, `llama3.2:3b`, `llama3.3`, ..."""
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")] | None = None
+    """The agent's name as a tool of others (`llama-agent mcp`). Unset: the file's name."""
+    description: str | None = None
+    """What the agent does, for the clients that call it as a tool (`llama-agent mcp`)."""
     system: str | None = None
     """The system prompt: who the agent is and how it should work. The tools are described to
     the model separately, in Llama's own format."""
