@@ -7,6 +7,7 @@ while importing, the attribute is misspelt, or a name shadows a module elsewhere
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 import traceback
@@ -27,7 +28,7 @@ from agent.config._spec import (
 )
 from agent.errors import ConfigError, DeveloperError, ToolDefinitionError
 from agent.llama3 import model_family
-from agent.toolkit import MCPTools, Tool, Toolbox, ToolsetContext, ToolSource
+from agent.toolkit import MCPServerSettings, MCPTools, Tool, Toolbox, ToolsetContext, ToolSource
 
 if TYPE_CHECKING:
     from agent.loop import Agent
@@ -191,24 +192,11 @@ def _entry_tools(
 
 
 def _mcp_tools(config: AgentConfig, entry: MCPEntry, path: KeyPath) -> MCPTools:
-    spec = entry.mcp
-    cwd = spec.cwd
-    if cwd is not None and config.base_dir is not None:
-        cwd = str(config.base_dir / cwd)
     try:
-        return MCPTools(
-            command=spec.command,
-            args=spec.args,
-            env=spec.env or None,
-            cwd=cwd,
-            url=spec.url,
-            headers=spec.headers,
-            include=spec.include,
-            exclude=spec.exclude or None,
-            prefix=spec.prefix,
-            timeout=spec.timeout,
-            name=spec.name,
-        )
+        settings = MCPServerSettings(**entry.mcp.model_dump())
+        if settings.cwd is not None and config.base_dir is not None:
+            settings = dataclasses.replace(settings, cwd=str(config.base_dir / settings.cwd))
+        return MCPTools.from_settings(settings)
     except DeveloperError as exc:
         raise _Problem(str(exc), (*path, "mcp")) from exc
 

@@ -48,7 +48,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from agent.backends import GenerateOptions
 from agent.errors import DeveloperError
 from agent.loop import Limits
-from agent.toolkit import Toolset, find_toolsets
+from agent.toolkit import MCPServerSettings, Toolset, find_toolsets
 
 __all__ = [
     "CUSTOM_ERRORS",
@@ -58,7 +58,6 @@ __all__ = [
     "KeyPath",
     "LimitsSettings",
     "MCPEntry",
-    "MCPSettings",
     "OllamaOptions",
     "OllamaSettings",
     "SourceMap",
@@ -392,47 +391,17 @@ class CustomTool(Spec):
         return _check_import_path(value)
 
 
-class MCPSettings(Spec):
-    """An MCP server whose tools the agent uses: a command (stdio) or a URL (Streamable HTTP)."""
-
-    command: Annotated[str, Field(min_length=1)] | None = None
-    """The program that runs the server over stdio (`uvx`, `npx`, `python`...)."""
-    args: list[str] = []
-    """Its arguments."""
-    env: dict[str, str] = {}
-    """Environment variables for it, added to a minimal inherited set (`PATH`, `HOME`...)."""
-    cwd: str | None = None
-    """Its working directory, relative to the config file's folder. Unset: the agent's."""
-    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
-    """The URL of a server over Streamable HTTP, instead of `command`."""
-    headers: dict[str, str] = {}
-    """HTTP headers for every request (`Authorization: "Bearer ${TOKEN}"`)."""
-    include: list[str] | None = None
-    """Only these of the server's tools (its own names)."""
-    exclude: list[str] = []
-    """The server's tools to leave out (its own names)."""
-    prefix: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")] | None = None
-    """Put before each tool's name, with `_`: `prefix: web` makes `web_browser_navigate`."""
-    timeout: Annotated[float, Field(gt=0)] = 30.0
-    """Seconds per call."""
-    name: str | None = None
-    """How messages name the server. Unset: its command line or URL."""
-
-    @model_validator(mode="after")
-    def _one_transport(self) -> MCPSettings:
-        if (self.command is None) == (self.url is None):
-            raise PydanticCustomError(
-                "mcp_transport", "an MCP server needs `command:` (stdio) or `url:`, not both"
-            )
-        if self.include is not None and self.exclude:
-            raise PydanticCustomError("mcp_filter", "write `include:` or `exclude:`, not both")
-        return self
+# `- mcp:`: `MCPServerSettings`, the settings `MCPTools` takes, defined there once.
+if TYPE_CHECKING:
+    _MCPSettings = Any
+else:
+    _MCPSettings = settings_spec(MCPServerSettings)
 
 
 class MCPEntry(Spec):
     """`- mcp: {...}`: the tools of an MCP server."""
 
-    mcp: MCPSettings
+    mcp: _MCPSettings
 
 
 def _check_import_path(value: str) -> str:

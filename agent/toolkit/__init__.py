@@ -31,7 +31,7 @@ from agent.toolkit._execute import (
     set_thread_limit,
     tool_thread_limiter,
 )
-from agent.toolkit._mcp import MCPTools, mcp_available
+from agent.toolkit._mcp import MCPServerSettings, MCPTools, mcp_available
 from agent.toolkit._sources import LiveToolbox, ToolSource, split_sources
 from agent.toolkit._tool import (
     DEFAULT_MAX_OUTPUT,
@@ -62,6 +62,7 @@ __all__ = [
     "SERVED_BUILTINS",
     "BoundCall",
     "LiveToolbox",
+    "MCPServerSettings",
     "MCPTools",
     "RunContext",
     "Size",

@@ -30,13 +30,15 @@ import shlex
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import anyio
 import anyio.lowlevel
+from annotated_types import Gt
 
 from agent.errors import DeveloperError, MCPServerError, ToolDefinitionError, ToolExecutionError
 from agent.toolkit._tool import DEFAULT_TIMEOUT, Tool
+from agent.toolkit._toolsets import check_settings
 
 if TYPE_CHECKING:
     import mcp_types
@@ -48,6 +50,7 @@ EXTRA_MISSING = "MCP servers need the mcp extra: pip install 'llama-agent[mcp]'"
 STDERR_LINES = 10  # of a stdio server's stderr, in the error when it fails to start or dies
 _NAME_LIMIT = 64
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
 
 
 def mcp_available() -> bool:
@@ -68,6 +71,56 @@ class _Connection:
     failure: BaseException | None = None
     dead: bool = False
     task: asyncio.Task[None] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MCPServerSettings:
+    """An MCP server whose tools the agent uses: a `command` (stdio) or a `url` (Streamable
+    HTTP)."""
+
+    command: str | None = None
+    """The program that runs the server over stdio (`uvx`, `npx`, `python`...)."""
+    args: Sequence[str] = ()
+    """Its arguments."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables for it, added to a minimal inherited set (`PATH`, `HOME`...)."""
+    cwd: str | None = None
+    """Its working directory (in a config: relative to the config file's folder). Unset: the
+    agent's."""
+    url: str | None = None
+    """The URL of a server over Streamable HTTP, instead of `command`."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """HTTP headers for every request (`Authorization: "Bearer ${TOKEN}"`)."""
+    include: Sequence[str] | None = None
+    """Only these of the server's tools (its own names)."""
+    exclude: Sequence[str] = ()
+    """The server's tools to leave out (its own names)."""
+    prefix: str | None = None
+    """Put before each tool's name, with `_`: `prefix: web` makes `web_browser_navigate`."""
+    timeout: Annotated[float, Gt(0)] = DEFAULT_TIMEOUT
+    """Seconds per call (the call is cancelled on the server too)."""
+    name: str | None = None
+    """How messages name the server. Unset: its command line or URL."""
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        if (self.command is None) == (self.url is None):
+            raise DeveloperError(
+                "an MCP server needs a command (stdio) or a url (Streamable HTTP), not both"
+            )
+        if self.url is not None and not re.match(r"https?://", self.url):
+            raise DeveloperError(
+                f"an MCP server's url must start with http(s)://, got {self.url!r}"
+            )
+        if self.include is not None and self.exclude:
+            raise DeveloperError("an MCP server takes include or exclude, not both")
+        if self.prefix is not None and not re.fullmatch(
+            r"[A-Za-z_][A-Za-z0-9_]{0,31}", self.prefix
+        ):
+            raise DeveloperError(
+                f"an MCP server's prefix must be an identifier of at most 32 characters "
+                f"(letters, digits, '_'), got {self.prefix!r}"
+            )
 
 
 class MCPTools:
@@ -107,30 +160,31 @@ class MCPTools:
         timeout: float = DEFAULT_TIMEOUT,
         name: str | None = None,
     ) -> None:
-        if (command is None) == (url is None):
-            raise DeveloperError(
-                "MCPTools needs either command= (a server over stdio) or url= (a server over "
-                "Streamable HTTP), not both or neither"
-            )
-        if include is not None and exclude is not None:
-            raise DeveloperError("MCPTools takes include= or exclude=, not both")
-        if prefix is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", prefix):
-            raise DeveloperError(
-                f"MCPTools prefix {prefix!r} must be an identifier of at most 32 characters "
-                "(letters, digits, '_')"
-            )
+        self.settings = MCPServerSettings(
+            command=command,
+            args=tuple(args),
+            env=dict(env or {}),
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            url=url,
+            headers=dict(headers or {}),
+            include=tuple(include) if include is not None else None,
+            exclude=tuple(exclude or ()),
+            prefix=prefix,
+            timeout=timeout,
+            name=name,
+        )
         if not mcp_available():
             raise DeveloperError(EXTRA_MISSING)
         self.command = command
-        self.args = tuple(args)
+        self.args = tuple(self.settings.args)
         self.env = dict(env) if env is not None else None
-        self.cwd = os.fspath(cwd) if cwd is not None else None
+        self.cwd = self.settings.cwd
         self.url = url
-        self.headers = dict(headers or {})
+        self.headers = dict(self.settings.headers)
         self.include = tuple(include) if include is not None else None
         self.exclude = tuple(exclude or ())
         self.prefix = prefix
-        self.timeout = timeout
+        self.timeout = float(timeout)
         where = shlex.join([command, *self.args]) if command is not None else str(url)
         self.name = name or where
         self._conn: _Connection | None = None
@@ -146,6 +200,23 @@ class MCPTools:
 
     def __repr__(self) -> str:
         return f"MCPTools({self.name!r})"
+
+    @classmethod
+    def from_settings(cls, settings: MCPServerSettings) -> MCPTools:
+        """The source `settings` describe (a config's `- mcp:` entry)."""
+        return cls(
+            command=settings.command,
+            args=settings.args,
+            env=settings.env or None,
+            cwd=settings.cwd,
+            url=settings.url,
+            headers=settings.headers,
+            include=settings.include,
+            exclude=settings.exclude or None,
+            prefix=settings.prefix,
+            timeout=settings.timeout,
+            name=settings.name,
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 

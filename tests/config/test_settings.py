@@ -27,12 +27,15 @@ from agent.config._spec import (
     toolsets,
 )
 from agent.errors import ConfigError
+from agent.toolkit import MCPServerSettings
 
 # The keys only a config has: what the model, prompt and tools are, and where the server is.
 # A setting the runtime also has belongs on its dataclass, not here.
 CONFIG_ONLY = {
     "AgentConfig": {
         "model",
+        "name",
+        "description",
         "system",
         "tools",
         "tool_format",
@@ -44,6 +47,7 @@ CONFIG_ONLY = {
     "OllamaSettings": {"host", "options"},
     # A custom tool's import path and its `Tool` options (name, description, timeout...).
     "CustomTool": {"import_", "name", "description", "timeout", "retries", "max_output"},
+    "MCPEntry": {"mcp"},  # its settings are `MCPServerSettings`
 }
 
 
@@ -52,6 +56,7 @@ def _runtime_types() -> dict[type[BaseModel], tuple[type, set[str]]]:
     made: dict[type[BaseModel], tuple[type, set[str]]] = {
         LimitsSettings: (Limits, set()),
         OllamaOptions: (GenerateOptions, {"keep_alive"}),  # beside `options`, under `ollama:`
+        settings_spec(MCPServerSettings): (MCPServerSettings, set()),
     }
     for name, toolset in toolsets().items():
         made[settings_spec(toolset.settings)] = (toolset.settings, set())
