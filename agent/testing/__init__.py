@@ -18,8 +18,8 @@ registered by entry point) give a running emulator and agents that talk to it.
 
 Layout: `_emulator` (the `OllamaEmulator`, its state and small endpoints), `_completion`
 (`/api/generate` and `/api/chat`: validation, prompt cache, token counting), `_response` (the
-generation, tool calls and NDJSON stream sent back), `_models` (models and their template),
-`_scripts` (scripts and faults), `_http` (the HTTP/1.1 server), `__main__` (`python -m
+generation, tool calls and NDJSON stream sent back), `_model` (models and their template,
+scripts and faults), `_http` (the HTTP/1.1 server), `__main__` (`python -m
 agent.testing serve`), `pytest_plugin` (fixtures).
 """
 
@@ -52,11 +52,10 @@ except ModuleNotFoundError as exc:
         raise TestingExtraMissingError(_EXTRA_MISSING, name="h11") from _missing
 
 else:
-    from agent.testing._models import EmulatedModel
-    from agent.testing._response import Engine
-    from agent.testing._scripts import (
+    from agent.testing._model import (
         Busy,
         DropConnection,
+        EmulatedModel,
         ErrorLine,
         Fault,
         GarbageLine,
@@ -73,6 +72,7 @@ else:
         sequence,
         tool_call_text,
     )
+    from agent.testing._response import Engine
 
 __all__ = [
     "Busy",

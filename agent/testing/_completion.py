@@ -38,7 +38,16 @@ import anyio
 
 from agent.llama3 import common_prefix_length, count_tokens, special_token_spans, tokenizer_is_exact
 from agent.testing._http import HttpRequest, Responder
-from agent.testing._models import EmulatedModel, render_chat
+from agent.testing._model import (
+    Busy,
+    DropConnection,
+    EmulatedModel,
+    Endpoint,
+    Fault,
+    ScriptRequest,
+    ServerError,
+    render_chat,
+)
 from agent.testing._response import (
     Progress,
     continue_output,
@@ -48,7 +57,6 @@ from agent.testing._response import (
     send,
     shape,
 )
-from agent.testing._scripts import Busy, DropConnection, Endpoint, Fault, ScriptRequest, ServerError
 
 if TYPE_CHECKING:
     from agent.testing._emulator import OllamaEmulator

@@ -24,15 +24,18 @@ from agent.llama3 import count_tokens as llama_count_tokens
 from agent.testing import _completion
 from agent.testing._completion import PromptCounter
 from agent.testing._http import HttpRequest, HttpServer, Responder
-from agent.testing._models import (
+from agent.testing._model import (
     EmulatedModel,
+    Fault,
+    FaultBook,
+    Script,
     default_models,
+    echo,
     family_of,
     keep_alive_seconds,
     normalize_name,
 )
 from agent.testing._response import NDJSON, Engine, line
-from agent.testing._scripts import Fault, FaultBook, Script, echo
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

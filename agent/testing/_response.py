@@ -15,7 +15,7 @@ text, so the emulator does what the server does (PROTOCOL.md §1.5, §6):
 
 Through `/api/chat`, tool calls are parsed from the output with Ollama's v0.8+ rules (§2.4). The
 answer then goes out as NDJSON lines with Ollama's timings, or as one JSON object, and an
-injected fault (`agent.testing._scripts`) breaks it at its chunk.
+injected fault (`agent.testing._model`) breaks it at its chunk.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from agent.testing._http import Responder
-from agent.testing._scripts import DropConnection, Endpoint, ErrorLine, Fault, GarbageLine, Stall
+from agent.testing._model import DropConnection, Endpoint, ErrorLine, Fault, GarbageLine, Stall
 
 if TYPE_CHECKING:
     from agent.testing._emulator import OllamaEmulator
