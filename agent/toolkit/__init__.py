@@ -13,9 +13,10 @@ The modules: `_tool` (the definition: `Tool`, `@tool`, `Toolbox`, option checks)
 (function -> JSON schema and pydantic converter), `_describe` (the type notes shown to the model),
 `_validate` (argument checks, coercions, problem lines), `_execute` (running a call: `RunContext`,
 timeouts, errors as results, `ToolResult`), `_abandon` (threads and tasks a caller can walk away
-from; caps on abandoned calls; the blocked-loop watchdog), `_toolsets` (tool packages found
-through entry points, their settings), `_sources` (tools known once the agent is open:
-`ToolSource`, `LiveToolbox`), `_mcp` (`MCPTools`: an MCP server's tools, through the `mcp` extra).
+from; caps on abandoned calls; the blocked-loop watchdog), `_toolsets` (where tools come
+from: packages found through entry points and their settings; sources whose tools are known once
+the agent is open, `ToolSource` and `LiveToolbox`), `_mcp` (`MCPTools`: an MCP server's tools,
+through the `mcp` extra).
 """
 
 from agent.toolkit._abandon import (
@@ -32,7 +33,6 @@ from agent.toolkit._execute import (
     tool_thread_limiter,
 )
 from agent.toolkit._mcp import MCPServerSettings, MCPTools, mcp_available
-from agent.toolkit._sources import LiveToolbox, ToolSource, split_sources
 from agent.toolkit._tool import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_RETRIES,
@@ -44,12 +44,15 @@ from agent.toolkit._tool import (
 )
 from agent.toolkit._toolsets import (
     ENTRY_POINT_GROUP,
+    LiveToolbox,
     Size,
     Toolset,
     ToolsetCheck,
     ToolsetContext,
+    ToolSource,
     check_settings,
     find_toolsets,
+    split_sources,
 )
 
 __all__ = [

@@ -1,4 +1,6 @@
-"""Toolsets: named groups of tools a config lists by name (`tools: [search, code, math]`).
+"""Where tools come from besides functions: toolsets and tool sources.
+
+Toolsets are named groups of tools a config lists by name (`tools: [search, code, math]`).
 
 A package ships one by declaring a `Toolset` under the entry-point group `llama_agent.tools`;
 the built-ins are registered that way too, so nothing in `agent` imports them:
@@ -13,6 +15,9 @@ the Python API's and the YAML spec's (the config validates it strictly, field do
 the JSON Schema's descriptions). Constraints are written once, as `annotated_types` metadata on
 the field (`Annotated[float, Gt(0)]`): the config reports them at `file:line`, and
 `check_settings` enforces them for Python callers from `__post_init__`.
+
+Tool sources (`ToolSource`: an MCP server, for one) know their tools only once they are open;
+`LiveToolbox` gives each run the toolbox of the moment, rebuilt only when a listing changes.
 """
 
 from __future__ import annotations
@@ -21,16 +26,28 @@ import dataclasses
 import functools
 import re
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_origin
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    Protocol,
+    TypeVar,
+    get_args,
+    get_origin,
+    runtime_checkable,
+)
 
 import annotated_types
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
-from agent.errors import DeveloperError
+from agent.errors import DeveloperError, ToolDefinitionError
+from agent.toolkit._tool import Tool, Toolbox
 
 if typing.TYPE_CHECKING:
     from agent.toolkit._tool import Tool
@@ -225,3 +242,105 @@ def _bound(bound: object, value: Any) -> str | None:
             if problem is not None:
                 return problem
     return None
+
+
+@runtime_checkable
+class ToolSource(Protocol):
+    """Tools that come from somewhere else, known once the source is open (`MCPTools`).
+
+    `label` names the source in errors (`MCP server 'git'`). `open()` starts it (raising a
+    `RunError` that says why when it cannot), `tools()` returns its current tools (reconnecting
+    or refreshing as needed), `aclose()` stops it; both `open()` and `aclose()` may be called
+    more than once.
+    """
+
+    @property
+    def label(self) -> str: ...
+
+    async def open(self) -> None: ...
+
+    async def tools(self) -> Sequence[Tool[..., Any]]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LiveToolbox:
+    """The tools an agent was given plus those of its sources, as one `Toolbox` per run."""
+
+    def __init__(self, tools: Iterable[Tool[..., Any]], sources: Sequence[ToolSource]) -> None:
+        self._given = tuple(tools)
+        self._sources = tuple(sources)
+        self._listings: tuple[Sequence[Tool[..., Any]], ...] | None = None
+        self._toolbox = Toolbox(self._given)  # until the sources are open
+
+    @property
+    def sources(self) -> tuple[ToolSource, ...]:
+        return self._sources
+
+    @property
+    def toolbox(self) -> Toolbox:
+        """The last toolbox built (the given tools alone until the sources have been opened)."""
+        return self._toolbox
+
+    async def open(self) -> Toolbox:
+        """Start every source (stopping those started when one fails) and merge their tools."""
+        async with AsyncExitStack() as stack:
+            for source in self._sources:
+                await source.open()
+                stack.push_async_callback(source.aclose)
+            toolbox = await self.current()
+            stack.pop_all()
+        return toolbox
+
+    async def current(self) -> Toolbox:
+        """The toolbox for a run starting now: rebuilt when a source's listing changed."""
+        listings = tuple([await source.tools() for source in self._sources])
+        if self._listings is None or any(
+            new is not old for new, old in zip(listings, self._listings, strict=True)
+        ):
+            self._toolbox = merged(self._given, zip(self._sources, listings, strict=True))
+            self._listings = listings
+        return self._toolbox
+
+    async def aclose(self) -> None:
+        """Stop every source, even when one fails (the failure is raised once all are stopped)."""
+        async with AsyncExitStack() as stack:
+            for source in self._sources:
+                stack.push_async_callback(source.aclose)
+
+
+def merged(
+    given: Sequence[Tool[..., Any]],
+    listings: Iterable[tuple[ToolSource, Sequence[Tool[..., Any]]]],
+) -> Toolbox:
+    """One toolbox; a name used twice is an error naming both sources."""
+    origin: dict[str, str] = {}
+    for item in given:
+        origin.setdefault(item.name, f"tool '{item.name}' given to the agent")
+    tools = list(given)
+    for source, listed in listings:
+        for item in listed:
+            where = f"tool '{item.name}' of {source.label}"
+            if item.name in origin:
+                raise ToolDefinitionError(
+                    f"{where} has the same name as {origin[item.name]}; tool names must be "
+                    "unique: give one of the MCP servers a prefix (prefix: ...), or leave the "
+                    "tool out (exclude: [...])"
+                )
+            origin[item.name] = where
+            tools.append(item)
+    return Toolbox(tools)
+
+
+def split_sources(
+    items: Iterable[Tool[..., Any] | Callable[..., Any] | ToolSource],
+) -> tuple[list[Tool[..., Any] | Callable[..., Any]], list[ToolSource]]:
+    """Tools and functions apart from tool sources, each in the order given."""
+    tools: list[Tool[..., Any] | Callable[..., Any]] = []
+    sources: list[ToolSource] = []
+    for item in items:
+        if isinstance(item, ToolSource) and not isinstance(item, Tool):
+            sources.append(item)
+        else:
+            tools.append(item)
+    return tools, sources
