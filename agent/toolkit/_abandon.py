@@ -215,10 +215,14 @@ async def in_task(
     ticket.start()
     outcome = Outcome()
     done = anyio.Event()
+    # Stopping the task cancels `stop` (not `task.cancel()`: see `_stop`); abandoning it shields
+    # `unwatched`, or anyio would cancel the tool at every await for as long as it runs on.
+    stop, unwatched = anyio.CancelScope(), anyio.CancelScope()
 
     async def run() -> None:
         try:
-            outcome.value = await _Watched(name, function())
+            with stop, unwatched:
+                outcome.value = await _Watched(name, function())
         except BaseException as exc:  # its own cancellation included: the caller sorts it out
             outcome.error = exc
         finally:
@@ -232,23 +236,33 @@ async def in_task(
         with anyio.move_on_after(time_limit):
             await done.wait()
     except anyio.get_cancelled_exc_class():
-        if not await _stop(task, done) and ticket.abandon() and on_abandon is not None:
+        if not await _stop(stop, unwatched, done) and ticket.abandon() and on_abandon is not None:
             on_abandon()
         raise
     if not done.is_set():
         outcome = Outcome(timed_out=True)
-        outcome.abandoned = not await _stop(task, done) and ticket.abandon()
+        outcome.abandoned = not await _stop(stop, unwatched, done) and ticket.abandon()
     return outcome
 
 
 _tasks: set[asyncio.Task[None]] = set()
 
 
-async def _stop(task: asyncio.Task[None], done: anyio.Event) -> bool:
-    """Cancel the task and give it `ABANDON_AFTER` seconds to end; True when it did."""
-    task.cancel()
+async def _stop(stop: anyio.CancelScope, unwatched: anyio.CancelScope, done: anyio.Event) -> bool:
+    """Cancel the task's `stop` scope and give it `ABANDON_AFTER` seconds to end; True when it
+    did. Otherwise shield its `unwatched` scope: the task is no longer cancelled.
+
+    An anyio cancel scope cancels again at each of the task's awaits until the task leaves it
+    (shielded cleanup aside), as anyio code expects; `task.cancel()` is delivered once only. Once
+    `anyio.run_process` waits for its process, that one cancel only starts `Process.aclose`,
+    whose wait for the process is unshielded and kills it only when cancelled again: the tool
+    then waited for the process to exit by itself and was abandoned.
+    """
+    stop.cancel()
     with anyio.CancelScope(shield=True), anyio.move_on_after(ABANDON_AFTER):
         await done.wait()
+    if not done.is_set():
+        unwatched.shield = True
     return done.is_set()
 
 

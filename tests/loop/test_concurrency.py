@@ -266,6 +266,10 @@ async def test_cancelling_a_run_stops_its_tools_threads_and_subprocesses(*, live
                             if _sleepers():
                                 break
                             await anyio.sleep(0.01)
+                    # Cancel once run_process waits for the process, not while asyncio still
+                    # connects its pipes (where asyncio kills it by itself): a one-shot native
+                    # cancel left the tool there, abandoned, until the process exited.
+                    await anyio.sleep(0.1)
                     # The checks below can see a run: here they do.
                     assert _our_tasks()
                     assert _running_in_threads(spin.function.__code__)

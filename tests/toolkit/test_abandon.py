@@ -68,3 +68,80 @@ def test_set_abandoned_limit_wants_positive_integers(bad: object) -> None:
     with pytest.raises(DeveloperError, match=r"set_abandoned_limit\(total="):
         set_abandoned_limit(total=bad)  # type: ignore[arg-type]
     assert abandon._registry.per_tool == abandon.DEFAULT_ABANDONED_PER_TOOL
+
+
+# A native `task.cancel()` is delivered once; anyio's cleanup (Process.aclose waits for the process
+# unshielded, and kills it only if that wait is cancelled too) counts on cancellation that goes on
+# until the task leaves the cancelled scope. Once `run_process` was waiting for its process, the
+# one-shot cancel left the tool waiting for the process to exit by itself, and it was abandoned.
+
+
+async def test_a_subprocess_tool_ends_at_its_timeout_and_is_not_abandoned() -> None:
+    @tool(timeout=0.3)
+    async def nap() -> str:
+        """Run a long subprocess."""
+        await anyio.run_process(["sleep", "27.1828"])
+        return "slept"
+
+    result = await nap.execute(nap.validate({}))
+    assert result.text == "nap timed out after 0.3 s"
+    assert abandoned_calls() == {}
+
+
+async def test_cancelling_the_caller_kills_a_subprocess_the_tool_waits_for() -> None:
+    waiting = anyio.Event()
+    processes: list[anyio.abc.Process] = []
+    abandoned: list[str] = []
+
+    @tool(timeout=120)
+    async def nap() -> str:
+        """Wait for a long subprocess, as run_process does."""
+        async with await anyio.open_process(["sleep", "27.1828"]) as process:
+            processes.append(process)
+            waiting.set()
+            await process.wait()
+        return "slept"
+
+    with anyio.fail_after(abandon.ABANDON_AFTER * 0.9), anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as group:
+            group.start_soon(
+                lambda: nap.execute(nap.validate({}), on_abandon=lambda: abandoned.append("nap"))
+            )
+            await waiting.wait()
+            await anyio.sleep(0.05)  # deep in process.wait(), where the one-shot cancel was lost
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert abandoned == []
+    assert abandoned_calls() == {}
+    assert processes[0].returncode is not None  # killed and reaped
+
+
+async def test_an_abandoned_tool_is_no_longer_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(abandon, "ABANDON_AFTER", 0.2)
+    release = anyio.Event()
+    swallowed: list[str] = []
+
+    async def stubborn() -> str:
+        while not release.is_set():
+            try:
+                await anyio.sleep(0.02)
+            except BaseException as exc:  # the hostile part
+                swallowed.append(type(exc).__name__)
+        return "finally"
+
+    try:
+        outcome = await abandon.in_task("stubborn", stubborn, time_limit=0.05)
+        assert outcome.timed_out
+        assert outcome.abandoned
+        assert swallowed  # it was stopped, and carried on
+        before = len(swallowed)
+        await anyio.sleep(0.2)
+        # Left alone: its awaits are no longer cancelled (one cancel may be on its way still).
+        assert len(swallowed) <= before + 1
+    finally:
+        release.set()
+    for _ in range(500):  # it returns at its next await, and its count is released
+        if not abandoned_calls():
+            break
+        await anyio.sleep(0.01)
+    assert abandoned_calls() == {}
