@@ -249,7 +249,7 @@ class TokenCounter:
         *,
         exact: Callable[[], bool] = tokenizer_is_exact,
         capacity: int = 1024,
-        min_chars: int = 2048,
+        min_chars: int = 512,
         thread_chars: int = 20_000,
         max_back: int = 256,
     ) -> None:
