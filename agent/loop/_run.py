@@ -355,7 +355,8 @@ async def _step(
             "the model server's stream ended without a final chunk; retry the run"
         ) from exc
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+        # Shielded from the caller's cancellation, bounded by its own deadline: one scope.
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _CLOSE_TIMEOUT):
             await _close(stream)
     parsed = parser.finish()
     if parsed.wants_tools and not spec.toolbox:
