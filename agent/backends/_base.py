@@ -15,7 +15,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from annotated_types import Ge, Gt, Interval
 
@@ -191,6 +191,13 @@ class Retries:
 
 class Backend(ABC):
     """A model server that completes raw Llama 3 prompts."""
+
+    takes_deadline: ClassVar[bool] = False
+    """True when `generate` also takes `deadline=` (an `anyio.current_time()` value, or None)
+    and ends the stream by then with `BackendTimeoutError`, however the server behaves. The
+    agent loop then leaves a run's deadline to the backend once the stream has started, instead
+    of a cancel scope around every chunk (a subclass whose `generate` lacks the keyword must set
+    this back to False)."""
 
     @abstractmethod
     def generate(

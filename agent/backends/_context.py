@@ -249,7 +249,7 @@ class TokenCounter:
         *,
         exact: Callable[[], bool] = tokenizer_is_exact,
         capacity: int = 1024,
-        min_chars: int = 2048,
+        min_chars: int = 512,
         thread_chars: int = 20_000,
         max_back: int = 256,
     ) -> None:
@@ -308,20 +308,19 @@ class TokenCounter:
     def _count_all(self, pieces: list[str]) -> list[int]:
         return [self._count(piece) for piece in pieces]
 
-    def _marks(self, text: str, start: int) -> list[int]:
-        """Positions just after a `|>` in `text[start:]`, last first, at most `max_back`."""
-        ends: list[int] = []
+    def _lookup(self, text: str) -> tuple[int, int]:
+        """(cut, tokens before it) of the longest remembered prefix of `text`, else (0, 0).
+
+        The `|>` marks are visited from the end, at most `max_back`, and the first remembered
+        one ends the search: the previous step's cut is usually a few marks back.
+        """
+        start = self._min_chars - 2
         position = len(text)
-        while len(ends) < self._max_back:
+        for _ in range(self._max_back):
             position = text.rfind("|>", start, position)
             if position < 0:
                 break
-            ends.append(position + 2)
-        return ends
-
-    def _lookup(self, text: str) -> tuple[int, int]:
-        """(cut, tokens before it) of the longest remembered prefix of `text`, else (0, 0)."""
-        for end in self._marks(text, self._min_chars - 2):
+            end = position + 2
             if end not in self._lengths:
                 continue
             key = (end, hash(text[end - _WINDOW : end]))

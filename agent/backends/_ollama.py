@@ -37,6 +37,7 @@ import logging
 import os
 import random
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 import aiohttp
 import anyio
@@ -251,10 +252,21 @@ class OllamaBackend(Backend):
 
     # --- generate ------------------------------------------------------------------------------
 
+    takes_deadline: ClassVar[bool] = True
+
     async def generate(
-        self, prompt: str, *, model: str, options: GenerateOptions
+        self,
+        prompt: str,
+        *,
+        model: str,
+        options: GenerateOptions,
+        deadline: float | None = None,
     ) -> AsyncIterator[GenerateEvent]:
-        """Stream the completion of the native `prompt` (which starts with `<|begin_of_text|>`)."""
+        """Stream the completion of the native `prompt` (which starts with `<|begin_of_text|>`).
+
+        `deadline`: an `anyio.current_time()` by which the stream ends (`BackendTimeoutError`),
+        as `Timeouts.total` does; the earlier of the two holds.
+        """
         # Two async generators between the client and the caller (this one and the attempt's):
         # every layer costs every chunk, so the loop of attempts lives here, not in a third.
         info = await self.model_info(model)
@@ -267,7 +279,8 @@ class OllamaBackend(Backend):
         if gate is not None:
             await gate.acquire()
         try:
-            deadline = anyio.current_time() + (self.timeouts.total or float("inf"))
+            total = anyio.current_time() + (self.timeouts.total or float("inf"))
+            deadline = total if deadline is None else min(total, deadline)
             emitted: list[str] = []
             warnings: list[str] = []
             busy = drops = 0

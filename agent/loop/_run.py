@@ -22,7 +22,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from agent.backends import Backend, Done, DoneReason, GenerateEvent, GenerateOptions
-from agent.errors import DeveloperError, RunError, StreamError
+from agent.errors import BackendTimeoutError, DeveloperError, RunError, StreamError
 from agent.llama3 import (
     Family,
     Message,
@@ -317,11 +317,33 @@ async def _step(
     prompt = spec.render(state.messages, today=state.today, family=state.family)
     parser = StreamParser(tools=spec.call_names)
     pieces: list[str] = []
-    stream = spec.backend.generate(prompt, model=spec.model, options=spec.options)
+    backend = spec.backend
+    # A backend that takes the deadline ends its stream by then itself (one timer per stream):
+    # only the wait before the first chunk (connection gate, counting, connecting) needs a
+    # cancel scope here, not every chunk.
+    handed = deadline != math.inf and backend.takes_deadline
+    if handed:
+        stream = backend.generate(  # type: ignore[call-arg]
+            prompt, model=spec.model, options=spec.options, deadline=deadline
+        )
+    else:
+        stream = backend.generate(prompt, model=spec.model, options=spec.options)
     try:
+        started = False
         while True:
-            item = await _within(deadline, anext(stream))
+            if handed and started:
+                try:
+                    item = await anext(stream)
+                except BackendTimeoutError:
+                    if anyio.current_time() >= deadline:
+                        raise _Timeout from None
+                    raise
+            else:
+                item = await _within(deadline, anext(stream))
+                started = True
             if isinstance(item, Done):
+                if handed and anyio.current_time() >= deadline:
+                    raise _Timeout  # its closing checks ran past the deadline, unbounded
                 done = item
                 break
             pieces.append(item.text)
@@ -333,7 +355,8 @@ async def _step(
             "the model server's stream ended without a final chunk; retry the run"
         ) from exc
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+        # Shielded from the caller's cancellation, bounded by its own deadline: one scope.
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _CLOSE_TIMEOUT):
             await _close(stream)
     parsed = parser.finish()
     if parsed.wants_tools and not spec.toolbox:
@@ -434,8 +457,14 @@ async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
     """`await awaitable` before the run's deadline, else `_Timeout`."""
     if deadline == math.inf:
         return await awaitable
-    with anyio.CancelScope(deadline=deadline):
-        return await awaitable
+    try:
+        with anyio.CancelScope(deadline=deadline):
+            return await awaitable
+    except BackendTimeoutError:
+        # A backend given the deadline too (`Backend.takes_deadline`) may notice it first.
+        if anyio.current_time() >= deadline:
+            raise _Timeout from None
+        raise
     raise _Timeout
 
 

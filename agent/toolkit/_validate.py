@@ -65,17 +65,20 @@ class ArgumentChecker:
     def check(self, arguments: Mapping[str, Any]) -> Checked:
         """Validate, coerce, convert; raise `InvalidArgumentsError` listing every problem."""
         current: Any = dict(arguments) if isinstance(arguments, Mapping) else arguments
-        if not (self._fast is not None and self._fast(current)):
-            # JSON has no infinity or NaN: `1e999` parses as inf, and no tool means that.
-            odd = [
-                f"argument '{path_text(p)}' must be a finite number, got {v}"
-                for p, v in _non_finite(current, ())
-            ]
-            if odd:
-                raise InvalidArgumentsError(self._tool, odd)
+        if self._fast is not None and self._fast(current):
+            # The usual case, one pass: valid as it is, nothing to coerce.
+            return self._converted(current, ())
+        # JSON has no infinity or NaN: `1e999` parses as inf, and no tool means that.
+        odd = [
+            f"argument '{path_text(p)}' must be a finite number, got {v}"
+            for p, v in _non_finite(current, ())
+        ]
+        if odd:
+            raise InvalidArgumentsError(self._tool, odd)
         coercions: list[str] = []
         for _ in range(_ROUNDS):
-            errors = self._errors(current)
+            # The fast check said no to the arguments as given; ask it again only after a fix.
+            errors = self._errors(current, fast=bool(coercions))
             if not errors:
                 break
             current, made = self._coerce(current, errors)
@@ -86,17 +89,20 @@ class ArgumentChecker:
             errors = self._errors(current)
             if errors:
                 raise InvalidArgumentsError(self._tool, schema_problems(errors, self._schema))
-        values = current
+        return self._converted(current, tuple(coercions))
+
+    def _converted(self, arguments: Any, coercions: tuple[str, ...]) -> Checked:
+        values = arguments
         if self._convert is not None:
             try:
-                values = self._convert(current)
+                values = self._convert(arguments)
             except PydanticError as exc:
                 raise InvalidArgumentsError(self._tool, pydantic_problems(exc)) from exc
-        return Checked(arguments=current, coercions=tuple(coercions), values=values)
+        return Checked(arguments=arguments, coercions=coercions, values=values)
 
-    def _errors(self, instance: Any) -> list[SchemaError]:
-        """python-jsonschema's errors, unless the fast check already knows there are none."""
-        if self._fast is not None and self._fast(instance):
+    def _errors(self, instance: Any, *, fast: bool = True) -> list[SchemaError]:
+        """python-jsonschema's errors, unless the fast check (`fast`) knows there are none."""
+        if fast and self._fast is not None and self._fast(instance):
             return []
         try:
             return list(self._validator.iter_errors(instance))

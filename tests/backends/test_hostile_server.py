@@ -108,6 +108,30 @@ async def test_run_timeout_holds_on_a_fast_endless_stream() -> None:
     assert time.monotonic() - started < 1.5
 
 
+async def test_run_timeout_holds_on_a_stream_that_stalls_mid_answer() -> None:
+    # After the first chunk the loop leaves the run's deadline to the backend (no cancel scope
+    # per chunk): the backend's timer must end the stall, and the run says "timeout".
+    limits = Limits(run_timeout=0.5)
+    routes = {"/api/generate": streamer(TOKEN, then_stall=True)}
+    async with fake_ollama(routes) as url, Agent(backend=OllamaBackend(url), limits=limits) as a:
+        started = time.monotonic()
+        result = await a.run("Hi")
+    assert result.status == "timeout"
+    assert time.monotonic() - started < 1.5
+
+
+async def test_a_backend_deadline_before_the_run_deadline_stays_an_error() -> None:
+    limits = Limits(run_timeout=20)
+    routes = {"/api/generate": streamer(TOKEN, then_stall=True)}
+    async with fake_ollama(routes) as url:
+        backend = OllamaBackend(url, timeouts=Timeouts(between_chunks=0.2))
+        async with Agent(backend=backend, limits=limits) as a:
+            started = time.monotonic()
+            with pytest.raises(BackendTimeoutError, match="next chunk"):
+                await a.run("Hi")
+    assert time.monotonic() - started < 5
+
+
 async def test_silence_after_a_line_is_the_next_chunk_deadline() -> None:
     routes = {"/api/generate": streamer(TOKEN, then_stall=True)}
     timeouts = Timeouts(between_chunks=0.2)
