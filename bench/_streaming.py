@@ -34,7 +34,7 @@ from agent.backends import (
     OllamaBackend,
     TextChunk,
 )
-from agent.backends._stream import Lines
+from agent.backends._wire import Lines
 from bench._common import SectionResult, Table, emulator_process, percentile, us
 
 WORDS = (

@@ -9,11 +9,11 @@ async with OllamaBackend() as backend:
 ```
 
 Inside, shared by every backend: `_base` (the `Backend` ABC, its events, options, `Timeouts`,
-`Retries`), `_wire` (HTTP clients per event loop, transport failures, dropped streams),
-`_stream` (reading an NDJSON body under deadlines and size caps) and `_context` (`num_ctx`
-sizing, token counting, model info). Per server: `_ollama` (the backend: retries, resumption,
-checks) and `_ollama_api` (Ollama's HTTP API and its errors). A new backend is a module of its
-own beside `_ollama`, built on the shared four.
+`Retries`, host parsing), `_wire` (HTTP clients per event loop, transport failures, dropped
+streams, reading an NDJSON body under deadlines and size caps) and `_context` (`num_ctx` sizing,
+token counting, model info). Per server: `_ollama` (the backend: retries, resumption, checks)
+and `_ollama_api` (Ollama's HTTP API and its errors). A new backend is a module of its own beside
+`_ollama`, built on the shared three.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from agent.backends._base import (
     TextChunk,
     Timeouts,
     Usage,
+    parse_host,
 )
-from agent.backends._host import parse_host
 
 if TYPE_CHECKING:
     from agent.backends._ollama import OllamaBackend

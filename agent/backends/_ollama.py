@@ -53,6 +53,7 @@ from agent.backends._base import (
     Retries,
     TextChunk,
     Timeouts,
+    parse_host,
 )
 from agent.backends._context import (
     PromptHistory,
@@ -61,7 +62,6 @@ from agent.backends._context import (
     check_capabilities,
     size_context,
 )
-from agent.backends._host import parse_host
 from agent.backends._ollama_api import (
     Caps,
     Clients,

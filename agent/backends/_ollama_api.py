@@ -36,11 +36,14 @@ from agent.backends._base import (
     Usage,
 )
 from agent.backends._context import describe
-from agent.backends._stream import Deadline, Expired, Lines, LineTooLong
 from agent.backends._wire import (
     TRANSPORT_ERRORS,
     Connections,
+    Deadline,
     Dropped,
+    Expired,
+    Lines,
+    LineTooLong,
     closing_iterator,
     transport_kind,
     unreachable_reason,
