@@ -9,6 +9,7 @@ Otherwise plain text (rich drops the styles; the spinner and bars are not starte
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,19 @@ from agent.loop import (
 )
 
 __all__ = ["Printer", "compact_call", "first_line", "pull_model"]
+
+
+def show_tool_tracebacks() -> None:
+    """`-v`: a failing tool's traceback on stderr too (logged at DEBUG, after its one-line
+    warning); without `-v` Python's last-resort handler shows the warning line alone."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("agent.tools", "tools"):  # the toolkit's logger, the built-ins' loggers
+        log = logging.getLogger(name)
+        if not any(getattr(h, "_llama_agent", False) for h in log.handlers):
+            handler._llama_agent = True  # type: ignore[attr-defined]
+            log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
 
 
 def first_line(text: str, limit: int = 100) -> str:

@@ -24,7 +24,7 @@ from rich.markup import escape
 from agent.backends import ModelInfo
 from agent.cli._app import ExitCode, exit_code_for_error, exit_code_for_result, failure_json
 from agent.cli._check import run_checks
-from agent.cli._output import Printer, pull_model
+from agent.cli._output import Printer, pull_model, show_tool_tracebacks
 from agent.config import AgentConfig, build_agent, build_tools, load_config
 from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
 from agent.llama3 import ToolFormat, render_prompt
@@ -104,6 +104,8 @@ def run(
 ) -> int:
     """`llama-agent run`."""
     printer = Printer(verbose=verbose)
+    if verbose:
+        show_tool_tracebacks()
 
     def body() -> int:
         agent, renderer = _agent(config, host=host, overrides=overrides)
@@ -133,6 +135,8 @@ def chat(
     from agent.cli._chat import chat_session, line_reader
 
     printer = Printer(verbose=verbose)
+    if verbose:
+        show_tool_tracebacks()
 
     def body() -> int:
         agent, renderer = _agent(config, host=host, overrides=overrides)

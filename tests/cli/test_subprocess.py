@@ -136,3 +136,26 @@ def test_ctrl_c_at_the_chat_prompt_exits_at_once(config: Path, dead_url: str) ->
             chat.kill()
             chat.wait()
         os.close(main)
+
+
+def test_a_failing_tool_is_one_line_and_its_traceback_only_with_v(
+    tmp_path: Path, emulator: StartEmulator
+) -> None:
+    (tmp_path / "mytools.py").write_text(
+        "def explode(reason: str) -> str:\n"
+        '    """Fail on purpose.\n\n    Args:\n        reason: Why.\n    """\n'
+        "    raise RuntimeError(reason)\n"
+    )
+    config = tmp_path / "agent.yaml"
+    config.write_text("model: llama3.1\ntools:\n  - mytools:explode\n")
+    emu = emulator(call_tool("explode", {"reason": "on purpose"}, then="It failed."))
+    quiet = llama_agent("run", str(config), "go", host=emu.url)
+    assert quiet.returncode == 0, quiet.stderr
+    failures = [line for line in quiet.stderr.splitlines() if "tool explode failed" in line]
+    assert len(failures) == 1, quiet.stderr
+    assert "RuntimeError: on purpose" in failures[0]
+    assert "Traceback" not in quiet.stderr
+    loud = llama_agent("run", str(config), "go", "-v", host=emu.url)
+    assert loud.returncode == 0, loud.stderr
+    assert "Traceback (most recent call last)" in loud.stderr
+    assert "raise RuntimeError(reason)" in loud.stderr
