@@ -56,6 +56,8 @@ class Agent:
       (`tool_choice`: `"auto"`, `"required"`, `"none"` or a tool name). `today=None` takes
       the date when a run starts (or the date of the run a conversation continues, so its
       prompt prefix and the server's cache stay valid).
+    - `name`: the agent's name in traces (`invoke_agent {name}` spans: see "Traces" in the
+      README).
 
     The prompt format (3.1's, or 3.2/3.3's) follows the Llama release the server reports for
     `model` (`/api/show`, asked once per backend), so a custom name such as `myassistant`
@@ -83,6 +85,7 @@ class Agent:
         today: datetime.date | None = None,
         resources: Iterable[Closeable] = (),
         store: Store | None = None,
+        name: str = "llama-agent",
     ) -> None:
         given, sources = split_sources(tools)
         toolbox = Toolbox(given)  # plain functions become tools there
@@ -106,6 +109,7 @@ class Agent:
             tool_format=tool_format,
             tool_choice=tool_choice,
             live=live,
+            name=name,
         )
 
     # --- running -------------------------------------------------------------------------
@@ -288,6 +292,10 @@ class Agent:
         await self.aclose()
 
     # --- what it is ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
 
     @property
     def model(self) -> str:

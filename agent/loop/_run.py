@@ -38,6 +38,7 @@ from agent.toolkit import LiveToolbox, RunContext, Toolbox
 from . import _calls as calls
 from ._events import Event, RunFinished, RunStarted, StepFinished, TextDelta
 from ._result import Limits, RunResult, RunStatus, RunUsage
+from ._tracing import RunTrace
 
 # Closing a backend stream (returning its connection to the pool) gets this long, shielded.
 _CLOSE_TIMEOUT = 5.0
@@ -61,6 +62,7 @@ class RunSpec:
     tool_choice: str
     # Tool sources (MCP servers): each run takes their tools as they are when it starts.
     live: LiveToolbox | None = None
+    name: str = "llama-agent"
 
     @property
     def call_names(self) -> tuple[str, ...]:
@@ -263,27 +265,34 @@ async def run_events(
     timeout = spec.limits.run_timeout
     deadline = anyio.current_time() + timeout if timeout is not None else math.inf
     task = state.messages[state.new_from]
-    yield RunStarted(
-        run_id=state.run_id, model=spec.model, task=task.content, history=state.history
-    )
+    run_trace = RunTrace(spec, state, name=spec.name, deadline=deadline)
     try:
-        if spec.live is not None:
-            spec = replace(spec, toolbox=await _within(deadline, spec.live.current()))
-        state.family = await _family(spec, state, deadline)
-        while not state.finished:
-            if anyio.current_time() >= deadline:
-                raise _Timeout
-            # aclosing: if the consumer closes us mid-step, the step (and its HTTP stream) closes
-            # now, in this task, not whenever the garbage collector gets to it.
-            async with aclosing(
-                _step(spec, state, deps=deps, deadline=deadline, group=task_group)
-            ) as events:
-                async for event in events:
-                    yield event
-    except _Timeout:
-        state.finish("timeout")
-    except RunError as exc:
-        state.fail(exc)
+        yield RunStarted(
+            run_id=state.run_id, model=spec.model, task=task.content, history=state.history
+        )
+        try:
+            if spec.live is not None:
+                spec = replace(spec, toolbox=await _within(deadline, spec.live.current()))
+            state.family = await _family(spec, state, deadline)
+            while not state.finished:
+                if anyio.current_time() >= deadline:
+                    raise _Timeout
+                # aclosing: if the consumer closes us mid-step, the step (and its HTTP stream)
+                # closes now, in this task, not whenever the garbage collector gets to it.
+                async with aclosing(
+                    _step(
+                        spec, state, deps=deps, deadline=deadline, group=task_group, trace=run_trace
+                    )
+                ) as events:
+                    async for event in events:
+                        yield event
+        except _Timeout:
+            state.finish("timeout")
+        except RunError as exc:
+            state.fail(exc)
+    finally:
+        # Ended before RunFinished goes out, so a consumer that stops there sees the span.
+        run_trace.end(state)
     yield RunFinished(result=state.result())
 
 
@@ -311,16 +320,24 @@ async def _family(spec: RunSpec, state: RunState, deadline: float) -> Family | N
 
 
 async def _step(
-    spec: RunSpec, state: RunState, *, deps: Any, deadline: float, group: TaskGroup | None
+    spec: RunSpec,
+    state: RunState,
+    *,
+    deps: Any,
+    deadline: float,
+    group: TaskGroup | None,
+    trace: RunTrace,
 ) -> AsyncGenerator[Event, None]:
     step = state.steps + 1
     prompt = spec.render(state.messages, today=state.today, family=state.family)
     parser = StreamParser(tools=spec.call_names)
     pieces: list[str] = []
+    request = trace.request(spec, state.messages)
     stream = spec.backend.generate(prompt, model=spec.model, options=spec.options)
     try:
         while True:
-            item = await _within(deadline, anext(stream))
+            pending = _within(deadline, anext(stream))
+            item = await (pending if request.span is None else request.current(pending))
             if isinstance(item, Done):
                 done = item
                 break
@@ -329,9 +346,12 @@ async def _step(
             if delta:
                 yield TextDelta(step=step, text=delta)
     except StopAsyncIteration as exc:
-        raise StreamError(
-            "the model server's stream ended without a final chunk; retry the run"
-        ) from exc
+        error = StreamError("the model server's stream ended without a final chunk; retry the run")
+        request.fail(error)
+        raise error from exc
+    except BaseException as exc:
+        request.fail(exc, timeout=isinstance(exc, _Timeout))
+        raise
     finally:
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
             await _close(stream)
@@ -349,6 +369,7 @@ async def _step(
 
     state.record_step(done)
     tool_calls = calls.with_ids(parsed.tool_calls, run_id=state.run_id, step=step)
+    request.done(done, completion=prose, calls=tool_calls)
     state.messages.append(
         Message(
             role="assistant",
@@ -393,9 +414,11 @@ async def _step(
             yield event
         context: RunContext[Any] = RunContext(deps=deps, run_id=state.run_id, step=step)
         if group is None:
-            in_time = await calls.execute(slots, context=context, deadline=deadline)
+            in_time = await calls.execute(slots, context=context, deadline=deadline, trace=trace)
         else:
-            running = calls.Running(slots, context=context, deadline=deadline, group=group)
+            running = calls.Running(
+                slots, context=context, deadline=deadline, group=group, trace=trace
+            )
             try:
                 for _ in running.slots:
                     slot = await running.next()
