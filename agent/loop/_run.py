@@ -36,7 +36,16 @@ from agent.llama3 import (
 from agent.toolkit import LiveToolbox, RunContext, Toolbox
 
 from . import _calls as calls
-from ._events import Event, RunFinished, RunStarted, StepFinished, TextDelta
+from ._approval import Approver, decide, denied_text, needs_approval
+from ._events import (
+    ApprovalRequested,
+    Event,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    TextDelta,
+    ToolCallRejected,
+)
 from ._result import Limits, RunResult, RunStatus, RunUsage
 from ._tracing import RunTrace
 
@@ -63,6 +72,7 @@ class RunSpec:
     # Tool sources (MCP servers): each run takes their tools as they are when it starts.
     live: LiveToolbox | None = None
     name: str = "llama-agent"
+    approve: Approver | None = None
 
     @property
     def call_names(self) -> tuple[str, ...]:
@@ -139,6 +149,7 @@ class RunState:
         limits: Limits,
         today: datetime.date,
         history: int = 0,
+        unattended: bool = False,
     ) -> None:
         self.run_id = run_id
         self.model = model
@@ -156,6 +167,8 @@ class RunState:
         self.answer = ""
         self.exception: RunError | None = None
         self.warnings: list[str] = []
+        self.unattended = unattended  # nobody reads the events: approvals cannot be asked there
+        self.always_approved: set[str] = set()  # tools approved for the rest of the run
 
     def record_step(self, done: Done) -> None:
         self.steps += 1
@@ -410,7 +423,22 @@ async def _step(
     )
     settled = False
     try:
-        for event in [*events, *calls.started(slots, step=step)]:
+        for event in events:
+            yield event
+        for slot in slots:
+            if needs_approval(slot, state.always_approved):
+                asking = _approval_request(slot, step)
+                yield asking
+                verdict = await _within(
+                    deadline, decide(asking, spec.approve, unattended=state.unattended)
+                )
+                if verdict.decision == "always":
+                    state.always_approved.add(asking.tool)
+                elif not verdict.approved:
+                    slot.feedback = denied_text(asking.tool, verdict.reason)
+                    slot.bound = None
+                    yield _denied(slot, asking)
+        for event in calls.started(slots, step=step):
             yield event
         context: RunContext[Any] = RunContext(deps=deps, run_id=state.run_id, step=step)
         if group is None:
@@ -438,6 +466,32 @@ async def _step(
     for event in [*events, finished]:
         yield event
     _check_limits(state, spec.limits, status, in_time=in_time)
+
+
+def _approval_request(slot: calls.Slot, step: int) -> ApprovalRequested:
+    assert slot.tool is not None
+    assert slot.bound is not None
+    return ApprovalRequested(
+        step=step,
+        index=slot.index,
+        id=slot.call.id,
+        name=slot.call.name,
+        tool=slot.tool.name,
+        arguments=slot.bound.arguments,
+    )
+
+
+def _denied(slot: calls.Slot, request: ApprovalRequested) -> ToolCallRejected:
+    assert slot.feedback is not None
+    return ToolCallRejected(
+        step=request.step,
+        index=request.index,
+        id=request.id,
+        name=request.name,
+        arguments=request.arguments,
+        reason="denied",
+        error=slot.feedback,
+    )
 
 
 def _check_limits(
