@@ -75,6 +75,10 @@ __all__ = [
 ]
 
 _DURATION = re.compile(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+|-?\d+(\.\d+)?")
+APPROVAL_DOC = (
+    "Each call waits for approval before it runs (the CLI asks; `--approve` says yes to all). "
+    "Unset: the tool's own setting (the code tools ask when `sandbox` is `none`)."
+)
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -337,8 +341,15 @@ class ToolsetEntry(Spec):
 
 @functools.cache
 def toolset_entry(name: str) -> type[ToolsetEntry]:
-    """The model of `- name: {settings}` for a registered toolset."""
-    spec = settings_spec(_TOOLSETS[name].settings)
+    """The model of `- name: {settings}` for a registered toolset: its settings, and
+    `approval`, which any entry takes."""
+    settings = settings_spec(_TOOLSETS[name].settings)
+    spec = create_model(
+        settings.__name__,
+        __base__=settings,
+        __doc__=settings.__doc__,
+        approval=(bool | None, Field(default=None, description=APPROVAL_DOC)),
+    )
     entry: type[ToolsetEntry] = create_model(  # type: ignore[call-overload]
         f"{name.capitalize()}Entry",
         __base__=ToolsetEntry,
@@ -384,6 +395,9 @@ class CustomTool(Spec):
     """Failed calls in a row this tool tolerates before the run ends."""
     max_output: Annotated[int, Field(ge=1)] | None = None
     """Characters of the result shown to the model."""
+    approval: bool | None = None
+    """Each call waits for approval before it runs (the CLI asks; `--approve` says yes to all).
+    Unset: the tool's own setting."""
 
     @field_validator("import_")
     @classmethod
