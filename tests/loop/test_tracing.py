@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import anyio
 import pytest
@@ -12,6 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agent import Limits, tool
@@ -25,18 +27,38 @@ CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _EXPORTER = InMemorySpanExporter()
 
 
+class _Switch(Sampler):
+    """Records only during a test that asks for spans: the API allows one provider per process,
+    and the other tests should keep running on non-recording spans, as without an SDK."""
+
+    on = False
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if self.on else Decision.DROP)
+
+    def get_description(self) -> str:
+        return "on during tracing tests"
+
+
+_SWITCH = _Switch()
+
+
 @pytest.fixture
 def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """The spans ended during the test (one SDK provider for the process: the API allows one)."""
+    """The spans ended during the test."""
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
+        provider = TracerProvider(sampler=_SWITCH)
         provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         trace.set_tracer_provider(provider)
     monkeypatch.delenv(CAPTURE, raising=False)
     _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
+    _SWITCH.on = True
+    try:
+        yield _EXPORTER
+    finally:
+        _SWITCH.on = False
+        _EXPORTER.clear()
 
 
 def _named(spans: Sequence[ReadableSpan], prefix: str) -> list[ReadableSpan]:
