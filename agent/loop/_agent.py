@@ -59,8 +59,8 @@ class Agent:
       prompt prefix and the server's cache stay valid).
     - `approve`: decides on calls to tools made with `approval=True`: given the
       `ApprovalRequested` event, returns `"yes"`, `"no"` or `"always"` (sync or async; see
-      "Approval of calls" in the README). Without it, `run()` refuses such calls and `stream()`
-      waits for a decision on the event. The wait counts against `limits.run_timeout`.
+      "Approval of calls" in the README). It is asked unless the stream's reader decided on the
+      event; with neither, the call is refused. Deciding counts against `limits.run_timeout`.
     - `name`: the agent's name in traces (`invoke_agent {name}` spans: see "Traces" in the
       README).
 
@@ -143,11 +143,9 @@ class Agent:
         tools that take a `RunContext`. `session`: continue the conversation stored under this
         name in `store` (instead of `history`), committing each step as it finishes; runs of
         one session wait for each other. A call that needs approval is decided by the agent's
-        `approve` callback; without one it is refused (nobody reads the events to decide).
+        `approve` callback; without one it is refused.
         """
-        stream = self._open(
-            task, history=history, deps=deps, task_group=None, session=session, unattended=True
-        )
+        stream = self.stream(task, history=history, deps=deps, session=session)
         async with stream:
             async for _ in stream:
                 pass
@@ -182,27 +180,12 @@ class Agent:
         calls then run in that group, and the run still stops and waits for them when the
         stream is closed or cancelled. `history`, `deps`, `session`: as for `run()`.
         """
-        return self._open(task, history=history, deps=deps, task_group=task_group, session=session)
-
-    def _open(
-        self,
-        task: str | Message,
-        *,
-        history: History,
-        deps: Any,
-        task_group: TaskGroup | None,
-        session: str | None,
-        unattended: bool = False,
-    ) -> RunStream:
-        # `unattended`: nobody reads the events (`run()`), so approvals cannot be asked there.
         if session is not None:
             if history is not None:
                 raise DeveloperError(
                     "give history= or session=, not both: a session is its own history"
                 )
-            return self._session_stream(
-                task, session, deps=deps, task_group=task_group, unattended=unattended
-            )
+            return self._session_stream(task, session, deps=deps, task_group=task_group)
         messages, new_from = opening_messages(task, system=self._system, history=history)
         state = RunState(
             run_id=uuid.uuid4().hex,
@@ -212,19 +195,12 @@ class Agent:
             limits=self._spec.limits,
             today=self._run_date(history),
             history=len(history.messages if isinstance(history, RunResult) else history or ()),
-            unattended=unattended,
         )
         events = run_events(self._spec, state, deps=deps, task_group=task_group)
         return RunStream(events, state)
 
     def _session_stream(
-        self,
-        task: str | Message,
-        name: str,
-        *,
-        deps: Any,
-        task_group: TaskGroup | None,
-        unattended: bool,
+        self, task: str | Message, name: str, *, deps: Any, task_group: TaskGroup | None
     ) -> RunStream:
         check_session_name(name)
         # The session fills in the messages and the date once it is loaded, as the run starts.
@@ -235,7 +211,6 @@ class Agent:
             new_from=0,
             limits=self._spec.limits,
             today=datetime.date.today(),
-            unattended=unattended,
         )
         events = session_events(
             self.store,

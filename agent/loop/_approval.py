@@ -1,22 +1,26 @@
 """Approval of calls: a tool made with `approval=True` runs only once someone says yes.
 
-For each such call the run yields an `ApprovalRequested` event and waits for a decision:
+For each such call the run yields an `ApprovalRequested` event, and the decision comes:
 
-- from the event itself, while streaming: `event.approve()`, `event.approve(always=True)` or
-  `event.deny(reason)`, called by the consumer before it asks for the next event or at any time
-  after, from any task of the run's event loop;
+- from the event itself, while streaming: the reader calls `event.approve()`,
+  `event.approve(always=True)` or `event.deny(reason)` before it reads the next event (awaiting
+  whatever it needs in between: a person's click, a policy service), the run being suspended
+  at that event meanwhile;
 - else from the agent's `approve` callback (`Agent(approve=...)`), sync or async, given the
   event and returning `"yes"`, `"no"` or `"always"` (or True / False). A sync callback runs in a
   worker thread, so it may block (prompting a person); an async one runs in the run's task;
-- `Agent.run()` with no callback cannot ask anyone: the call is refused and the model told.
+- else nobody decided (`Agent.run()` with no callback, a stream passed through unread): the call
+  is refused and the model told. A reader that ignores the event never hangs the run.
 
 `"always"` approves the tool's later calls in the same run without asking again (a callback that
 should remember across runs keeps its own record, as the CLI's prompt does). A refused call never
 runs: its result, for the model, says it was not approved and why; the run goes on.
 
-The wait counts against the run's deadline (`limits.run_timeout`): a run whose approval does not
-come in time ends with status `"timeout"`. Cancelling or closing the run while it waits stops it
-at once (a sync callback's thread is abandoned, left to return on its own).
+The time taken to decide counts against the run's deadline (`limits.run_timeout`): a callback
+still deciding when it passes is stopped, and a run whose deadline passed while its reader was
+deciding ends with status `"timeout"` before the call runs. Cancelling or closing the run while a
+callback decides stops it at once (a sync callback's thread is abandoned, left to return on its
+own).
 """
 
 from __future__ import annotations
@@ -40,39 +44,28 @@ Approver: TypeAlias = Callable[["ApprovalRequested"], Answer | Awaitable[Answer]
 """`Agent(approve=...)`: given the request, says yes, no or always (None: it decided on the
 event with `approve()` / `deny()`)."""
 
-NO_APPROVER = (
-    "it needs approval and nobody could be asked (the program runs the agent with no `approve` "
-    "callback)"
+NOBODY_DECIDED = (
+    "it needs approval and nobody approved it (the program gave the agent no `approve` callback "
+    "and did not decide on the event)"
 )
 
 
 class PendingApproval:
-    """The decision an `ApprovalRequested` event waits for (set once; later calls are ignored).
+    """The decision on an `ApprovalRequested` event (set once; later calls are ignored).
 
-    Setting it from a worker thread (a sync callback calling `event.approve()`) is safe: the
-    waiting side reads the plain attributes after the callback returns.
+    Plain attributes: a sync callback may decide from its worker thread, and the run reads them
+    once the callback has returned.
     """
 
-    __slots__ = ("_set", "decision", "reason")
+    __slots__ = ("decision", "reason")
 
     def __init__(self) -> None:
         self.decision: Decision | None = None
         self.reason: str | None = None
-        self._set: anyio.Event | None = None
 
     def decide(self, decision: Decision, reason: str | None = None) -> None:
-        if self.decision is not None:
-            return
-        self.decision, self.reason = decision, reason
-        if self._set is not None:
-            self._set.set()
-
-    async def wait(self) -> Decision:
         if self.decision is None:
-            self._set = anyio.Event()
-            await self._set.wait()
-        assert self.decision is not None
-        return self.decision
+            self.decision, self.reason = decision, reason
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,11 +90,8 @@ def needs_approval(slot: Slot, always: set[str]) -> bool:
     )
 
 
-async def decide(
-    request: ApprovalRequested, approve: Approver | None, *, unattended: bool
-) -> Verdict:
-    """Wait for the request's decision: made on the event, else asked of `approve`, else (for
-    a run nobody streams) a refusal."""
+async def decide(request: ApprovalRequested, approve: Approver | None) -> Verdict:
+    """The request's decision: made on the event, else asked of `approve`, else a refusal."""
     pending = request.pending
     if pending.decision is None and approve is not None:
         answer = await _ask(approve, request)
@@ -112,10 +102,9 @@ async def decide(
                 f"the approve callback returned None for the call to {request.tool} without "
                 "deciding on the event; return 'yes', 'no' or 'always'"
             )
-    elif pending.decision is None and unattended:
-        pending.decide("no", NO_APPROVER)
-    decision = await pending.wait()
-    return Verdict(decision=decision, reason=pending.reason)
+    pending.decide("no", NOBODY_DECIDED)  # a no-op once decided
+    assert pending.decision is not None
+    return Verdict(decision=pending.decision, reason=pending.reason)
 
 
 async def _ask(approve: Approver, request: ApprovalRequested) -> Answer:

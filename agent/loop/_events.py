@@ -118,11 +118,12 @@ class CallMalformed:
 class ApprovalRequested:
     """A valid call to a tool that needs approval; the run waits until it is decided.
 
-    While streaming, decide on the event: `approve()`, `approve(always=True)` (the tool's later
-    calls in this run need no approval) or `deny(reason)` (the model is told the reason). Without
-    a decision on the event, the agent's `approve` callback is asked; with neither, the stream
-    waits (until the run's deadline), and `Agent.run()` refuses the call. A refused call gets a
-    `ToolCallRejected` with reason `"denied"` and never runs.
+    While streaming, decide on the event before reading the next one: `approve()`,
+    `approve(always=True)` (the tool's later calls in this run need no approval) or
+    `deny(reason)` (the model is told the reason). Without a decision on the event the agent's
+    `approve` callback is asked; with neither (`Agent.run()` with no callback, a stream passed on
+    unread) the call is refused. A refused call gets a `ToolCallRejected` with reason `"denied"`
+    and never runs.
     """
 
     type: Literal["approval_requested"] = field(default="approval_requested", init=False)

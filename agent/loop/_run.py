@@ -149,7 +149,6 @@ class RunState:
         limits: Limits,
         today: datetime.date,
         history: int = 0,
-        unattended: bool = False,
     ) -> None:
         self.run_id = run_id
         self.model = model
@@ -167,7 +166,6 @@ class RunState:
         self.answer = ""
         self.exception: RunError | None = None
         self.warnings: list[str] = []
-        self.unattended = unattended  # nobody reads the events: approvals cannot be asked there
         self.always_approved: set[str] = set()  # tools approved for the rest of the run
 
     def record_step(self, done: Done) -> None:
@@ -429,15 +427,15 @@ async def _step(
             if needs_approval(slot, state.always_approved):
                 asking = _approval_request(slot, step)
                 yield asking
-                verdict = await _within(
-                    deadline, decide(asking, spec.approve, unattended=state.unattended)
-                )
+                verdict = await _within(deadline, decide(asking, spec.approve))
                 if verdict.decision == "always":
                     state.always_approved.add(asking.tool)
                 elif not verdict.approved:
                     slot.feedback = denied_text(asking.tool, verdict.reason)
                     slot.bound = None
                     yield _denied(slot, asking)
+        if anyio.current_time() >= deadline:
+            raise _Timeout  # spent deciding (or reading the events): no call starts
         for event in calls.started(slots, step=step):
             yield event
         context: RunContext[Any] = RunContext(deps=deps, run_id=state.run_id, step=step)

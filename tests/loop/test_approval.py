@@ -136,21 +136,28 @@ async def test_while_streaming_a_decision_on_the_event_approves_or_denies_with_a
     assert done == "deleted tmp.txt"
 
 
-async def test_a_decision_may_come_later_from_another_task() -> None:
+async def test_the_reader_may_await_before_deciding() -> None:
     script = call_tools([("delete_file", {"path": "a"})])
-
-    async def later(request: ApprovalRequested) -> None:
-        await anyio.sleep(0.05)
-        request.approve()
-
     async with running(script, tools=[delete_file]) as (_, agent):
-        stream = agent.stream("Delete a")
-        async with anyio.create_task_group() as tg, stream:
+        async with agent.stream("Delete a") as stream:
             async for event in stream:
                 if isinstance(event, ApprovalRequested):
-                    tg.start_soon(later, event)
+                    await anyio.sleep(0.05)  # a person clicking, a policy service answering
+                    event.approve()
+        result = stream.result
     assert RAN == ["a"]
-    assert stream.result.status == "answered"
+    assert result.status == "answered"
+
+
+async def test_a_reader_that_reads_on_without_deciding_gets_the_call_refused() -> None:
+    script = call_tools([("delete_file", {"path": "a"})], then="Could not.")
+    async with running(script, tools=[delete_file]) as (_, agent):
+        with anyio.fail_after(10):  # never hangs
+            events = await collect(agent.stream("Delete a"))
+    assert RAN == []
+    assert events[-1].result.status == "answered"
+    (message,) = _tool_messages(events[-1].result)
+    assert "nobody approved it" in message
 
 
 async def test_run_without_a_callback_refuses_the_call_and_says_why() -> None:
@@ -160,20 +167,36 @@ async def test_run_without_a_callback_refuses_the_call_and_says_why() -> None:
     assert RAN == []
     assert result.status == "answered"
     (message,) = _tool_messages(result)
-    assert "nobody could be asked" in message
+    assert "nobody approved it" in message
 
 
-async def test_the_wait_counts_against_the_runs_deadline() -> None:
+async def test_a_callback_still_deciding_at_the_deadline_ends_the_run_as_a_timeout() -> None:
+    async def approve(request: ApprovalRequested) -> str:
+        await anyio.sleep(30)
+        return "yes"
+
     script = call_tools([("delete_file", {"path": "a"})])
     limits = Limits(run_timeout=0.5)
-    async with running(script, tools=[delete_file], limits=limits) as (_, agent):
+    async with running(script, tools=[delete_file], limits=limits, approve=approve) as (_, a):
         with anyio.fail_after(10):
-            events = await collect(agent.stream("Delete a"))  # nobody decides
-    result = events[-1].result
+            result = await a.run("Delete a")
     assert result.status == "timeout"
     assert RAN == []
     (message,) = _tool_messages(result)  # the conversation stays well formed
     assert message.startswith("Error:")
+
+
+async def test_a_reader_deciding_past_the_deadline_ends_the_run_before_the_call_runs() -> None:
+    script = call_tools([("delete_file", {"path": "a"})])
+    async with running(script, tools=[delete_file], limits=Limits(run_timeout=0.3)) as (_, a):
+        async with a.stream("Delete a") as stream:
+            async for event in stream:
+                if isinstance(event, ApprovalRequested):
+                    await anyio.sleep(0.5)
+                    event.approve()
+        result = stream.result
+    assert result.status == "timeout"
+    assert RAN == []
 
 
 async def test_cancelling_the_run_stops_a_blocked_sync_callback() -> None:
