@@ -178,8 +178,7 @@ class RunTrace:
         else:
             result = slot.result
             if result is not None and result.is_error:
-                kind = type(result.exception).__name__ if result.exception else "tool_error"
-                _error(span, kind, result.text)
+                _error(span, _tool_error_type(result.exception), result.text)
             elif result is not None and self._capture:
                 span.set_attribute("gen_ai.tool.call.result", result.text)
         finally:
@@ -248,6 +247,14 @@ _NOTHING = nullcontext()
 def _error(span: Span, kind: str, description: str) -> None:
     span.set_attribute("error.type", kind)
     span.set_status(StatusCode.ERROR, description)
+
+
+def _tool_error_type(exc: BaseException | None) -> str:
+    if exc is None:
+        return "tool_error"
+    if isinstance(exc.__cause__, TimeoutError):  # the tool's own timeout (see agent.toolkit)
+        return "timeout"
+    return type(exc).__name__
 
 
 def _provider(backend: Backend) -> str:

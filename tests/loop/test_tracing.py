@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agent import Limits, tool
+from agent import Limits, Tool, tool
 from agent.testing import ErrorLine, Stall, answer, call_tool, sequence
 
 from .helpers import add, call, collect, running
@@ -211,6 +211,15 @@ async def test_a_failing_tool_marks_its_span_with_the_exception_type(
     assert dict(call_span.attributes or {})["error.type"] == "ValueError"
     (run,) = _named(spans.get_finished_spans(), "invoke_agent")
     assert run.status.status_code is StatusCode.UNSET  # the run went on: not an error
+
+
+async def test_a_tool_that_times_out_is_a_timeout(spans: InMemorySpanExporter) -> None:
+    quick = Tool.from_function(slow.function, timeout=0.2)
+    script = call_tool("slow", {"seconds": 5}, then="Too slow.")
+    async with running(script, tools=[quick]) as (_, agent):
+        await agent.run("Sleep.")
+    (call_span,) = _named(spans.get_finished_spans(), "execute_tool")
+    assert dict(call_span.attributes or {})["error.type"] == "timeout"
 
 
 async def test_a_server_error_marks_the_request_and_the_run(
