@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.testing import Script, call_tools
+from agent.testing import Script, ScriptRequest, call_tools, tool_call_text
 from tests.cli.conftest import StartEmulator
 
 pytestmark = pytest.mark.slow
@@ -146,3 +146,34 @@ def test_code_is_shown_in_full(tmp_path: Path, emulator: StartEmulator) -> None:
     assert done.returncode == 0, done.stderr
     assert "approval needed: code_interpreter" in done.stderr
     assert all(f"print({i})" in done.stderr for i in range(30))
+
+
+def test_chat_asks_too_and_remembers_always_across_turns(
+    config: Path, emulator: StartEmulator
+) -> None:
+    def script(request: ScriptRequest) -> str:
+        if request.tool_results and request.raw and "ipython" in request.prompt[-200:]:
+            return "Done.<|eot_id|>"
+        turn = request.prompt.count("<|start_header_id|>user")
+        return tool_call_text("touch", {"name": f"turn{turn}.txt"})
+
+    emu = emulator(script)
+    env = {**os.environ, "OLLAMA_HOST": emu.url}
+    master, slave = pty.openpty()
+    try:
+        os.write(master, b"first\na\nsecond\n\x04")
+        done = subprocess.run(
+            [str(SCRIPT), "chat", str(config)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+            stdin=slave,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("approval needed") == 1  # "always" held for the second turn
+    assert len(list(config.parent.glob("*.txt"))) == 2  # one call per turn, both ran
