@@ -22,6 +22,7 @@ from agent.config._spec import (
     ToolsetEntry,
     entry_settings,
     section_spec,
+    settings_spec,
     spec_fields,
     spec_model,
     toolset_entry,
