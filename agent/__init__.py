@@ -27,6 +27,7 @@ from agent.backends import Backend, GenerateOptions, Usage
 from agent.llama3 import Message, ToolCall
 from agent.loop import (
     Agent,
+    ApprovalRequested,
     CallMalformed,
     Event,
     Limits,
@@ -51,6 +52,7 @@ from agent.toolkit import MCPTools, RunContext, Tool, Toolbox, ToolResult, tool
 
 __all__ = [
     "Agent",
+    "ApprovalRequested",
     "Backend",
     "CallMalformed",
     "Event",

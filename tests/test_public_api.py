@@ -12,6 +12,7 @@ import agent.loop
 
 EXPECTED = [
     "Agent",
+    "ApprovalRequested",
     "Backend",
     "CallMalformed",
     "Event",

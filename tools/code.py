@@ -81,9 +81,14 @@ def code_toolset(settings: CodeSettings, context: ToolsetContext) -> list[Tool[.
     # Made here, not inside code_tools, so that whoever owns the tools can close its pool.
     runner = Sandbox(mode=sandbox.mode, limits=limits, pool_size=settings.pool_size)
     context.resources.append(runner)
-    return code_tools(
+    made = code_tools(
         runner=runner, names=settings.names or default_names(context.family, trained=True)
     )
+    if sandbox.mode == "none":
+        # Unisolated code runs as the user: each call waits for a yes unless the config's
+        # `- code: {approval: false}` says otherwise (applied after this).
+        made = [t.with_options(approval=True) for t in made]
+    return made
 
 
 def check_sandbox(settings: SandboxSettings | None) -> ToolsetCheck:

@@ -215,6 +215,14 @@ SessionOpt = Annotated[
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show the prompts sent to the model.")
 ]
+ApproveOpt = Annotated[
+    bool,
+    typer.Option(
+        "--approve",
+        help="Approve every call of tools that need approval, unasked (without it, a terminal "
+        "asks; with no terminal, such calls are refused).",
+    ),
+]
 
 
 def main() -> None:
@@ -286,6 +294,7 @@ def run(
     ] = False,
     verbose: VerboseOpt = False,
     session: SessionOpt = None,
+    approve: ApproveOpt = False,
 ) -> None:
     """Run TASK with the agent in CONFIG (or the default agent), streaming the answer and the
     tool calls. Text piped in is added to the task: `cat notes.txt | llama-agent run "sum up"`.
@@ -305,6 +314,7 @@ def run(
         as_json=as_json,
         verbose=verbose,
         session=session,
+        approve=approve,
     )
     raise typer.Exit(code)
 
@@ -320,6 +330,7 @@ def chat(
     pull: PullOpt = False,
     verbose: VerboseOpt = False,
     session: SessionOpt = None,
+    approve: ApproveOpt = False,
 ) -> None:
     """Talk with the agent in CONFIG (or the default agent), turn by turn.
 
@@ -332,7 +343,13 @@ def chat(
     overrides = _session.Overrides(model=model, system=system, max_steps=max_steps)
     raise typer.Exit(
         _session.chat(
-            config, host=host, overrides=overrides, pull=pull, verbose=verbose, session=session
+            config,
+            host=host,
+            overrides=overrides,
+            pull=pull,
+            verbose=verbose,
+            session=session,
+            approve=approve,
         )
     )
 

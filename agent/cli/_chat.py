@@ -22,6 +22,7 @@ import anyio
 import anyio.to_thread
 from rich.markup import escape
 
+from agent.cli._approve import Approvals
 from agent.cli._output import Printer, compact_call, first_line
 from agent.cli._session import Renderer, run_task
 from agent.loop import Agent, RunResult
@@ -198,12 +199,18 @@ async def stoppable(work: Callable[[], Awaitable[RunResult]]) -> RunResult | Non
 
 class _Chat:
     def __init__(
-        self, agent: Agent, printer: Printer, renderer: Renderer | None, session: str | None
+        self,
+        agent: Agent,
+        printer: Printer,
+        renderer: Renderer | None,
+        session: str | None,
+        approvals: Approvals | None = None,
     ) -> None:
         self.agent = agent
         self.printer = printer
         self.renderer = renderer
         self.session = session
+        self.approvals = approvals
         self.history: RunResult | None = None
 
     async def command(self, line: str) -> bool:
@@ -275,6 +282,7 @@ class _Chat:
                 history=history,
                 renderer=self.renderer,
                 session=self.session,
+                approvals=self.approvals,
             )
 
         result = await stoppable(work)
@@ -292,6 +300,7 @@ async def chat_session(
     *,
     renderer: Renderer | None = None,
     session: str | None = None,
+    approvals: Approvals | None = None,
 ) -> RunResult | None:
     """Talk with the agent until EOF or /bye; returns the last exchange's result.
 
@@ -303,7 +312,7 @@ async def chat_session(
         stored = await agent.store.load(session)
         count = len(stored.messages) if stored is not None else 0
         printer.note(f"[dim]session {escape(session)}: {count} message(s) so far[/]")
-    chat = _Chat(agent, printer, renderer, session)
+    chat = _Chat(agent, printer, renderer, session, approvals)
     while True:
         try:
             line = await read_in_daemon_thread(lambda: read_message(read))

@@ -23,12 +23,13 @@ from rich.markup import escape
 
 from agent.backends import ModelInfo
 from agent.cli._app import ExitCode, exit_code_for_error, exit_code_for_result, failure_json
+from agent.cli._approve import Approvals
 from agent.cli._check import run_checks
 from agent.cli._output import Printer, pull_model, show_tool_tracebacks
 from agent.config import AgentConfig, build_agent, build_tools, load_config
 from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
 from agent.llama3 import ToolFormat, render_prompt
-from agent.loop import Agent, RunResult, RunStarted, StepFinished
+from agent.loop import Agent, ApprovalRequested, RunResult, RunStarted, StepFinished
 from agent.toolkit import (
     LiveToolbox,
     Tool,
@@ -101,11 +102,13 @@ def run(
     as_json: bool,
     verbose: bool,
     session: str | None = None,
+    approve: bool = False,
 ) -> int:
     """`llama-agent run`."""
     printer = Printer(verbose=verbose)
     if verbose:
         show_tool_tracebacks()
+    approvals = Approvals(printer, approve_all=approve)
 
     def body() -> int:
         agent, renderer = _agent(config, host=host, overrides=overrides)
@@ -114,7 +117,13 @@ def run(
             async with agent:
                 await ensure_model(agent, printer, pull=pull)
                 return await run_task(
-                    agent, task, printer, as_json=as_json, renderer=renderer, session=session
+                    agent,
+                    task,
+                    printer,
+                    as_json=as_json,
+                    renderer=renderer,
+                    session=session,
+                    approvals=approvals,
                 )
 
         return exit_code_for_result(anyio.run(go))
@@ -130,6 +139,7 @@ def chat(
     pull: bool,
     verbose: bool,
     session: str | None = None,
+    approve: bool = False,
 ) -> int:
     """`llama-agent chat`."""
     from agent.cli._chat import chat_session, line_reader
@@ -141,11 +151,14 @@ def chat(
     def body() -> int:
         agent, renderer = _agent(config, host=host, overrides=overrides)
         read = line_reader(printer)
+        approvals = Approvals(printer, approve_all=approve, read_line=read)
 
         async def go() -> RunResult | None:
             async with agent:
                 await ensure_model(agent, printer, pull=pull)
-                return await chat_session(agent, printer, read, renderer=renderer, session=session)
+                return await chat_session(
+                    agent, printer, read, renderer=renderer, session=session, approvals=approvals
+                )
 
         last = anyio.run(go)
         failed = last is not None and last.status == "error"
@@ -353,13 +366,16 @@ async def run_task(
     as_json: bool = False,
     renderer: Renderer | None = None,
     session: str | None = None,
+    approvals: Approvals | None = None,
 ) -> RunResult:
     """Run one task, showing it as it happens (or printing the whole result as JSON).
 
     With `printer.verbose` and a `renderer`, each request's prompt is shown as it is sent:
     the first in full, then what each step added. `session`: continue that stored
-    conversation (its prompts are not shown: they are known once it is loaded).
+    conversation (its prompts are not shown: they are known once it is loaded). Calls that
+    need approval are decided by `approvals` (default: refused, as with no terminal).
     """
+    approvals = approvals or Approvals(printer, approve_all=False, interactive=False)
     shown = ""
     if printer.verbose and renderer is not None and session is None:
         shown = agent.render(task, history=history)
@@ -367,6 +383,9 @@ async def run_task(
     stream = agent.stream(task, history=history, session=session)
     async with stream:
         async for event in stream:
+            if isinstance(event, ApprovalRequested):
+                await approvals.decide(event)
+                continue
             if as_json:
                 if isinstance(event, RunStarted | StepFinished):
                     printer.wait("thinking…")

@@ -205,12 +205,16 @@ def _toolset_tools(
     config: AgentConfig, name: str, spec: Any, resources: list[Any] | None, model: str
 ) -> list[Tool]:
     toolset = toolsets()[name]
-    settings = toolset.settings(**(spec.model_dump() if spec is not None else {}))
+    written = spec.model_dump() if spec is not None else {}
+    approval = written.pop("approval", None)  # any entry's, not the toolset's own setting
+    settings = toolset.settings(**written)
     section = section_settings(config, name)
     context = ToolsetContext(model=model, family=model_family(model), section=section)
     made = list(toolset.build(settings, context))
     if resources is not None:
         resources.extend(context.resources)
+    if approval is not None:
+        made = [tool.with_options(approval=approval) for tool in made]
     return made
 
 

@@ -75,6 +75,14 @@ __all__ = [
 ]
 
 _DURATION = re.compile(r"-?(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+|-?\d+(\.\d+)?")
+APPROVAL_DOC = (
+    "Each call waits for approval before it runs (the CLI asks; `--approve` says yes to all). "
+    "Unset: the tool's own setting (the code tools ask when `sandbox` is `none`)."
+)
+# `approval`, a `Tool` option every tool entry takes (custom or built-in).
+TOOL_OPTIONS: Mapping[str, tuple[Any, Any]] = {
+    "approval": (bool | None, Field(default=None, description=APPROVAL_DOC))
+}
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -338,7 +346,7 @@ class ToolsetEntry(Spec):
 @functools.cache
 def toolset_entry(name: str) -> type[ToolsetEntry]:
     """The model of `- name: {settings}` for a registered toolset."""
-    spec = settings_spec(_TOOLSETS[name].settings)
+    spec = entry_settings(name)
     entry: type[ToolsetEntry] = create_model(  # type: ignore[call-overload]
         f"{name.capitalize()}Entry",
         __base__=ToolsetEntry,
@@ -346,6 +354,16 @@ def toolset_entry(name: str) -> type[ToolsetEntry]:
         **{name: (spec | None, ...)},
     )
     return entry
+
+
+@functools.cache
+def entry_settings(name: str) -> type[Spec]:
+    """What `- name:` takes: the toolset's settings, and the `Tool` options (`approval`)."""
+    settings = _TOOLSETS[name].settings
+    model: type[Spec] = spec_model(
+        settings.__name__, settings.__doc__, {**spec_fields(settings), **TOOL_OPTIONS}
+    )
+    return model
 
 
 def section_spec(section: str) -> type[Spec] | None:
@@ -384,6 +402,7 @@ class CustomTool(Spec):
     """Failed calls in a row this tool tolerates before the run ends."""
     max_output: Annotated[int, Field(ge=1)] | None = None
     """Characters of the result shown to the model."""
+    approval: bool | None = TOOL_OPTIONS["approval"][1]
 
     @field_validator("import_")
     @classmethod

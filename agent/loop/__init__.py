@@ -1,9 +1,10 @@
 """The agent loop: `Agent`, its runs, their events, limits, usage and results.
 
 Modules: `_agent` (the `Agent`), `_run` (one run: its state, the loop, `RunStream`), `_calls` (a
-step's calls: validated, run, fed back), `_events` (what a run yields), `_result` (`RunResult`,
-`RunStatus`, `RunUsage`, `Limits`) and `_sessions` (conversations kept under a name: `Store`,
-`SQLiteStore`).
+step's calls: validated, run, fed back), `_approval` (calls that wait for a yes), `_events` (what a
+run yields), `_result` (`RunResult`, `RunStatus`, `RunUsage`, `Limits`), `_sessions`
+(conversations kept under a name: `Store`, `SQLiteStore`) and `_tracing` (the run's OpenTelemetry
+spans).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from agent.loop._agent import Agent
+from agent.loop._approval import Approver, Decision
 from agent.loop._events import (
+    ApprovalRequested,
     CallMalformed,
     Event,
     RunFinished,
@@ -38,7 +41,10 @@ from agent.loop._sessions import (
 
 __all__ = [
     "Agent",
+    "ApprovalRequested",
+    "Approver",
     "CallMalformed",
+    "Decision",
     "Event",
     "Limits",
     "RunFinished",

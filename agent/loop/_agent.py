@@ -19,6 +19,7 @@ from agent.errors import DeveloperError, RunError
 from agent.llama3 import Message, ToolFormat
 from agent.toolkit import LiveToolbox, Tool, Toolbox, ToolSource, split_sources
 
+from ._approval import Approver
 from ._result import Limits, RunResult
 from ._run import History, RunSpec, RunState, RunStream, opening_messages, run_events
 from ._sessions import SQLiteStore, Store, check_session_name, session_events
@@ -56,6 +57,12 @@ class Agent:
       (`tool_choice`: `"auto"`, `"required"`, `"none"` or a tool name). `today=None` takes
       the date when a run starts (or the date of the run a conversation continues, so its
       prompt prefix and the server's cache stay valid).
+    - `approve`: decides on calls to tools made with `approval=True`: given the
+      `ApprovalRequested` event, returns `"yes"`, `"no"` or `"always"` (sync or async; see
+      "Approval of calls" in the README). It is asked unless the stream's reader decided on the
+      event; with neither, the call is refused. Deciding counts against `limits.run_timeout`.
+    - `name`: the agent's name in traces (`invoke_agent {name}` spans: see "Traces" in the
+      README).
 
     The prompt format (3.1's, or 3.2/3.3's) follows the Llama release the server reports for
     `model` (`/api/show`, asked once per backend), so a custom name such as `myassistant`
@@ -83,6 +90,8 @@ class Agent:
         today: datetime.date | None = None,
         resources: Iterable[Closeable] = (),
         store: Store | None = None,
+        name: str = "llama-agent",
+        approve: Approver | None = None,
     ) -> None:
         given, sources = split_sources(tools)
         toolbox = Toolbox(given)  # plain functions become tools there
@@ -106,6 +115,8 @@ class Agent:
             tool_format=tool_format,
             tool_choice=tool_choice,
             live=live,
+            name=name,
+            approve=approve,
         )
 
     # --- running -------------------------------------------------------------------------
@@ -131,7 +142,8 @@ class Agent:
         `history`: an earlier `RunResult` (or its messages) to continue. `deps`: handed to
         tools that take a `RunContext`. `session`: continue the conversation stored under this
         name in `store` (instead of `history`), committing each step as it finishes; runs of
-        one session wait for each other.
+        one session wait for each other. A call that needs approval is decided by the agent's
+        `approve` callback; without one it is refused.
         """
         stream = self.stream(task, history=history, deps=deps, session=session)
         async with stream:
@@ -288,6 +300,10 @@ class Agent:
         await self.aclose()
 
     # --- what it is ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
 
     @property
     def model(self) -> str:

@@ -32,6 +32,7 @@ from ._events import (
     ToolCallValidated,
 )
 from ._result import UNATTRIBUTED_RETRIES, Limits, RunStatus
+from ._tracing import RunTrace
 
 # The retry-budget key for calls that name no known tool (unknown tools, garbled calls).
 UNATTRIBUTED = ""
@@ -212,14 +213,19 @@ def started(slots: Sequence[Slot], *, step: int) -> list[Event]:
     ]
 
 
-async def execute(slots: Sequence[Slot], *, context: RunContext[Any], deadline: float) -> bool:
+async def execute(
+    slots: Sequence[Slot], *, context: RunContext[Any], deadline: float, trace: RunTrace
+) -> bool:
     """Run the valid calls concurrently; False when the run's deadline stopped them."""
     runnable = _runnable(slots)
 
     async def run_one(slot: Slot) -> None:
         assert slot.tool is not None
         assert slot.bound is not None
-        slot.result = await slot.tool.execute(slot.bound, context=context, on_abandon=slot.abandon)
+        with trace.tool(slot):
+            slot.result = await slot.tool.execute(
+                slot.bound, context=context, on_abandon=slot.abandon
+            )
 
     began = anyio.current_time()
     with anyio.CancelScope(deadline=deadline) as scope:
@@ -251,9 +257,11 @@ class Running:
         context: RunContext[Any],
         deadline: float,
         group: TaskGroup,
+        trace: RunTrace,
     ) -> None:
         self.slots = _runnable(slots)
         self._context = context
+        self._trace = trace
         self._began = anyio.current_time()
         # Room for every call: a finishing call never waits for the run to read it.
         self._send, self._receive = anyio.create_memory_object_stream[Slot](len(self.slots))
@@ -269,7 +277,7 @@ class Running:
         assert slot.tool is not None
         assert slot.bound is not None
         try:
-            with scope:
+            with scope, self._trace.tool(slot):
                 slot.result = await slot.tool.execute(
                     slot.bound, context=self._context, on_abandon=slot.abandon
                 )

@@ -9,10 +9,13 @@ Each event has a `type` string (`"text_delta"`...) so it can go out as JSON or S
    `ToolCallRejected` (unknown tool, invalid arguments), or both for a repeated call;
 3. `CallMalformed` for each botched call (a call to a tool that does not exist is reported as
    `ToolCallRejected` with reason `"unknown_tool"`, however the model wrote it);
-4. `ToolCallStarted` for every valid call: they all run at once;
-5. `ToolCallFinished` for each: in the model's order once all are done; or, when the stream
+4. `ApprovalRequested` for each valid call to a tool made with `approval=True`, one at a time:
+   the run waits for the decision (see `agent.loop._approval`); a refused call then gets a
+   `ToolCallRejected` with reason `"denied"`;
+5. `ToolCallStarted` for every valid (and approved) call: they all run at once;
+6. `ToolCallFinished` for each: in the model's order once all are done; or, when the stream
    was given a `task_group` (`Agent.stream(..., task_group=tg)`), each as soon as its call ends;
-6. `StepFinished`.
+7. `StepFinished`.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from typing import Any, Literal
 
 from agent.backends import DoneReason, Usage
 
+from ._approval import PendingApproval
 from ._result import RunResult, plain_data
 
-RejectReason = Literal["unknown_tool", "invalid_arguments", "repeated_call"]
+RejectReason = Literal["unknown_tool", "invalid_arguments", "repeated_call", "denied"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +115,41 @@ class CallMalformed:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApprovalRequested:
+    """A valid call to a tool that needs approval; the run waits until it is decided.
+
+    While streaming, decide on the event before reading the next one: `approve()`,
+    `approve(always=True)` (the tool's later calls in this run need no approval) or
+    `deny(reason)` (the model is told the reason). Without a decision on the event the agent's
+    `approve` callback is asked; with neither (`Agent.run()` with no callback, a stream passed on
+    unread) the call is refused. A refused call gets a `ToolCallRejected` with reason `"denied"`
+    and never runs.
+    """
+
+    type: Literal["approval_requested"] = field(default="approval_requested", init=False)
+    step: int
+    index: int
+    id: str
+    name: str
+    tool: str
+    arguments: Mapping[str, Any]
+    pending: PendingApproval = field(default_factory=PendingApproval, repr=False, compare=False)
+
+    def approve(self, *, always: bool = False) -> None:
+        """Let the call run (`always`: and the tool's later calls in this run, unasked)."""
+        self.pending.decide("always" if always else "yes")
+
+    def deny(self, reason: str | None = None) -> None:
+        """Refuse the call: it does not run, and the model is told `reason`."""
+        self.pending.decide("no", reason)
+
+    @property
+    def decision(self) -> Literal["yes", "no", "always"] | None:
+        """The decision so far (None: still waiting)."""
+        return self.pending.decision
+
+
+@dataclass(frozen=True, kw_only=True)
 class ToolCallStarted:
     """A validated call started running (all the calls of a step run concurrently)."""
 
@@ -171,6 +210,7 @@ Event = (
     | ToolCallValidated
     | ToolCallRejected
     | CallMalformed
+    | ApprovalRequested
     | ToolCallStarted
     | ToolCallFinished
     | StepFinished
@@ -184,6 +224,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         return {"type": event.type, "result": event.result.to_dict()}
     data: dict[str, Any] = {}
     for f in dataclasses.fields(event):
+        if f.name == "pending":  # an approval's decision, for the program: not data
+            continue
         value = getattr(event, f.name)
         if isinstance(value, BaseException):
             value = f"{type(value).__name__}: {value}"

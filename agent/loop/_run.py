@@ -36,8 +36,18 @@ from agent.llama3 import (
 from agent.toolkit import LiveToolbox, RunContext, Toolbox
 
 from . import _calls as calls
-from ._events import Event, RunFinished, RunStarted, StepFinished, TextDelta
+from ._approval import Approver, decide, denied_text, needs_approval
+from ._events import (
+    ApprovalRequested,
+    Event,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    TextDelta,
+    ToolCallRejected,
+)
 from ._result import Limits, RunResult, RunStatus, RunUsage
+from ._tracing import RequestTrace, RunTrace
 
 # Closing a backend stream (returning its connection to the pool) gets this long, shielded.
 _CLOSE_TIMEOUT = 5.0
@@ -61,6 +71,8 @@ class RunSpec:
     tool_choice: str
     # Tool sources (MCP servers): each run takes their tools as they are when it starts.
     live: LiveToolbox | None = None
+    name: str = "llama-agent"
+    approve: Approver | None = None
 
     @property
     def call_names(self) -> tuple[str, ...]:
@@ -154,6 +166,7 @@ class RunState:
         self.answer = ""
         self.exception: RunError | None = None
         self.warnings: list[str] = []
+        self.always_approved: set[str] = set()  # tools approved for the rest of the run
 
     def record_step(self, done: Done) -> None:
         self.steps += 1
@@ -263,27 +276,34 @@ async def run_events(
     timeout = spec.limits.run_timeout
     deadline = anyio.current_time() + timeout if timeout is not None else math.inf
     task = state.messages[state.new_from]
-    yield RunStarted(
-        run_id=state.run_id, model=spec.model, task=task.content, history=state.history
-    )
+    run_trace = RunTrace(spec, state, name=spec.name, deadline=deadline)
     try:
-        if spec.live is not None:
-            spec = replace(spec, toolbox=await _within(deadline, spec.live.current()))
-        state.family = await _family(spec, state, deadline)
-        while not state.finished:
-            if anyio.current_time() >= deadline:
-                raise _Timeout
-            # aclosing: if the consumer closes us mid-step, the step (and its HTTP stream) closes
-            # now, in this task, not whenever the garbage collector gets to it.
-            async with aclosing(
-                _step(spec, state, deps=deps, deadline=deadline, group=task_group)
-            ) as events:
-                async for event in events:
-                    yield event
-    except _Timeout:
-        state.finish("timeout")
-    except RunError as exc:
-        state.fail(exc)
+        yield RunStarted(
+            run_id=state.run_id, model=spec.model, task=task.content, history=state.history
+        )
+        try:
+            if spec.live is not None:
+                spec = replace(spec, toolbox=await _within(deadline, spec.live.current()))
+            state.family = await _family(spec, state, deadline)
+            while not state.finished:
+                if anyio.current_time() >= deadline:
+                    raise _Timeout
+                # aclosing: if the consumer closes us mid-step, the step (and its HTTP stream)
+                # closes now, in this task, not whenever the garbage collector gets to it.
+                async with aclosing(
+                    _step(
+                        spec, state, deps=deps, deadline=deadline, group=task_group, trace=run_trace
+                    )
+                ) as events:
+                    async for event in events:
+                        yield event
+        except _Timeout:
+            state.finish("timeout")
+        except RunError as exc:
+            state.fail(exc)
+    finally:
+        # Ended before RunFinished goes out, so a consumer that stops there sees the span.
+        run_trace.end(state)
     yield RunFinished(result=state.result())
 
 
@@ -311,12 +331,19 @@ async def _family(spec: RunSpec, state: RunState, deadline: float) -> Family | N
 
 
 async def _step(
-    spec: RunSpec, state: RunState, *, deps: Any, deadline: float, group: TaskGroup | None
+    spec: RunSpec,
+    state: RunState,
+    *,
+    deps: Any,
+    deadline: float,
+    group: TaskGroup | None,
+    trace: RunTrace,
 ) -> AsyncGenerator[Event, None]:
     step = state.steps + 1
     prompt = spec.render(state.messages, today=state.today, family=state.family)
     parser = StreamParser(tools=spec.call_names)
     pieces: list[str] = []
+    request = trace.request(spec, state.messages)
     backend = spec.backend
     # A backend that takes the deadline ends its stream by then itself (one timer per stream):
     # only the wait before the first chunk (connection gate, counting, connecting) needs a
@@ -333,13 +360,13 @@ async def _step(
         while True:
             if handed and started:
                 try:
-                    item = await anext(stream)
+                    item = await _traced(request, anext(stream))
                 except BackendTimeoutError:
                     if anyio.current_time() >= deadline:
                         raise _Timeout from None
                     raise
             else:
-                item = await _within(deadline, anext(stream))
+                item = await _traced(request, _within(deadline, anext(stream)))
                 started = True
             if isinstance(item, Done):
                 if handed and anyio.current_time() >= deadline:
@@ -351,9 +378,12 @@ async def _step(
             if delta:
                 yield TextDelta(step=step, text=delta)
     except StopAsyncIteration as exc:
-        raise StreamError(
-            "the model server's stream ended without a final chunk; retry the run"
-        ) from exc
+        error = StreamError("the model server's stream ended without a final chunk; retry the run")
+        request.fail(error)
+        raise error from exc
+    except BaseException as exc:
+        request.fail(exc, timeout=isinstance(exc, _Timeout))
+        raise
     finally:
         # Shielded from the caller's cancellation, bounded by its own deadline: one scope.
         with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _CLOSE_TIMEOUT):
@@ -372,6 +402,7 @@ async def _step(
 
     state.record_step(done)
     tool_calls = calls.with_ids(parsed.tool_calls, run_id=state.run_id, step=step)
+    request.done(done, completion=prose, calls=tool_calls)
     state.messages.append(
         Message(
             role="assistant",
@@ -412,13 +443,30 @@ async def _step(
     )
     settled = False
     try:
-        for event in [*events, *calls.started(slots, step=step)]:
+        for event in events:
+            yield event
+        for slot in slots:
+            if needs_approval(slot, state.always_approved):
+                asking = _approval_request(slot, step)
+                yield asking
+                verdict = await _within(deadline, decide(asking, spec.approve))
+                if verdict.decision == "always":
+                    state.always_approved.add(asking.tool)
+                elif not verdict.approved:
+                    slot.feedback = denied_text(asking.tool, verdict.reason)
+                    slot.bound = None
+                    yield _denied(slot, asking)
+        if anyio.current_time() >= deadline:
+            raise _Timeout  # spent deciding (or reading the events): no call starts
+        for event in calls.started(slots, step=step):
             yield event
         context: RunContext[Any] = RunContext(deps=deps, run_id=state.run_id, step=step)
         if group is None:
-            in_time = await calls.execute(slots, context=context, deadline=deadline)
+            in_time = await calls.execute(slots, context=context, deadline=deadline, trace=trace)
         else:
-            running = calls.Running(slots, context=context, deadline=deadline, group=group)
+            running = calls.Running(
+                slots, context=context, deadline=deadline, group=group, trace=trace
+            )
             try:
                 for _ in running.slots:
                     slot = await running.next()
@@ -438,6 +486,32 @@ async def _step(
     for event in [*events, finished]:
         yield event
     _check_limits(state, spec.limits, status, in_time=in_time)
+
+
+def _approval_request(slot: calls.Slot, step: int) -> ApprovalRequested:
+    assert slot.tool is not None
+    assert slot.bound is not None
+    return ApprovalRequested(
+        step=step,
+        index=slot.index,
+        id=slot.call.id,
+        name=slot.call.name,
+        tool=slot.tool.name,
+        arguments=slot.bound.arguments,
+    )
+
+
+def _denied(slot: calls.Slot, request: ApprovalRequested) -> ToolCallRejected:
+    assert slot.feedback is not None
+    return ToolCallRejected(
+        step=request.step,
+        index=request.index,
+        id=request.id,
+        name=request.name,
+        arguments=request.arguments,
+        reason="denied",
+        error=slot.feedback,
+    )
 
 
 def _check_limits(
@@ -519,3 +593,8 @@ def _unshown(content: str, spans: Sequence[tuple[int, int]], *, shown: str) -> s
     if not shown:
         rest = rest.lstrip()
     return rest.rstrip()
+
+
+def _traced(request: RequestTrace, awaitable: Awaitable[T]) -> Awaitable[T]:
+    """`awaitable`, under the request's span when one records (else as it is: nothing per chunk)."""
+    return awaitable if request.span is None else request.current(awaitable)

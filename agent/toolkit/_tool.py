@@ -173,6 +173,8 @@ class Tool(Generic[P, R]):
       `code_interpreter`), or None.
     - `timeout` (seconds), `retries` (invalid calls the model may make before the run gives up on
       this tool), `max_output` (characters of result shown to the model).
+    - `approval`: each call waits for a yes from the program or a person before it runs (see
+      `Agent(approve=...)`); a refused call never runs and the model is told.
     - `spec`: the `agent.llama3.ToolSpec` the renderer shows. Its parameter descriptions end
       with a type note (`Temperature unit (one of 'C', 'F', optional, default 'C')`), because
       Meta's templates show no types, allowed values or defaults; otherwise it is `parameters`.
@@ -190,6 +192,7 @@ class Tool(Generic[P, R]):
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     max_output: int = DEFAULT_MAX_OUTPUT
+    approval: bool = False
     # What the factories read from the function: derived, so not part of a tool's identity.
     calling: Calling = field(repr=False, compare=False)
     is_async: bool = field(repr=False, compare=False)
@@ -203,6 +206,10 @@ class Tool(Generic[P, R]):
         _set(self, "timeout", check_timeout(self.name, self.timeout))
         _set(self, "retries", check_retries(self.name, self.retries))
         _set(self, "max_output", check_max_output(self.name, self.max_output))
+        if not isinstance(self.approval, bool):
+            raise ToolDefinitionError(
+                f"tool '{self.name}': approval must be True or False, got {self.approval!r}"
+            )
         # Meta's templates drop types, enums and defaults: the descriptions carry them.
         spec = ToolSpec(
             name=self.name,
@@ -236,6 +243,7 @@ class Tool(Generic[P, R]):
         builtin: BuiltinName | None = None,
         max_output: int | None = None,
         localns: Mapping[str, Any] | None = None,
+        approval: bool = False,
     ) -> Tool[P, R]:
         """A tool from a typed function (sync or async).
 
@@ -259,6 +267,7 @@ class Tool(Generic[P, R]):
             is_async=info.is_async,
             _checker=ArgumentChecker(tool_name, parameters, make_converter(model, names, info)),
             builtin=builtin,
+            approval=approval,
             **_given(timeout=timeout, retries=retries, max_output=max_output),
         )
 
@@ -274,6 +283,7 @@ class Tool(Generic[P, R]):
         retries: int | None = None,
         builtin: BuiltinName | None = None,
         max_output: int | None = None,
+        approval: bool = False,
     ) -> Tool[..., Any]:
         """A tool from a JSON schema and a callable (tools from YAML or other sources).
 
@@ -294,6 +304,7 @@ class Tool(Generic[P, R]):
             is_async=info.is_async,
             _checker=ArgumentChecker(tool_name, schema, None),
             builtin=builtin,
+            approval=approval,
             **_given(timeout=timeout, retries=retries, max_output=max_output),
         )
 
@@ -304,10 +315,16 @@ class Tool(Generic[P, R]):
         timeout: float | None = None,
         retries: int | None = None,
         max_output: int | None = None,
+        approval: bool | None = None,
     ) -> Tool[P, R]:
-        """A copy with other limits or description (e.g. from a config file); same schema."""
+        """A copy with other limits, description or approval (e.g. from a config file); same
+        schema."""
         changes = _given(
-            description=description, timeout=timeout, retries=retries, max_output=max_output
+            description=description,
+            timeout=timeout,
+            retries=retries,
+            max_output=max_output,
+            approval=approval,
         )
         return dataclasses.replace(self, **changes)
 
@@ -385,6 +402,7 @@ def tool(
     builtin: BuiltinName | None = None,
     max_output: int | None = None,
     localns: Mapping[str, Any] | None = None,
+    approval: bool = False,
 ) -> Callable[[Callable[P, R]], Tool[P, R]]: ...
 
 
@@ -399,9 +417,10 @@ def tool(
     builtin: BuiltinName | None = None,
     max_output: int | None = None,
     localns: Mapping[str, Any] | None = None,
+    approval: bool = False,
 ) -> Any:
     """Make a typed function a `Tool` with `Tool.from_function`: bare `@tool`, or
-    `@tool(name=..., timeout=...)`.
+    `@tool(name=..., timeout=..., approval=True)`.
 
     ```python
     @tool
@@ -421,6 +440,7 @@ def tool(
             builtin=builtin,
             max_output=max_output,
             localns=localns,
+            approval=approval,
         )
 
     return decorate if function is None else decorate(function)

@@ -17,8 +17,10 @@ from pydantic import BaseModel
 from agent import GenerateOptions, Limits, load_agent
 from agent.config import LimitsSettings, OllamaOptions, OllamaSettings
 from agent.config._spec import (
+    TOOL_OPTIONS,
     AgentConfig,
     ToolsetEntry,
+    entry_settings,
     section_spec,
     settings_spec,
     spec_fields,
@@ -46,7 +48,15 @@ CONFIG_ONLY = {
     },
     "OllamaSettings": {"host", "options"},
     # A custom tool's import path and its `Tool` options (name, description, timeout...).
-    "CustomTool": {"import_", "name", "description", "timeout", "retries", "max_output"},
+    "CustomTool": {
+        "import_",
+        "name",
+        "description",
+        "timeout",
+        "retries",
+        "max_output",
+        "approval",
+    },
     "MCPEntry": {"mcp"},  # its settings are `MCPServerSettings`
 }
 
@@ -59,7 +69,8 @@ def _runtime_types() -> dict[type[BaseModel], tuple[type, set[str]]]:
         settings_spec(MCPServerSettings): (MCPServerSettings, set()),
     }
     for name, toolset in toolsets().items():
-        made[settings_spec(toolset.settings)] = (toolset.settings, set())
+        # A toolset entry takes its settings, plus the `Tool` options any tool entry takes.
+        made[entry_settings(name)] = (toolset.settings, set())
         if toolset.section is not None and toolset.section_settings is not None:
             spec = section_spec(toolset.section)
             assert spec is not None, name
@@ -105,7 +116,7 @@ def test_no_setting_is_defined_twice() -> None:
             # Every field of a made model is its dataclass's, with its default, bound and doc.
             dataclass, left_out = made[model]
             names = {f.name for f in dataclasses.fields(dataclass)} - left_out
-            assert set(model.model_fields) == names, model.__name__
+            assert set(model.model_fields) - set(TOOL_OPTIONS) == names, model.__name__
             for name in names:
                 _same_field(model, name, dataclass)
         elif issubclass(model, ToolsetEntry):
