@@ -440,7 +440,7 @@ def sessions(
 ) -> None:
     """List the stored conversations, show one, or delete one (stored in
     $LLAMA_AGENT_HOME/sessions.db, else in the user data folder)."""
-    from agent.cli import _serve
+    from agent.cli import _session as _serve
 
     raise typer.Exit(_serve.sessions(action, name, as_json=as_json))
 
@@ -470,7 +470,7 @@ def serve(
 ) -> None:
     """Serve the agent in CONFIG over HTTP: OpenAI's /v1/chat/completions and /v1/models, and
     the agent's events as server-sent events (/v1/agent/events)."""
-    from agent.cli import _serve
+    from agent.cli import _session as _serve
 
     code = _serve.serve(
         config,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import os
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,13 +24,20 @@ from rich.markup import escape
 
 from agent.backends import ModelInfo
 from agent.cli._app import ExitCode, exit_code_for_error, exit_code_for_result, failure_json
-from agent.cli._approve import Approvals
 from agent.cli._check import run_checks
 from agent.cli._output import Printer, pull_model, show_tool_tracebacks
 from agent.config import AgentConfig, build_agent, build_tools, load_config
 from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
-from agent.llama3 import ToolFormat, render_prompt
-from agent.loop import Agent, ApprovalRequested, RunResult, RunStarted, StepFinished
+from agent.llama3 import Message, ToolFormat, render_prompt
+from agent.loop import (
+    Agent,
+    ApprovalRequested,
+    RunResult,
+    RunStarted,
+    SQLiteStore,
+    StepFinished,
+    message_to_dict,
+)
 from agent.toolkit import (
     LiveToolbox,
     Tool,
@@ -41,6 +49,7 @@ from agent.toolkit import (
 
 if TYPE_CHECKING:
     from agent.backends import OllamaBackend
+    from agent.cli._chat import Approvals
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -55,6 +64,8 @@ __all__ = [
     "prompt_renderer",
     "run",
     "run_task",
+    "serve",
+    "sessions",
     "tools",
 ]
 
@@ -108,6 +119,8 @@ def run(
     printer = Printer(verbose=verbose)
     if verbose:
         show_tool_tracebacks()
+    from agent.cli._chat import Approvals  # _chat imports this module
+
     approvals = Approvals(printer, approve_all=approve)
 
     def body() -> int:
@@ -151,6 +164,8 @@ def chat(
     def body() -> int:
         agent, renderer = _agent(config, host=host, overrides=overrides)
         read = line_reader(printer)
+        from agent.cli._chat import Approvals
+
         approvals = Approvals(printer, approve_all=approve, read_line=read)
 
         async def go() -> RunResult | None:
@@ -375,7 +390,10 @@ async def run_task(
     conversation (its prompts are not shown: they are known once it is loaded). Calls that
     need approval are decided by `approvals` (default: refused, as with no terminal).
     """
-    approvals = approvals or Approvals(printer, approve_all=False, interactive=False)
+    if approvals is None:
+        from agent.cli._chat import Approvals
+
+        approvals = Approvals(printer, approve_all=False, interactive=False)
     shown = ""
     if printer.verbose and renderer is not None and session is None:
         shown = agent.render(task, history=history)
@@ -417,3 +435,122 @@ def _show_next_prompt(render: Renderer, so_far: RunResult, shown: str, printer: 
     full = render(so_far)
     printer.prompt(full[len(shown) :] if full.startswith(shown) else full)
     return full
+
+
+def serve(
+    config: Path | None,
+    *,
+    listen: str,
+    port: int,
+    api_keys: list[str],
+    grace: float,
+    host: str | None,
+    model: str | None,
+) -> int:
+    """`llama-agent serve`: until Ctrl-C or SIGTERM, then runs in flight get `grace` seconds."""
+    printer = Printer()
+
+    def body() -> int:
+        try:
+            from agent.server import API_KEY_VARIABLE, AgentServer, is_loopback
+            from agent.server import serve as run_server
+        except ModuleNotFoundError as exc:
+            printer.error(
+                f"error: serving needs the server extra ({exc.name} is missing): "
+                "pip install 'llama-agent[server]'"
+            )
+            return ExitCode.CONFIG
+        keys = [*api_keys, *os.environ.get(API_KEY_VARIABLE, "").split(",")]
+        keys = [k.strip() for k in keys if k.strip()]
+        if not keys and not is_loopback(listen):
+            printer.error(
+                f"error: refusing to listen on {listen} without an API key: pass --api-key or "
+                f"set {API_KEY_VARIABLE}, or listen on 127.0.0.1"
+            )
+            return ExitCode.USAGE
+        agent, _ = _agent(config, host=host, overrides=Overrides(model=model))
+        server = AgentServer(agent, api_keys=keys, grace=grace)
+
+        async def go() -> None:
+            async with agent:
+                printer.note(
+                    f"serving {escape(agent.model)} on http://{escape(listen)}:{port}/v1 "
+                    f"({'API key required' if keys else 'loopback only, no API key'})"
+                )
+                await run_server(server, host=listen, port=port)
+
+        anyio.run(go)
+        return ExitCode.OK
+
+    return _guarded(printer, body)
+
+
+def sessions(action: str, name: str | None, *, as_json: bool) -> int:
+    """`llama-agent sessions [list | show NAME | delete NAME]`."""
+    printer = Printer()
+    if action not in ("list", "show", "delete"):
+        printer.error(f"error: unknown action '{action}': use list, show NAME or delete NAME")
+        return ExitCode.USAGE
+    if action != "list" and not name:
+        printer.error(f"error: `sessions {action}` needs the session's name")
+        return ExitCode.USAGE
+
+    async def go() -> int:
+        store = SQLiteStore()
+        try:
+            if action == "list":
+                listed = await store.sessions()
+                if as_json:
+                    rows = [
+                        {
+                            "name": s.name,
+                            "created": s.created.isoformat(),
+                            "updated": s.updated.isoformat(),
+                            "messages": s.messages,
+                            "steps": s.steps,
+                            "tokens": s.tokens,
+                        }
+                        for s in listed
+                    ]
+                    printer.write(json.dumps(rows, indent=2) + "\n")
+                elif not listed:
+                    printer.note(f"no sessions in {store.path}")
+                for s in listed if not as_json else ():
+                    when = s.updated.astimezone().strftime("%Y-%m-%d %H:%M")
+                    printer.write(f"{s.name}\t{when}\t{s.messages} messages\t{s.tokens} tokens\n")
+                return ExitCode.OK
+            assert name is not None
+            if action == "delete":
+                if await store.delete(name):
+                    printer.note(f"deleted session {escape(name)}")
+                    return ExitCode.OK
+                printer.error(f"error: no session named '{escape(name)}'")
+                return ExitCode.ERROR
+            session = await store.load(name)
+            if session is None:
+                printer.error(f"error: no session named '{escape(name)}'")
+                return ExitCode.ERROR
+            if as_json:
+                data = {
+                    "name": name,
+                    "today": session.info.today.isoformat() if session.info.today else None,
+                    "usage": session.usage.to_dict(),
+                    "messages": [message_to_dict(m) for m in session.messages],
+                }
+                printer.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            else:
+                for message in session.messages:
+                    printer.write(_line(message))
+            return ExitCode.OK
+        finally:
+            await store.aclose()
+
+    return _guarded(printer, lambda: anyio.run(go))
+
+
+def _line(message: Message) -> str:
+    text = message.content
+    if message.tool_calls:
+        calls = ", ".join(f"{c.name}({json.dumps(dict(c.arguments))})" for c in message.tool_calls)
+        text = f"{text} [calls {calls}]".strip()
+    return f"{message.role}: {text}\n"

@@ -23,12 +23,13 @@ from agent.llama3._special import (
     START_HEADER,
     STOP_TOKENS,
     common_prefix_length,
+    count_tokens,
     last_special_token_end,
     neutralize,
     special_token_spans,
+    tokenizer_is_exact,
     unneutralize,
 )
-from agent.llama3._tokens import count_tokens, tokenizer_is_exact
 from agent.llama3._types import (
     BUILTIN_NAMES,
     BuiltinName,

@@ -13,10 +13,11 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from agent.loop._agent import Agent
-from agent.loop._approval import Approver, Decision
 from agent.loop._events import (
     ApprovalRequested,
+    Approver,
     CallMalformed,
+    Decision,
     Event,
     RunFinished,
     RunStarted,

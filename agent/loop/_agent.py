@@ -19,7 +19,7 @@ from agent.errors import DeveloperError, RunError
 from agent.llama3 import Message, ToolFormat
 from agent.toolkit import LiveToolbox, Tool, Toolbox, ToolSource, split_sources
 
-from ._approval import Approver
+from ._events import Approver
 from ._result import Limits, RunResult
 from ._run import History, RunSpec, RunState, RunStream, opening_messages, run_events
 from ._sessions import SQLiteStore, Store, check_session_name, session_events

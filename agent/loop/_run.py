@@ -36,15 +36,18 @@ from agent.llama3 import (
 from agent.toolkit import LiveToolbox, RunContext, Toolbox
 
 from . import _calls as calls
-from ._approval import Approver, decide, denied_text, needs_approval
 from ._events import (
     ApprovalRequested,
+    Approver,
     Event,
     RunFinished,
     RunStarted,
     StepFinished,
     TextDelta,
     ToolCallRejected,
+    decide,
+    denied_text,
+    needs_approval,
 )
 from ._result import Limits, RunResult, RunStatus, RunUsage
 from ._tracing import RequestTrace, RunTrace

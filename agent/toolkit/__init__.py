@@ -19,16 +19,14 @@ the agent is open, `ToolSource` and `LiveToolbox`), `_mcp` (`MCPTools`: an MCP s
 through the `mcp` extra).
 """
 
-from agent.toolkit._abandon import (
+from agent.toolkit._execute import (
     ABANDON_AFTER,
     BLOCKED_LOOP_WARNING,
-    abandoned_calls,
-    set_abandoned_limit,
-)
-from agent.toolkit._execute import (
     BoundCall,
     RunContext,
     ToolResult,
+    abandoned_calls,
+    set_abandoned_limit,
     set_thread_limit,
     tool_thread_limiter,
 )

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from agent.llama3 import _tokens, count_tokens, tokenizer_is_exact
+from agent.llama3 import _special as _tokens
+from agent.llama3 import count_tokens, tokenizer_is_exact
 from tests.llama3.cases import render_cases
 from tests.llama3.token_corpus import ADVERSARIAL, TYPICAL
 

@@ -18,7 +18,7 @@ from agent import Limits, RunResult, Tool, tool
 from agent.errors import InvalidArgumentsError
 from agent.loop import ToolCallFinished, event_to_dict
 from agent.testing import Script, ScriptRequest
-from agent.toolkit import _abandon as abandon
+from agent.toolkit import _execute as abandon
 from agent.toolkit import abandoned_calls, set_abandoned_limit
 from tests.loop.helpers import by_results, call, running
 

@@ -10,7 +10,7 @@ import anyio.lowlevel
 import pytest
 
 from agent.errors import DeveloperError
-from agent.toolkit import _abandon as abandon
+from agent.toolkit import _execute as abandon
 from agent.toolkit import abandoned_calls, set_abandoned_limit, tool
 
 pytestmark = pytest.mark.anyio
