@@ -1,8 +1,8 @@
 """The agent loop: `Agent`, its runs, their events, limits, usage and results.
 
 Modules: `_agent` (the `Agent`), `_run` (one run: its state, the loop, `RunStream`), `_calls` (a
-step's calls: validated, run, fed back), `_approval` (calls that wait for a yes), `_events` (what a
-run yields), `_result` (`RunResult`, `RunStatus`, `RunUsage`, `Limits`), `_sessions`
+step's calls: validated, run, fed back), `_events` (what a run yields, and the approval a call
+may wait for), `_result` (`RunResult`, `RunStatus`, `RunUsage`, `Limits`), `_sessions`
 (conversations kept under a name: `Store`, `SQLiteStore`) and `_tracing` (the run's OpenTelemetry
 spans).
 """

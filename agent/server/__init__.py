@@ -5,8 +5,8 @@
 - As an MCP tool: `serve_mcp` (stdio or Streamable HTTP) and `mcp_server`, behind
   `llama-agent mcp`. Needs the `mcp` extra: `pip install 'llama-agent[mcp]'`.
 
-Modules: `_http` (the app: routes, API keys, draining at shutdown, `serve`), `_openai`
-(OpenAI's chat-completions request, response and chunk shapes) and `_mcp` (the agent as one
+Modules: `_http` (the app: routes, API keys, draining at shutdown, `serve`; OpenAI's
+chat-completions request, response and chunk shapes) and `_mcp` (the agent as one
 MCP tool; it imports the SDK only when used).
 """
 

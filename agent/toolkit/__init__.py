@@ -12,8 +12,8 @@ agent's tools and resolves calls, built-ins included.
 The modules: `_tool` (the definition: `Tool`, `@tool`, `Toolbox`, option checks), `_schema`
 (function -> JSON schema and pydantic converter), `_describe` (the type notes shown to the model),
 `_validate` (argument checks, coercions, problem lines), `_execute` (running a call: `RunContext`,
-timeouts, errors as results, `ToolResult`), `_abandon` (threads and tasks a caller can walk away
-from; caps on abandoned calls; the blocked-loop watchdog), `_toolsets` (where tools come
+timeouts, errors as results, `ToolResult`; threads and tasks a caller can walk away from, caps
+on abandoned calls, the blocked-loop watchdog), `_toolsets` (where tools come
 from: packages found through entry points and their settings; sources whose tools are known once
 the agent is open, `ToolSource` and `LiveToolbox`), `_mcp` (`MCPTools`: an MCP server's tools,
 through the `mcp` extra).
