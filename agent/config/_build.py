@@ -45,7 +45,7 @@ __all__ = [
 
 def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
     """The `Agent` a config describes; `overrides` are `Agent` keyword arguments that win."""
-    from agent.loop import Agent, Limits
+    from agent.loop import Agent, Limits, SQLiteStore
 
     kwargs: dict[str, Any] = {
         "model": config.model,
@@ -56,12 +56,24 @@ def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
         "tool_format": config.tool_format,
         "tool_choice": config.tool_choice,
     }
+    if config.name is not None:
+        kwargs["name"] = config.name  # the traces' `invoke_agent {name}`
+    if config.sessions is not None:
+        path = Path(config.sessions).expanduser()
+        if config.base_dir is not None and not path.is_absolute():
+            path = config.base_dir / path
+        kwargs["store"] = store = SQLiteStore(path)
+        kwargs["resources"] = [store]  # made here: closed with the agent
     if "tools" not in overrides:
         # What the tools hold (the code tool's sandbox pool) is closed with the agent.
         resources: list[Any] = []
         model = overrides.get("model", config.model)
         kwargs["tools"] = build_tools(config, resources=resources, model=model)
-        kwargs["resources"] = [*resources, *overrides.pop("resources", ())]
+        kwargs["resources"] = [
+            *kwargs.get("resources", ()),
+            *resources,
+            *overrides.pop("resources", ()),
+        ]
     kwargs.update(overrides)
     _check_tool_choice(config, kwargs["tool_choice"], kwargs["tools"])
     try:

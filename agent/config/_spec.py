@@ -583,6 +583,9 @@ class AgentConfig(Spec):
     """When a run stops even though the model has not answered."""
     sandbox: _Sandbox = _SANDBOX_DEFAULT
     """Where the `code` tool runs: `bwrap` (default) or `none`, or a mapping with limits."""
+    sessions: Annotated[str, Field(min_length=1)] | None = None
+    """The SQLite file that keeps named conversations (`--session NAME`), relative to this
+    file's folder. Unset: `$LLAMA_AGENT_HOME/sessions.db`, else the user data folder."""
 
     # Set by the loader: where each value was written, and where custom tools are imported from.
     _source: SourceMap = PrivateAttr(default_factory=SourceMap)

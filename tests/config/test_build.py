@@ -163,3 +163,19 @@ def test_the_default_config_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Here is a list of functions in JSON format" not in prompt  # no custom tools
     assert agent.limits.run_timeout == 300
     assert agent.options.num_ctx == 16384
+
+
+@pytest.mark.anyio
+async def test_sessions_and_name_from_yaml(tmp_path: Path) -> None:
+    config = write(tmp_path, "model: llama3.1\nname: helper\nsessions: kept/sessions.db\n")
+    (tmp_path / "kept").mkdir()
+    async with OllamaEmulator() as emu:
+        async with load_agent(config, host=emu.url) as agent:
+            assert agent.name == "helper"
+            await agent.run("remember me", session="s1")
+        # The file is where the config said, relative to the config's folder, and reloads.
+        async with load_agent(config, host=emu.url) as again:
+            stored = await again.store.load("s1")
+            assert stored is not None
+            assert [m.role for m in stored.messages] == ["user", "assistant"]
+    assert (tmp_path / "kept" / "sessions.db").exists()

@@ -45,6 +45,7 @@ CONFIG_ONLY = {
         "ollama",
         "limits",
         "sandbox",
+        "sessions",  # a file path: the runtime takes a `Store`
     },
     "OllamaSettings": {"host", "options"},
     # A custom tool's import path and its `Tool` options (name, description, timeout...).
