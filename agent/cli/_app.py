@@ -447,7 +447,7 @@ def sessions(
 
 @app.command(epilog=EXIT_CODES_HELP)
 def serve(
-    config: ConfigArg,
+    config: ConfigArg = None,
     *,
     listen: Annotated[
         str, typer.Option("--listen", help="The address to listen on.")
