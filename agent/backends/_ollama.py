@@ -308,6 +308,7 @@ class OllamaBackend(Backend):
                     num_ctx=num_ctx,
                     caps=self._caps,
                     translate_other=self._server.translate_other,
+                    note=f", with Ollama busy (503) {busy} times" if busy else "",
                 )
                 try:
                     async with contextlib.aclosing(attempt.events()) as events:

@@ -239,8 +239,10 @@ class StreamAttempt:
         num_ctx: int,
         caps: Caps,
         translate_other: Callable[..., BackendError],
+        note: str = "",
     ) -> None:
         self._session = session
+        self._note = note  # what came before this attempt, for a timeout's message
         self._url = url
         self._model = model
         body: dict[str, Any] = {
@@ -262,7 +264,9 @@ class StreamAttempt:
         self._translate_other = translate_other
 
     def _timeout(self, which: Deadline) -> BackendTimeoutError:
-        return timeout_error(which, url=self._url, model=self._model, timeouts=self._timeouts)
+        return timeout_error(
+            which, url=self._url, model=self._model, timeouts=self._timeouts, note=self._note
+        )
 
     def _garbled(self, what: str) -> StreamError:
         return StreamError(
