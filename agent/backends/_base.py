@@ -226,17 +226,20 @@ HOST_FORMS = "host, host:port, :port or http(s)://host[:port][/path] (e.g. local
 _HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?")
 
 
-def parse_host(host: str | None) -> str:
+def parse_host(host: str | None, *, default_port: int = 11434, server: str = "Ollama") -> str:
     """Resolve an Ollama host exactly as the `ollama` client does (`_parse_host`), or raise
     `ValueError` (one line naming the value and `HOST_FORMS`) for one it would misread.
 
-    None or "" → `http://127.0.0.1:11434`; a bare host gets port 11434; `http://h` port 80;
+    Other engines' hosts take the same forms with their own `default_port` (vLLM 8000, SGLang
+    30000, llama-server 8080); `server` names the engine in the message.
+
+    None or "" → `http://127.0.0.1:11434`; a bare host gets port 11434 (`default_port`); `http://h` port 80;
     `https://h` port 443; IPv6 addresses are bracketed; a path is kept, without a final `/`.
     The client accepts anything and fails later with a misleading error (a port that is not a
     number is a traceback, `12011` "not a canonical IPv4 address", `ftp://` or an `/api`
     suffix an unexpected answer), so those are refused here, where the host enters.
     """
-    text, port = host or "", 11434
+    text, port = host or "", default_port
     scheme, _, hostport = text.partition("://")
     if not hostport:
         scheme, hostport = "http", text
@@ -246,7 +249,7 @@ def parse_host(host: str | None) -> str:
         port = 443
 
     def bad(why: str) -> ValueError:
-        return ValueError(f"invalid Ollama host {text!r}: {why}; write {HOST_FORMS}")
+        return ValueError(f"invalid {server} host {text!r}: {why}; write {HOST_FORMS}")
 
     if scheme not in ("http", "https"):
         raise bad(f"the scheme is {scheme or '(empty)'}://, not http:// or https://")
