@@ -15,10 +15,12 @@ LlamaAgentError
 └── RunError                    the run cannot go on: the operator must act
     ├── MCPServerError          an MCP server does not start (its last stderr lines)
     └── BackendError            talking to the model server failed
-        ├── OllamaUnreachableError  no server at the URL
+        ├── BackendUnreachableError no server at the URL (any engine)
+        │   └── OllamaUnreachableError  no Ollama at the URL
         ├── ModelNotFoundError      the model is not pulled
         ├── ModelCapabilityError    the model cannot do what is asked (tools, completion)
-        ├── OllamaBusyError         503 after every retry
+        ├── ServerBusyError         503 (or 429) after every retry (any engine)
+        │   └── OllamaBusyError     Ollama's queue stayed full
         ├── StreamError             an error line inside a stream, a dropped or garbled stream
         ├── BackendTimeoutError     connect, first chunk, between chunks or total deadline passed
         ├── ContextOverflowError    the conversation does not fit the model's context
@@ -40,6 +42,7 @@ __all__ = [
     "BackendError",
     "BackendResponseError",
     "BackendTimeoutError",
+    "BackendUnreachableError",
     "ConfigError",
     "ContextOverflowError",
     "DeveloperError",
@@ -55,6 +58,7 @@ __all__ = [
     "RenderError",
     "RunError",
     "SandboxUnavailableError",
+    "ServerBusyError",
     "StreamError",
     "ToolDefinitionError",
     "ToolExecutionError",
@@ -152,14 +156,27 @@ class BackendError(RunError):
     """Talking to the model server failed."""
 
 
-class OllamaUnreachableError(BackendError):
+class BackendUnreachableError(BackendError):
+    """Nothing answers at the model server's URL (any engine; Ollama's is the subclass)."""
+
+    def __init__(self, url: str, detail: str = "", *, advice: str = "") -> None:
+        why = f" ({detail})" if detail else ""
+        super().__init__(
+            f"cannot reach the model server at {url}{why}. "
+            + (advice or "Start it, or point --host at a running server.")
+        )
+        self.url = url
+
+
+class OllamaUnreachableError(BackendUnreachableError):
     """Nothing answers at the Ollama URL."""
 
     def __init__(self, url: str, detail: str = "") -> None:
         why = f" ({detail})" if detail else ""
-        super().__init__(
+        BackendError.__init__(
+            self,
             f"cannot reach Ollama at {url}{why}. Start it with `ollama serve`, or point "
-            "OLLAMA_HOST (or --host) at a running server."
+            "OLLAMA_HOST (or --host) at a running server.",
         )
         self.url = url
 
@@ -180,7 +197,11 @@ class ModelCapabilityError(BackendError):
     """The model cannot do what the run needs."""
 
 
-class OllamaBusyError(BackendError):
+class ServerBusyError(BackendError):
+    """The model server kept answering 503 or 429 (its queue is full); any engine."""
+
+
+class OllamaBusyError(ServerBusyError):
     """Ollama kept answering 503 (its queue is full)."""
 
 

@@ -233,8 +233,9 @@ def parse_host(host: str | None, *, default_port: int = 11434, server: str = "Ol
     Other engines' hosts take the same forms with their own `default_port` (vLLM 8000, SGLang
     30000, llama-server 8080); `server` names the engine in the message.
 
-    None or "" → `http://127.0.0.1:11434`; a bare host gets port 11434 (`default_port`); `http://h` port 80;
-    `https://h` port 443; IPv6 addresses are bracketed; a path is kept, without a final `/`.
+    None or "" → `http://127.0.0.1:11434`; a bare host gets port 11434 (`default_port`);
+    `http://h` port 80; `https://h` port 443; IPv6 addresses are bracketed; a path is kept,
+    without a final `/`.
     The client accepts anything and fails later with a misleading error (a port that is not a
     number is a traceback, `12011` "not a canonical IPv4 address", `ftp://` or an `/api`
     suffix an unexpected answer), so those are refused here, where the host enters.

@@ -15,10 +15,10 @@ import typer
 import typer.core
 
 from agent.errors import (
+    BackendUnreachableError,
     ConfigError,
     DeveloperError,
     ModelNotFoundError,
-    OllamaUnreachableError,
     SandboxUnavailableError,
 )
 
@@ -89,7 +89,7 @@ def exit_code_for_error(exc: BaseException) -> ExitCode:
         return ExitCode.INTERRUPTED
     if isinstance(exc, ConfigError | SandboxUnavailableError | DeveloperError):
         return ExitCode.CONFIG
-    if isinstance(exc, OllamaUnreachableError):
+    if isinstance(exc, BackendUnreachableError):
         return ExitCode.OLLAMA_UNREACHABLE
     if isinstance(exc, ModelNotFoundError):
         return ExitCode.MODEL_MISSING
