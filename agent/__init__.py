@@ -82,13 +82,14 @@ __all__ = [
     "ToolResult",
     "Toolbox",
     "Usage",
+    "VLLMBackend",
     "event_to_dict",
     "load_agent",
     "tool",
 ]
 
 if TYPE_CHECKING:
-    from agent.backends import OllamaBackend
+    from agent.backends import OllamaBackend, VLLMBackend
     from agent.config import load_agent
 
     MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
@@ -100,6 +101,11 @@ else:
 
             globals()[name] = OllamaBackend  # later lookups skip this function
             return OllamaBackend
+        if name == "VLLMBackend":  # the same HTTP stack, on first use too
+            from agent.backends import VLLMBackend
+
+            globals()[name] = VLLMBackend
+            return VLLMBackend
         if name == "load_agent":
             from agent.config import load_agent
 

@@ -42,6 +42,7 @@ EXPECTED = [
     "ToolResult",
     "Toolbox",
     "Usage",
+    "VLLMBackend",
     "event_to_dict",
     "load_agent",
     "tool",

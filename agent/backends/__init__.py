@@ -12,7 +12,8 @@ Inside, shared by every backend: `_base` (the `Backend` ABC, its events, options
 `Retries`, host parsing), `_wire` (HTTP clients per event loop, transport failures, dropped
 streams, reading an NDJSON body under deadlines and size caps) and `_context` (`num_ctx` sizing,
 token counting, model info). Per server: `_ollama` (the backend: retries, resumption, checks)
-and `_ollama_api` (Ollama's HTTP API and its errors). A new backend is a module of its own beside
+and `_ollama_api` (Ollama's HTTP API and its errors); `_vllm` and `_vllm_api` (vLLM's
+OpenAI-compatible server: `VLLMBackend`). A new backend is a module of its own beside
 `_ollama`, built on the shared three.
 """
 
@@ -37,12 +38,14 @@ from agent.backends._base import (
 if TYPE_CHECKING:
     from agent.backends._ollama import OllamaBackend
     from agent.backends._ollama_api import PullProgress
+    from agent.backends._vllm import VLLMBackend
 else:
     # These load the HTTP stack (ollama, httpx, aiohttp): imported on first use, so that
     # `import agent` (and the format layer, `agent.llama3`) does not pay for it.
     _LAZY = {
         "OllamaBackend": "agent.backends._ollama",
         "PullProgress": "agent.backends._ollama_api",
+        "VLLMBackend": "agent.backends._vllm",
     }
 
     def __getattr__(name: str) -> Any:
@@ -69,5 +72,6 @@ __all__ = [
     "TextChunk",
     "Timeouts",
     "Usage",
+    "VLLMBackend",
     "parse_host",
 ]

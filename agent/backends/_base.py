@@ -125,6 +125,7 @@ class Usage:
     eval_duration: int = 0
     prompt_tokens_sent: int = 0  # the runtime's own count of the prompt
     num_ctx: int = 0  # the context size requested
+    cached_tokens: int = 0  # prompt tokens the server reused from its cache (not evaluated)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,8 @@ async with OllamaEmulator(call_tool("add", {"a": 1, "b": 2}, then="3")) as emu:
 ```
 
 Scripts (`answer`, `echo`, `sequence`, `call_tool`, `call_tools`, or any function of a
-`ScriptRequest`) say what the model writes; faults (`Busy`, `ServerError`, `DropConnection`,
+`ScriptRequest`) say what the model writes, for `OllamaEmulator` and `VLLMEmulator` (vLLM's
+OpenAI-compatible server, `_vllm`) alike; faults (`Busy`, `ServerError`, `DropConnection`,
 `Stall`, `GarbageLine`, `ErrorLine`) say what goes wrong; `emu.requests` says what was asked.
 With pytest, the `ollama_emulator` and `scripted_agent` fixtures (`agent.testing.pytest_plugin`,
 registered by entry point) give a running emulator and agents that talk to it.
@@ -73,6 +74,7 @@ else:
         tool_call_text,
     )
     from agent.testing._response import Engine
+    from agent.testing._vllm import VLLMEmulator
 
 __all__ = [
     "Busy",
@@ -91,6 +93,7 @@ __all__ = [
     "Stall",
     "TestingExtraMissingError",
     "Turn",
+    "VLLMEmulator",
     "answer",
     "call_tool",
     "call_tools",
