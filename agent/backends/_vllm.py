@@ -195,7 +195,10 @@ class VLLMBackend(Backend):
     async def count(self, model: str, prompt: str) -> int:
         """Tokens of `prompt` as vLLM sees it with no special tokens added (its BOS included)."""
         if self._tokenize:
-            counted = await self._server.tokenize(model, prompt)
+            try:
+                counted = await self._server.tokenize(model, prompt)
+            except ErrorStatus as exc:  # 404: the server now serves another model
+                raise await self._not_served(model) from exc
             if counted is not None:
                 return counted[0]
             logger.info("vLLM at %s has no /tokenize: counting prompts locally", self.url)
@@ -288,8 +291,7 @@ class VLLMBackend(Backend):
                             return
                 except ErrorStatus as exc:
                     if exc.status == 404 and "does not exist" in exc.message:
-                        self._info.pop(model, None)  # the server now serves another model
-                        raise self._server.not_found(model, await self._server.models()) from exc
+                        raise await self._not_served(model) from exc
                     if exc.status not in (429, 503):
                         raise self._status_error(
                             exc, model=model, sent=sent_now, max_tokens=left, info=info
@@ -302,6 +304,11 @@ class VLLMBackend(Backend):
         finally:
             if gate is not None:
                 gate.release()
+
+    async def _not_served(self, model: str) -> Exception:
+        """`ModelNotFoundError` for a model the server stopped serving (restarted with another)."""
+        self._info.pop(model, None)
+        return self._server.not_found(model, await self._server.models())
 
     def _finish(self, final: Final, resumed_chunks: int, warnings: list[str]) -> Done:
         done = final.done

@@ -144,8 +144,12 @@ def _number(pattern: re.Pattern[str], text: str) -> int | None:
     return int(next(group for group in match.groups() if group is not None))
 
 
+_OVERFLOW = re.compile(r"context length|maximum model length", re.IGNORECASE)
+
+
 def is_context_overflow(message: str) -> bool:
-    return _CONTEXT.search(message) is not None
+    """Whether a 400's message is vLLM's context-length error (any wording, numbers or not)."""
+    return _OVERFLOW.search(message) is not None
 
 
 def context_numbers(message: str) -> tuple[int | None, int | None, int | None]:
@@ -595,7 +599,9 @@ class Server:
         or None when the server has no `/tokenize` (a proxy may hide it)."""
         payload = {"model": model, "prompt": prompt, "add_special_tokens": False}
         status, body = await self.json("POST", "/tokenize", model=model, payload=payload)
-        if status in (404, 405, 501) and "does not exist" not in str(body):
+        if status == 404 and "does not exist" in str(body):
+            raise ErrorStatus(status, str(body))  # the model is not (or no longer) served
+        if status in (404, 405, 501):
             return None
         if status != 200:
             raise self.status_error(status, str(body), model=model, what="POST /tokenize")
