@@ -1,4 +1,5 @@
-"""`python -m agent.testing serve`: run an `OllamaEmulator` as a process.
+"""`python -m agent.testing serve`: run an `OllamaEmulator` (or, `--engine vllm`, a
+`VLLMEmulator`) as a process.
 
 Prints `listening on http://127.0.0.1:PORT` on the first line of stdout, then serves until it
 is terminated. The script is `--reply TEXT` (always that answer), `--echo`, or
@@ -89,7 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--latency", type=float, default=0.0)
     serve.add_argument("--token-rate", type=float, default=None)
     serve.add_argument("--chunk-chars", type=int, default=None)
-    serve.add_argument("--version", default="0.12.6")
+    serve.add_argument("--version", default=None, help="the server version it reports")
+    serve.add_argument(
+        "--engine", choices=["ollama", "vllm"], default="ollama", help="the protocol it speaks"
+    )
+    serve.add_argument("--model", default=None, help="vllm: the served model")
     serve.add_argument("--models", default="llama3.1,llama3.2,llama3.3")
     serve.add_argument(
         "--max-records",
@@ -103,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        from agent.testing import OllamaEmulator
+        from agent.testing import OllamaEmulator, VLLMEmulator
     except ImportError as exc:  # the testing extra is missing: its message says how to fix it
         return _fail(str(exc), 1)
     try:
@@ -118,16 +123,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), USAGE_ERROR)
 
     async def run() -> None:
-        emulator = OllamaEmulator(
-            script,
-            models=[m for m in args.models.split(",") if m],
-            latency=args.latency,
-            token_rate=args.token_rate,
-            chunk_chars=args.chunk_chars,
-            version=args.version,
-            port=args.port,
-            max_records=args.max_records,
-        )
+        emulator: OllamaEmulator | VLLMEmulator
+        if args.engine == "vllm":
+            emulator = VLLMEmulator(
+                script,
+                **({"model": args.model} if args.model else {}),
+                **({"version": args.version} if args.version else {}),
+                latency=args.latency,
+                token_rate=args.token_rate,
+                port=args.port,
+                max_records=args.max_records,
+            )
+        else:
+            emulator = OllamaEmulator(
+                script,
+                models=[m for m in args.models.split(",") if m],
+                latency=args.latency,
+                token_rate=args.token_rate,
+                chunk_chars=args.chunk_chars,
+                version=args.version or "0.12.6",
+                port=args.port,
+                max_records=args.max_records,
+            )
         async with emulator as emu:
             print(f"listening on {emu.url}", flush=True)
             await anyio.sleep_forever()

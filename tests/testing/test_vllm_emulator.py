@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import aiohttp
+import httpx
 import orjson
 import pytest
 
@@ -18,7 +21,7 @@ from agent.testing import (
     sequence,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 BOT = "<|begin_of_text|>"
 BODY = (
@@ -70,6 +73,7 @@ def finish(events: list[Any]) -> tuple[str, Any]:
     return last["finish_reason"], last["stop_reason"]
 
 
+@pytest.mark.anyio
 async def test_models_lists_every_served_name_with_its_max_model_len() -> None:
     async with VLLMEmulator(served_model_names=["a", "b"], max_model_len=4096) as emu:
         status, body = await get(emu.url, "/v1/models")
@@ -83,6 +87,7 @@ async def test_models_lists_every_served_name_with_its_max_model_len() -> None:
     assert version == (200, {"version": "0.11.0"})
 
 
+@pytest.mark.anyio
 async def test_vllms_defaults_add_a_bos_cut_at_16_tokens_and_drop_special_tokens() -> None:
     text = "<|python_tag|>" + " word" * 30 + "<|eom_id|>"
     async with VLLMEmulator(sequence(text)) as emu:
@@ -96,6 +101,7 @@ async def test_vllms_defaults_add_a_bos_cut_at_16_tokens_and_drop_special_tokens
     assert "usage" not in events[-2]  # no include_usage
 
 
+@pytest.mark.anyio
 async def test_the_stop_reason_tells_eom_from_eot_and_from_a_stop_string() -> None:
     request = {
         "model": MODEL,
@@ -120,6 +126,7 @@ async def test_the_stop_reason_tells_eom_from_eot_and_from_a_stop_string() -> No
     assert finish(with_ids) == ("stop", None)  # eos is checked first
 
 
+@pytest.mark.anyio
 async def test_usage_comes_last_with_empty_choices_and_cached_tokens_when_enabled() -> None:
     request = {
         "model": MODEL,
@@ -143,6 +150,7 @@ async def test_usage_comes_last_with_empty_choices_and_cached_tokens_when_enable
     assert cached % 16 == 0  # whole blocks
 
 
+@pytest.mark.anyio
 async def test_context_errors_in_the_current_and_the_old_wording() -> None:
     request = {"model": MODEL, "prompt": "word " * 100, "max_tokens": 10}
     tokens = count_tokens(BOT + "word " * 100)  # the BOS vLLM adds, and the text
@@ -161,6 +169,7 @@ async def test_context_errors_in_the_current_and_the_old_wording() -> None:
     assert f"({tokens} in the messages, 10 in the completion)" in body["message"]
 
 
+@pytest.mark.anyio
 async def test_an_unknown_model_is_vllms_404() -> None:
     async with VLLMEmulator() as emu:
         status, body = await post(emu.url, "/v1/completions", {"model": "x", "prompt": "Hi"})
@@ -175,6 +184,7 @@ async def test_an_unknown_model_is_vllms_404() -> None:
     assert tokenize[0] == 404
 
 
+@pytest.mark.anyio
 async def test_tokenize_counts_with_or_without_the_bos() -> None:
     async with VLLMEmulator(max_model_len=8192) as emu:
         _, plain = await post(
@@ -186,6 +196,7 @@ async def test_tokenize_counts_with_or_without_the_bos() -> None:
     assert len(plain["tokens"]) == plain["count"]
 
 
+@pytest.mark.anyio
 async def test_the_api_key_guards_only_the_v1_routes() -> None:
     async with VLLMEmulator(answer("Hi."), api_key="k") as emu:
         refused = await get(emu.url, "/v1/models")
@@ -200,6 +211,7 @@ async def test_the_api_key_guards_only_the_v1_routes() -> None:
     assert tokenized[0] == 200
 
 
+@pytest.mark.anyio
 async def test_a_whole_answer_without_streaming() -> None:
     async with VLLMEmulator(answer("Hello.")) as emu:
         status, body = await post(
@@ -215,6 +227,7 @@ async def test_a_whole_answer_without_streaming() -> None:
 @pytest.mark.parametrize(
     ("fault", "status"), [(Busy(), 503), (ServerError(status=500, message="boom"), 500)]
 )
+@pytest.mark.anyio
 async def test_faults_answer_in_vllms_error_shape(fault: Any, status: int) -> None:
     async with VLLMEmulator(faults=[fault]) as emu:
         code, body = await post(emu.url, "/v1/completions", {"model": MODEL, "prompt": "Hi"})
@@ -222,3 +235,21 @@ async def test_faults_answer_in_vllms_error_shape(fault: Any, status: int) -> No
     assert code == status
     assert body["error"]["code"] == status
     assert again == 200  # the fault hit one request
+
+
+def test_serve_engine_vllm_runs_the_vllm_emulator_as_a_process() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent.testing", "serve", "--engine", "vllm", "--reply", "Pong."],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip().removeprefix("listening on ")
+        response = httpx.post(
+            f"{url}/v1/completions", json={"model": MODEL, "prompt": BODY}, timeout=30
+        )
+        assert response.json()["choices"][0]["text"] == "Pong."
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
