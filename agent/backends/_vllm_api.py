@@ -6,17 +6,17 @@
   (`context_numbers`, every wording vLLM has used).
 * **Generating**: `SSEAttempt` reads the server-sent events under the same deadlines and caps as
   the Ollama path (`_wire.Lines`), and tells `<|eom_id|>` from `<|eot_id|>` by `stop_reason`.
-* **The rest**: `/v1/models` (the served names and `max_model_len`), `/tokenize` (exact counts),
-  `/version` (`Server`).
+
+The small calls (`/v1/models`, `/tokenize`, `/version`) are `_vllm.Server`'s.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import anyio
@@ -25,7 +25,6 @@ import orjson
 from agent.backends._base import Done, DoneReason, GenerateOptions, TextChunk, Timeouts, Usage
 from agent.backends._wire import (
     TRANSPORT_ERRORS,
-    Connections,
     Deadline,
     Dropped,
     Expired,
@@ -35,22 +34,19 @@ from agent.backends._wire import (
     unreachable_reason,
 )
 from agent.errors import (
-    BackendError,
     BackendResponseError,
     BackendTimeoutError,
     BackendUnreachableError,
     ContextOverflowError,
-    ModelNotFoundError,
     StreamError,
 )
 from agent.llama3 import EOM, EOT
 
 logger = logging.getLogger("agent.backends.vllm")
 
-T = TypeVar("T")
 loads = orjson.loads
 
-_JSON = {"Content-Type": "application/json"}
+JSON = {"Content-Type": "application/json"}
 
 # Llama 3's end-of-generation ids (generation_config.json of the 3.1-3.3 instruct models lists
 # 128001, 128008, 128009) and the header tokens, which end a turn the model should not write
@@ -332,7 +328,7 @@ class SSEAttempt:
         with anyio.CancelScope(deadline=first_at) as scope:
             try:
                 response = await self._session.post(
-                    self._url + "/v1/completions", data=self._body, headers=_JSON
+                    self._url + "/v1/completions", data=self._body, headers=JSON
                 )
             except TRANSPORT_ERRORS as exc:
                 raise self._transport(exc) from exc
@@ -479,145 +475,3 @@ class SSEAttempt:
 
 def _int(value: Any) -> int:
     return value if type(value) is int and value > 0 else 0
-
-
-# --- the rest of the API --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServedModel:
-    """One entry of `/v1/models`."""
-
-    name: str
-    root: str
-    max_model_len: int | None
-
-
-class Server:
-    """The small calls: `/v1/models`, `/tokenize`, `/version`, each within `Timeouts.request`."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeouts: Timeouts,
-        connections: Connections[aiohttp.ClientSession],
-        key_given: bool,
-    ) -> None:
-        self.url = url
-        self.timeouts = timeouts
-        self.connections = connections
-        self.key_given = key_given
-        self._version: str | None = None
-
-    def status_error(self, status: int, message: str, *, model: str, what: str) -> BackendError:
-        """An error status as the project's error (the context 400 and the 404 are the
-        backend's: they need its numbers and the list of models)."""
-        if status == 401:
-            return unauthorized(self.url, key_given=self.key_given)
-        return BackendResponseError(
-            f"vLLM at {self.url} answered {status} to {what} for {model or 'the server'}: "
-            f"{message}",
-            status_code=status,
-        )
-
-    async def _call(
-        self, what: str, model: str, send: Callable[[aiohttp.ClientSession], Awaitable[T]]
-    ) -> T:
-        session = (await self.connections.current()).client
-        try:
-            with anyio.fail_after(self.timeouts.request):
-                return await send(session)
-        except TimeoutError as exc:
-            raise BackendTimeoutError(
-                f"vLLM at {self.url} did not answer {what} within {self.timeouts.request} s. "
-                "Is the server overloaded? Raise Timeouts.request if it is just slow."
-            ) from exc
-        except TRANSPORT_ERRORS as exc:
-            raise translate_transport(exc, url=self.url, timeouts=self.timeouts, what=what) from exc
-
-    async def json(
-        self, method: str, path: str, *, model: str = "", payload: Any = None
-    ) -> tuple[int, Any]:
-        """(status, parsed JSON body); an error status keeps its message as the body."""
-        what = f"{method} {path}"
-
-        async def send(session: aiohttp.ClientSession) -> tuple[int, Any]:
-            data = None if payload is None else orjson.dumps(payload)
-            async with session.request(
-                method, self.url + path, data=data, headers=_JSON if data else None
-            ) as response:
-                body = await response.read()
-            if response.status != 200:
-                return response.status, error_message(body)
-            try:
-                return 200, loads(body)
-            except orjson.JSONDecodeError:
-                raise BackendResponseError(
-                    f"unexpected answer from vLLM at {self.url} to {what}: "
-                    f"{body[:200].decode(errors='replace')!r}. Is the host a vLLM server?"
-                ) from None
-
-        return await self._call(what, model, send)
-
-    async def models(self) -> list[ServedModel]:
-        """What `/v1/models` lists: the served names (with `--served-model-name`, each name),
-        their `max_model_len` (vLLM ≥ 0.5; LoRA adapters have none) and `root` (the path)."""
-        status, body = await self.json("GET", "/v1/models")
-        if status != 200:
-            raise self.status_error(status, str(body), model="", what="GET /v1/models")
-        entries = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(entries, list):
-            raise BackendResponseError(
-                f"unexpected answer from vLLM at {self.url} to GET /v1/models: {body!r:.200}"
-            )
-        served: list[ServedModel] = []
-        for entry in entries:
-            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-                length = entry.get("max_model_len")
-                served.append(
-                    ServedModel(
-                        name=entry["id"],
-                        root=str(entry.get("root") or entry["id"]),
-                        max_model_len=length if type(length) is int and length > 0 else None,
-                    )
-                )
-        return served
-
-    def not_found(self, model: str, served: list[ServedModel]) -> ModelNotFoundError:
-        names = ", ".join(m.name for m in served) or "none"
-        return ModelNotFoundError(
-            model,
-            self.url,
-            advice=f"The server serves: {names}. Use one of those names, or start vLLM with "
-            f"this model: `vllm serve <hugging face id> --served-model-name {model}` (e.g. "
-            "`vllm serve meta-llama/Llama-3.1-8B-Instruct`).",
-        )
-
-    async def tokenize(self, model: str, prompt: str) -> tuple[int, int] | None:
-        """(tokens, max_model_len) of `prompt` as vLLM tokenizes it (no special tokens added),
-        or None when the server has no `/tokenize` (a proxy may hide it)."""
-        payload = {"model": model, "prompt": prompt, "add_special_tokens": False}
-        status, body = await self.json("POST", "/tokenize", model=model, payload=payload)
-        if status == 404 and "does not exist" in str(body):
-            raise ErrorStatus(status, str(body))  # the model is not (or no longer) served
-        if status in (404, 405, 501):
-            return None
-        if status != 200:
-            raise self.status_error(status, str(body), model=model, what="POST /tokenize")
-        count = body.get("count") if isinstance(body, dict) else None
-        if type(count) is not int:
-            raise BackendResponseError(
-                f"unexpected answer from vLLM at {self.url} to POST /tokenize: {body!r:.200}"
-            )
-        length = body.get("max_model_len")
-        return count, length if type(length) is int else 0
-
-    async def version(self) -> str:
-        """The server's version (`GET /version`), asked once."""
-        if self._version is None:
-            status, body = await self.json("GET", "/version")
-            if status != 200 or not isinstance(body, dict):
-                raise self.status_error(status, str(body), model="", what="GET /version")
-            self._version = str(body.get("version", ""))
-        return self._version
