@@ -7,17 +7,15 @@ server-sent events, or one JSON answer), `POST /tokenize`, `GET /version`, `GET 
 there). The same scripts drive it as `OllamaEmulator` (`answer`, `call_tool`, ...): a script
 writes what the model generates, end tokens included, and the emulator does what vLLM does:
 
-* the prompt is tokenized with a BOS added unless `add_special_tokens` is false (so a prompt
-  that carries its own `<|begin_of_text|>` gets two; `emu.requests[i].prompt` shows what the
-  model saw);
+* a BOS is added unless `add_special_tokens` is false (a prompt that carries its own
+  `<|begin_of_text|>` then has two; `emu.requests[i].prompt` is what the model saw);
 * `max_tokens` defaults to 16; a prompt that leaves no room is the context-length 400 (the
   current wording; the ≤ 0.9 wording and error shape with `version="0.9.2"`);
 * generation stops at the tokenizer's eos (`<|eot_id|>`: `stop_reason` null), at the other ids
   of generation_config.json and the request's `stop_token_ids` (`stop_reason` the id), at a stop
   string (`stop_reason` the string), or at `max_tokens` (`finish_reason` "length"); the stop
   token's text is never sent, nor is a stop string;
-* special tokens such as `<|python_tag|>` are sent as empty text unless `skip_special_tokens`
-  is false;
+* `<|python_tag|>` and the like are sent as empty text unless `skip_special_tokens` is false;
 * with `stream_options.include_usage` a last event carries `usage` (and, with
   `enable_prompt_tokens_details`, the cached prompt tokens of a prefix cache kept per model in
   blocks of 16 tokens), then `data: [DONE]`.
@@ -44,7 +42,7 @@ from typing import Any
 import anyio
 import anyio.from_thread
 
-from agent.llama3 import BEGIN_OF_TEXT, common_prefix_length
+from agent.llama3 import BEGIN_OF_TEXT, SPECIAL_TOKENS, common_prefix_length
 from agent.llama3 import count_tokens as llama_count_tokens
 from agent.testing._completion import PromptCounter
 from agent.testing._emulator import RecordedRequest, version_tuple
@@ -65,15 +63,7 @@ from agent.testing._model import (
 from agent.testing._response import SPECIAL_RE, continue_output, split_tokens
 
 COMPLETIONS = "/v1/completions"
-SPECIAL_IDS = {
-    "<|begin_of_text|>": 128000,
-    "<|end_of_text|>": 128001,
-    "<|start_header_id|>": 128006,
-    "<|end_header_id|>": 128007,
-    "<|eom_id|>": 128008,
-    "<|eot_id|>": 128009,
-    "<|python_tag|>": 128010,
-}
+SPECIAL_IDS = {token: 128000 + i for i, token in enumerate(SPECIAL_TOKENS)}  # Llama 3's ids
 EOS_TOKEN_ID = 128009  # the instruct tokenizer's eos_token
 GENERATION_EOS = (128001, 128008, 128009)  # generation_config.json's eos_token_id
 BLOCK = 16  # vLLM's default KV block size: the prefix cache holds whole blocks
@@ -259,6 +249,7 @@ class VLLMEmulator:
 
     @property
     def errors(self) -> list[Exception]:
+        """Exceptions raised inside the emulator's handlers (each closed its connection)."""
         return list(self._errors)
 
     async def refuse_connections(self) -> None:
@@ -344,9 +335,9 @@ class VLLMEmulator:
         ]
         return {"object": "list", "data": cards}
 
-    def _error(self, status: int, message: str, kind: str, param: str | None = None) -> Any:
+    def _error(self, status: int, message: str, kind: str, param: str = "") -> Any:
         """vLLM's `ErrorResponse`: nested under `error` since 0.10, flat before."""
-        info = {"message": message, "type": kind, "param": param, "code": status}
+        info = {"message": message, "type": kind, "param": param or None, "code": status}
         if version_tuple(self.version) < (0, 10):
             return {"object": "error", **info}
         return {"error": info}
@@ -358,7 +349,7 @@ class VLLMEmulator:
         status: int,
         message: str,
         kind: str,
-        param: str | None = None,
+        param: str = "",
     ) -> None:
         self._update(index, status=status, error=message, finished=True)
         await responder.json(status, self._error(status, message, kind, param))
@@ -375,9 +366,6 @@ class VLLMEmulator:
             return None
         return f"The model `{name}` does not exist."
 
-    def _count(self, text: str) -> int:
-        return self.counter.count(self.root, text).total
-
     async def _tokenize(self, request: HttpRequest, responder: Responder) -> None:
         body = self._body(request)
         index = self._record(method="POST", path="/tokenize", body=body, headers=request.headers)
@@ -390,21 +378,15 @@ class VLLMEmulator:
         text = body["prompt"]
         if body.get("add_special_tokens", True):
             text = BEGIN_OF_TEXT + text
-        count = self._count(text)
+        count = self.counter.count(self.root, text).total
         self._update(
             index, model=body.get("model"), prompt=text, prompt_tokens=count, finished=True
         )
-        tokens = [SPECIAL_IDS.get(t, 1000 + len(t)) for t in split_tokens(text)][:count]
-        tokens += [0] * (count - len(tokens))  # ids stand in: only `count` is exact here
-        await responder.json(
-            200,
-            {
-                "count": count,
-                "max_model_len": self.max_model_len,
-                "tokens": tokens,
-                "token_strs": None,
-            },
-        )
+        # Stand-in ids (special tokens have their own): only `count` is what vLLM would say.
+        ids = [SPECIAL_IDS.get(t, 1000 + len(t)) for t in split_tokens(text)][:count]
+        tokens = ids + [0] * (count - len(ids))
+        reply = {"count": count, "max_model_len": self.max_model_len, "tokens": tokens}
+        await responder.json(200, {**reply, "token_strs": None})
 
     # --- completions ---------------------------------------------------------------------------
 
@@ -490,12 +472,8 @@ class VLLMEmulator:
             prompt_eval_count=tokens,
             eval_count=generation.completion_tokens,
         )
-        head = {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(started),
-            "model": name,
-        }
+        head: dict[str, Any] = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion"}
+        head.update(created=int(started), model=name)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if stream:
             await self._stream(
@@ -504,14 +482,7 @@ class VLLMEmulator:
             return
         await anyio.sleep(self.latency)
         finish = generation.finish
-        choice = {
-            "index": 0,
-            "text": generation.text,
-            "logprobs": None,
-            "finish_reason": finish.finish_reason,
-            "stop_reason": finish.stop_reason,
-            "prompt_logprobs": None,
-        }
+        choice = _choice(generation.text, finish, prompt_logprobs=None)
         self._update(
             index, completion=generation.text, done_reason=finish.finish_reason, finished=True
         )
@@ -560,15 +531,7 @@ class VLLMEmulator:
                     await anyio.sleep(interval)
                 if await self._fault_at(index, responder, fault, position, event):
                     return
-                choice = {
-                    "index": 0,
-                    "text": step.text,
-                    "logprobs": None,
-                    "finish_reason": step.finish_reason,
-                    "stop_reason": step.stop_reason,
-                    "prompt_token_ids": None,
-                    "token_ids": None,
-                }
+                choice = _choice(step.text, step, prompt_token_ids=None, token_ids=None)
                 await event({**head, "choices": [choice]})
                 sent.append(step.text)
             if await self._fault_at(
@@ -623,3 +586,15 @@ class VLLMEmulator:
                 await responder.hang_up()
             return True
         return False
+
+
+def _choice(text: str, finish: Step, **fields: Any) -> dict[str, Any]:
+    """One choice as vLLM dumps it (every field it sets explicitly, None included)."""
+    return {
+        "index": 0,
+        "text": text,
+        "logprobs": None,
+        "finish_reason": finish.finish_reason,
+        "stop_reason": finish.stop_reason,
+        **fields,
+    }
