@@ -372,7 +372,11 @@ class SSEAttempt:
             except LineTooLong as exc:
                 raise self._garbled(f"a line longer than {exc.limit} bytes") from None
             except TRANSPORT_ERRORS as exc:
-                raise self._transport(exc) from exc
+                if finish is None:
+                    raise self._transport(exc) from exc
+                # The answer is whole; only its usage event was lost: not worth sending again.
+                logger.info("%s: the stream broke after its finish (%s)", self._model, exc)
+                batch = []
             if not batch:  # the end of the body
                 if finish is None:
                     raise Dropped("the stream ended before its finish_reason")

@@ -565,3 +565,21 @@ async def test_an_agent_runs_a_tool_call_through_vllm() -> None:
     assert second.body["prompt"].startswith(first.body["prompt"] + call + "<|start_header_id|>")
     assert second.body["prompt"].count("<|eom_id|>") == 1
     assert second.cached_tokens > 0  # the prefix cache served the first prompt again
+
+
+async def test_a_stream_that_breaks_after_its_finish_is_not_sent_again() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = await sse(request, choice("Hi.", "stop", 128008))
+        request.transport.abort()  # type: ignore[union-attr]  # no usage, no [DONE]: a reset
+        return response
+
+    calls = 0
+
+    async def counted(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        return await handler(request)
+
+    async with fake_vllm(counted) as url, VLLMBackend(url) as backend:
+        text, done = await collect(backend)
+    assert (text, done.done_reason, calls) == ("Hi.<|eom_id|>", "stop", 1)
