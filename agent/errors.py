@@ -218,11 +218,18 @@ class ContextOverflowError(BackendError):
     """The conversation needs more tokens than the model's context holds.
 
     Never truncated silently. With `prompt_tokens`, the message tells the conversation apart
-    from the room kept for the answer (`needed - prompt_tokens`, from `num_predict`).
+    from the room kept for the answer (`needed - prompt_tokens`, from `num_predict`). `advice`
+    replaces the Ollama advice (which settings to change) for other engines.
     """
 
     def __init__(
-        self, *, needed: int, available: int, model: str, prompt_tokens: int | None = None
+        self,
+        *,
+        needed: int,
+        available: int,
+        model: str,
+        prompt_tokens: int | None = None,
+        advice: str = "",
     ) -> None:
         if prompt_tokens is None:
             counted = f"the conversation needs {needed} tokens"
@@ -232,7 +239,7 @@ class ContextOverflowError(BackendError):
                 f"kept for the answer (num_predict): {needed} in all"
             )
         fits_alone = prompt_tokens is not None and prompt_tokens < available
-        change = (
+        change = advice or (
             "Lower ollama.options.num_predict or raise ollama.options.num_ctx (up to the model's "
             "context length). Start a new conversation to free the whole context."
             if fits_alone

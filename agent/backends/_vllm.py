@@ -59,6 +59,7 @@ from agent.backends._vllm_api import (
     context_error,
     error_message,
     is_context_overflow,
+    overflow,
     timeout_error,
     translate_transport,
     unauthorized,
@@ -68,7 +69,6 @@ from agent.errors import (
     BackendError,
     BackendResponseError,
     BackendTimeoutError,
-    ContextOverflowError,
     ModelNotFoundError,
     ServerBusyError,
     StreamError,
@@ -206,6 +206,9 @@ class Server:
         """The server's version (`GET /version`), asked once."""
         if self._version is None:
             status, body = await self.json("GET", "/version")
+            if status == 404:  # a proxy that passes only /v1 and /tokenize: not worth failing
+                self._version = ""
+                return ""
             if status != 200 or not isinstance(body, dict):
                 raise self.status_error(status, str(body), model="", what="GET /version")
             self._version = str(body.get("version", ""))
@@ -364,9 +367,7 @@ class VLLMBackend(Backend):
         wanted = options.num_predict if options.num_predict and options.num_predict > 0 else None
         needed = sent + (wanted or MIN_COMPLETION)
         if needed > context:
-            raise ContextOverflowError(
-                needed=needed, available=context, model=model, prompt_tokens=sent
-            )
+            raise overflow(needed=needed, available=context, model=model, prompt_tokens=sent)
         return wanted or min(self.completion_reserve, context - sent)
 
     # --- generate ------------------------------------------------------------------------------

@@ -168,6 +168,26 @@ def context_numbers(message: str) -> tuple[int | None, int | None, int | None]:
     return _number(_CONTEXT, message), _number(_PROMPT, message), _number(_COMPLETION, message)
 
 
+def overflow(
+    *, needed: int, available: int, model: str, prompt_tokens: int
+) -> ContextOverflowError:
+    """Ollama's `ContextOverflowError`, advising vLLM's settings (the server fixes the context)."""
+    if prompt_tokens < available:
+        advice = (
+            "Lower num_predict, or restart vLLM with a larger --max-model-len (up to the "
+            "model's context length). Start a new conversation to free the whole context."
+        )
+    else:
+        advice = (
+            "Start a new conversation, shorten the history or the tool results, restart vLLM "
+            "with a larger --max-model-len if the model and the GPUs' memory allow, or serve "
+            "a model with a longer context."
+        )
+    return ContextOverflowError(
+        needed=needed, available=available, model=model, prompt_tokens=prompt_tokens, advice=advice
+    )
+
+
 def context_error(
     message: str, *, model: str, sent: int, max_tokens: int, context: int
 ) -> ContextOverflowError:
@@ -175,7 +195,7 @@ def context_error(
     available, prompt_tokens, completion = context_numbers(message)
     prompt_tokens = prompt_tokens if prompt_tokens is not None else sent
     completion = completion if completion is not None else max_tokens
-    return ContextOverflowError(
+    return overflow(
         needed=prompt_tokens + completion,
         available=available if available is not None else context,
         model=model,

@@ -238,6 +238,8 @@ async def test_a_prompt_that_does_not_fit_is_refused_before_it_is_sent() -> None
             await collect(backend, prompt=PROMPT + "word " * 100)
         assert not emu.completions
     assert caught.value.available == 64
+    assert "--max-model-len" in str(caught.value)
+    assert "ollama" not in str(caught.value)
     assert caught.value.prompt_tokens is not None
     assert caught.value.prompt_tokens > 100
 
