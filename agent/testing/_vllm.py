@@ -8,7 +8,8 @@ there). The same scripts drive it as `OllamaEmulator` (`answer`, `call_tool`, ..
 writes what the model generates, end tokens included, and the emulator does what vLLM does:
 
 * a BOS is added unless `add_special_tokens` is false (a prompt that carries its own
-  `<|begin_of_text|>` then has two; `emu.requests[i].prompt` is what the model saw);
+  `<|begin_of_text|>` then has two; `emu.requests[i].prompt`, and the script's
+  `ScriptRequest.prompt`, are what the model saw, BOS included);
 * `max_tokens` defaults to 16; a prompt that leaves no room is the context-length 400 (the
   current wording; the ≤ 0.9 wording and error shape with `version="0.9.2"`);
 * generation stops at the tokenizer's eos (`<|eot_id|>`: `stop_reason` null), at the other ids

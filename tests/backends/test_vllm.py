@@ -585,3 +585,39 @@ async def test_a_stream_that_breaks_after_its_finish_is_not_sent_again() -> None
     async with fake_vllm(counted) as url, VLLMBackend(url) as backend:
         text, done = await collect(backend)
     assert (text, done.done_reason, calls) == ("Hi.<|eom_id|>", "stop", 1)
+
+
+async def test_leaving_the_stream_early_aborts_the_request_on_the_server() -> None:
+    async with VLLMEmulator(answer("a b c d e f g h"), token_rate=20) as emu:
+        async with VLLMBackend(emu.url) as backend:
+            stream = backend.generate(PROMPT, model=MODEL, options=GenerateOptions())
+            async with contextlib.aclosing(stream) as events:
+                async for event in events:
+                    assert isinstance(event, TextChunk)
+                    break
+        with anyio.fail_after(10):
+            while not emu.completions[-1].cancelled:  # noqa: ASYNC110 - the emulator has no event for it
+                await anyio.sleep(0.01)
+        assert not emu.completions[-1].finished
+
+
+async def test_concurrency_bounds_the_requests_in_flight() -> None:
+    in_flight = peak = 0
+
+    async def script(request: ScriptRequest) -> str:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await anyio.sleep(0.05)
+        in_flight -= 1
+        return "Hi.<|eot_id|>"
+
+    async with (
+        VLLMEmulator(script) as emu,
+        VLLMBackend(emu.url, concurrency=2) as backend,
+        anyio.create_task_group() as group,
+    ):
+        for _ in range(6):
+            group.start_soon(collect, backend)
+    assert len(emu.completions) == 6
+    assert peak == 2
