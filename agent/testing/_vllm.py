@@ -36,7 +36,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -70,7 +69,7 @@ GENERATION_EOS = (128001, 128008, 128009)  # generation_config.json's eos_token_
 BLOCK = 16  # vLLM's default KV block size: the prefix cache holds whole blocks
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Step:
     """One streamed choice: its text, and the finish on the last one."""
 
@@ -79,7 +78,7 @@ class Step:
     stop_reason: int | str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class VLLMGeneration:
     steps: tuple[Step, ...]
     completion_tokens: int
