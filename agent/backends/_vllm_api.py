@@ -1,8 +1,8 @@
 """vLLM's OpenAI-compatible server as `VLLMBackend` uses it (docs/engines/vllm.md has the sources).
 
 * **Requests**: one streamed `/v1/completions` with the raw prompt (`completion_body`).
-* **Errors**: vLLM's error bodies and statuses translated into `agent.errors` (`read_error`,
-  `Server.status_error`), the context-length 400 with its numbers when the message has them
+* **Errors**: vLLM's error bodies and statuses translated into `agent.errors` (`error_message`,
+  `_vllm.Server.status_error`), the context-length 400 with its numbers when the message has them
   (`context_numbers`, every wording vLLM has used).
 * **Generating**: `SSEAttempt` reads the server-sent events under the same deadlines and caps as
   the Ollama path (`_wire.Lines`), and tells `<|eom_id|>` from `<|eot_id|>` by `stop_reason`.
@@ -93,7 +93,7 @@ def completion_body(
 
 def error_message(body: bytes) -> str:
     """The message of an error body, in any of vLLM's shapes: `{"error": {"message": ...}}`
-    (≥ 0.11), `{"object": "error", "message": ...}` (older), `{"error": "Unauthorized"}` (the
+    (recent releases), `{"object": "error", "message": ...}` (older ones), `{"error": "Unauthorized"}` (the
     API-key middleware), FastAPI's `{"detail": ...}`; else the body as text."""
     try:
         parsed = loads(body)
