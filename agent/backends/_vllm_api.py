@@ -93,8 +93,9 @@ def completion_body(
 
 def error_message(body: bytes) -> str:
     """The message of an error body, in any of vLLM's shapes: `{"error": {"message": ...}}`
-    (recent releases), `{"object": "error", "message": ...}` (older ones), `{"error": "Unauthorized"}` (the
-    API-key middleware), FastAPI's `{"detail": ...}`; else the body as text."""
+    (recent releases), `{"object": "error", "message": ...}` (older ones),
+    `{"error": "Unauthorized"}` (the API-key middleware), FastAPI's `{"detail": ...}`; else
+    the body as text."""
     try:
         parsed = loads(body)
     except orjson.JSONDecodeError:
