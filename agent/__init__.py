@@ -58,6 +58,7 @@ __all__ = [
     "Event",
     "GenerateOptions",
     "Limits",
+    "LlamaCppBackend",
     "MCPTools",
     "Message",
     "OllamaBackend",
@@ -88,7 +89,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from agent.backends import OllamaBackend
+    from agent.backends import LlamaCppBackend, OllamaBackend
     from agent.config import load_agent
 
     MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
@@ -100,6 +101,11 @@ else:
 
             globals()[name] = OllamaBackend  # later lookups skip this function
             return OllamaBackend
+        if name == "LlamaCppBackend":  # the same HTTP stack, so loaded the same way
+            from agent.backends import LlamaCppBackend
+
+            globals()[name] = LlamaCppBackend
+            return LlamaCppBackend
         if name == "load_agent":
             from agent.config import load_agent
 

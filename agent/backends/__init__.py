@@ -35,6 +35,7 @@ from agent.backends._base import (
 )
 
 if TYPE_CHECKING:
+    from agent.backends._llamacpp import LlamaCppBackend
     from agent.backends._ollama import OllamaBackend
     from agent.backends._ollama_api import PullProgress
 else:
@@ -42,6 +43,7 @@ else:
     # `import agent` (and the format layer, `agent.llama3`) does not pay for it.
     _LAZY = {
         "OllamaBackend": "agent.backends._ollama",
+        "LlamaCppBackend": "agent.backends._llamacpp",
         "PullProgress": "agent.backends._ollama_api",
     }
 
@@ -62,6 +64,7 @@ __all__ = [
     "DoneReason",
     "GenerateEvent",
     "GenerateOptions",
+    "LlamaCppBackend",
     "ModelInfo",
     "OllamaBackend",
     "PullProgress",

@@ -1,5 +1,8 @@
 """`python -m agent.testing serve`: run an `OllamaEmulator` as a process.
 
+(`python -m agent.testing llama-server build` builds the real `llama-server` the tests run
+into a cache outside the repository; `... llama-server path` prints the one they would use.)
+
 Prints `listening on http://127.0.0.1:PORT` on the first line of stdout, then serves until it
 is terminated. The script is `--reply TEXT` (always that answer), `--echo`, or
 `--script module:attribute` (a script object, or a function with no arguments returning one).
@@ -97,10 +100,19 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="requests kept in memory, newest first (default 1000)",
     )
+    # Parsed by `_llama_server.main`: everything after the word is its own.
+    commands.add_parser(
+        "llama-server", help="build (or locate) the real llama-server the tests run", add_help=False
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["llama-server"]:
+        from agent.testing._llama_server import main as llama_server
+
+        return llama_server(argv[1:])
     args = _parser().parse_args(argv)
     try:
         from agent.testing import OllamaEmulator
