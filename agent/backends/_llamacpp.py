@@ -406,4 +406,3 @@ class LlamaCppBackend(Backend):
             ) from exc
         logger.info("llama-server busy (%d); retry %d in %.2f s", exc.status, busy, wait)
         await anyio.sleep(wait)
-

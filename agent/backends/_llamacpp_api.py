@@ -372,7 +372,9 @@ class Attempt:
 
         def nanoseconds(key: str) -> int:
             value = timings.get(key)
-            return int(value * 1e6) if type(value) in (int, float) and value >= 0 else 0
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return int(value * 1e6)
+            return 0
 
         prompt_ns, predicted_ns = nanoseconds("prompt_ms"), nanoseconds("predicted_ms")
         values: dict[str, int] = {

@@ -256,7 +256,7 @@ def write_tiny_model(
     writer.add_eos_token_id(EOT)  # as Meta's 3.1 instruct models
     writer.add_eot_token_id(EOT)
     writer.add_eom_token_id(EOM)
-    writer.add_add_bos_token(True)
+    writer.add_add_bos_token(value=True)
 
     writer.add_tensor("token_embd.weight", embedding.astype(np.float16))
     writer.add_tensor("output_norm.weight", np.ones(width, np.float32))
@@ -410,10 +410,12 @@ class LlamaServer:
                     f"llama-server exited with {self._process.returncode} before it was "
                     f"ready:\n{self.log()}"
                 )
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(self.url + "/health", timeout=2) as answer,
+            ):
+                if answer.status == 200:
+                    return
             time.sleep(0.05)
         raise TimeoutError(
             f"llama-server was not ready within {self.ready_timeout} s:\n{self.log()}"
