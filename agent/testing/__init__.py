@@ -52,6 +52,7 @@ except ModuleNotFoundError as exc:
         raise TestingExtraMissingError(_EXTRA_MISSING, name="h11") from _missing
 
 else:
+    from agent.testing._llamacpp import LlamaCppEmulator
     from agent.testing._model import (
         Busy,
         DropConnection,
@@ -82,6 +83,7 @@ __all__ = [
     "ErrorLine",
     "Fault",
     "GarbageLine",
+    "LlamaCppEmulator",
     "OllamaEmulator",
     "RecordedRequest",
     "Script",
