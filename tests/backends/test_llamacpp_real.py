@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from agent import Agent
@@ -31,6 +32,7 @@ from agent.llama3 import (
     parse_completion,
     render_prompt,
 )
+from agent.testing import LlamaCppEmulator, answer
 from agent.testing._llama_server import (
     CALL_TEXT,
     CALL_TOKENS,
@@ -278,3 +280,54 @@ async def test_an_agent_runs_end_to_end(llama_server: LlamaServer) -> None:
     assert first.messages[-1].raw == HELLO_TEXT + "<|eot_id|>"
     step = second.usage.steps[-1]
     assert step.prompt_eval_count < step.prompt_tokens_sent // 2
+
+
+async def sse_events(url: str, body: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/completion", json=body) as response,
+    ):
+        raw = await response.read()
+    lines = raw.split(b"\n")
+    assert b"data: [DONE]" not in lines
+    parsed = [orjson.loads(line[6:]) for line in lines if line.startswith(b"data: ")]
+    return response.status, parsed
+
+
+async def test_the_emulator_speaks_like_the_real_server(llama_server: LlamaServer) -> None:
+    """The fields and special token ids of every event, and the context error, are the real
+    server's (ordinary token ids are the emulator's stand-ins)."""
+    prompt = conversation().removeprefix(BEGIN_OF_TEXT)
+    body = {"prompt": prompt, "n_predict": 8, "stream": True, "temperature": 0}
+    long = {"prompt": "llama " * (CONTEXT + 10), "n_predict": 2, "stream": True}
+    async with LlamaCppEmulator(answer(HELLO_TEXT), n_ctx=CONTEXT) as emu:
+        shapes = []
+        for url in (llama_server.url, emu.url):
+            status, events = await sse_events(url, body)
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(url + "/completion", json=long) as response,
+            ):
+                error = await response.json()
+            shapes.append(
+                (
+                    status,
+                    # Ordinary ids are the emulator's stand-ins; special ids are the real ones.
+                    [
+                        (e["content"], [t if t >= 128000 else 0 for t in e["tokens"]])
+                        for e in events[:-1]
+                    ],
+                    set(events[0]),
+                    events[-1]["stop_type"],
+                    response.status,
+                    set(error["error"]),
+                    error["error"]["type"],
+                )
+            )
+            final_keys = {"stop_type", "stopping_word", "tokens_cached", "timings", "prompt"}
+            assert final_keys <= set(events[-1])
+            assert {"prompt_n", "cache_n", "predicted_n", "predicted_ms"} <= set(
+                events[-1]["timings"]
+            )
+    real, emulated = shapes
+    assert real == emulated
