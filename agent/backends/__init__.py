@@ -13,7 +13,8 @@ Inside, shared by every backend: `_base` (the `Backend` ABC, its events, options
 streams, reading an NDJSON body under deadlines and size caps) and `_context` (`num_ctx` sizing,
 token counting, model info). Per server: `_ollama` (the backend: retries, resumption, checks)
 and `_ollama_api` (Ollama's HTTP API and its errors). A new backend is a module of its own beside
-`_ollama`, built on the shared three.
+`_ollama`, built on the shared three: `_llamacpp` (llama.cpp's `llama-server`, its wire in
+`_llamacpp_api`).
 """
 
 from __future__ import annotations

@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--version", default="0.12.6")
     serve.add_argument("--models", default="llama3.1,llama3.2,llama3.3")
     serve.add_argument(
+        "--engine",
+        choices=("ollama", "llamacpp"),
+        default="ollama",
+        help="the server to emulate (llamacpp: llama-server, serving the first of --models)",
+    )
+    serve.add_argument(
         "--max-records",
         type=int,
         default=1000,
@@ -130,6 +136,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), USAGE_ERROR)
 
     async def run() -> None:
+        if args.engine == "llamacpp":
+            from agent.testing import LlamaCppEmulator
+
+            alias = next((m for m in args.models.split(",") if m), "llama3.1")
+            llamacpp = LlamaCppEmulator(
+                script,
+                alias=alias,
+                latency=args.latency,
+                token_rate=args.token_rate,
+                port=args.port,
+                max_records=args.max_records,
+            )
+            async with llamacpp as emu:
+                print(f"listening on {emu.url}", flush=True)
+                await anyio.sleep_forever()
         emulator = OllamaEmulator(
             script,
             models=[m for m in args.models.split(",") if m],

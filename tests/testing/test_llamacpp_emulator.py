@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 
 from agent.testing import Busy, LlamaCppEmulator, answer, call_tool
@@ -130,3 +133,22 @@ async def test_props_models_and_tokenize() -> None:
         {"id": 128000, "piece": "<|begin_of_text|>"},
         {"id": 128010, "piece": "<|python_tag|>"},
     ]
+
+
+def test_serve_engine_llamacpp_runs_until_terminated() -> None:
+    command = [sys.executable, "-m", "agent.testing", "serve", "--engine", "llamacpp"]
+    process = subprocess.Popen(
+        [*command, "--reply", "Pong.", "--models", "llama3.3"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip().removeprefix("listening on ")
+        models = httpx.get(f"{url}/v1/models", timeout=30).json()
+        assert models["data"][0]["id"] == "llama3.3"
+        body = {"prompt": "x", "stream": True}
+        lines = httpx.post(f"{url}/completion", json=body, timeout=30).text.split("\n")
+        contents = [json.loads(line[6:])["content"] for line in lines if line.startswith("data:")]
+        assert "".join(contents) == "Pong."
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
