@@ -165,15 +165,22 @@ class LlamaCppBackend(Backend):
     # --- small calls ---------------------------------------------------------------------------
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
-        """One small JSON call within `Timeouts.request`, its failures translated."""
+        """One small JSON call within `Timeouts.request`, its failures translated; 503 and 429
+        (the model is still loading) are retried like a generation's, within that time."""
         session = (await self._connections.current()).client
         what = f"{method} {path}"
+        data = None if body is None else orjson.dumps(body)
         try:
             with anyio.fail_after(self.timeouts.request):
-                data = None if body is None else orjson.dumps(body)
-                async with session.request(method, self.url + path, data=data) as response:
-                    raw = await response.read()
-                    status = response.status
+                busy = 0
+                while True:
+                    async with session.request(method, self.url + path, data=data) as response:
+                        raw = await response.read()
+                        status = response.status
+                    busy += 1
+                    if status not in _RETRIED or busy >= self.retries.busy_attempts:
+                        break
+                    await anyio.sleep(self.retries.backoff(busy, self._rng))
         except TimeoutError as exc:
             raise BackendTimeoutError(
                 f"llama-server at {self.url} did not answer {what} within "
@@ -186,8 +193,8 @@ class LlamaCppBackend(Backend):
             error = ServerAnswer(status, raw)
             if status in _RETRIED:
                 raise ServerBusyError(
-                    f"llama-server at {self.url} answered {status} to {what} ({error.message}): "
-                    "it is still loading its model, or busy; try again shortly."
+                    f"llama-server at {self.url} answered {status} to {what} ({error.message}) "
+                    f"{busy} times: it is still loading its model, or busy; try again shortly."
                 )
             raise answer_error(error, model="", url=self.url)
         try:

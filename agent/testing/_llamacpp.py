@@ -22,7 +22,8 @@ The endpoints `LlamaCppBackend` uses, as llama.cpp 0.5.0-dev (vendored by llama-
 The same `Script`s drive it as `OllamaEmulator` (`answer`, `call_tool`, ...; the request's
 `prompt` is without the BOS), and the same faults: `Busy` (503 `unavailable_error`, as while
 the model loads), `ServerError`, `DropConnection`, `Stall`, `GarbageLine`, `ErrorLine` (an SSE
-error event); a fault with the default paths hits `/completion`. Simplified: a stop word is
+error event); a fault with the default paths hits `/completion`, and `Busy(paths=("/props",))`
+makes another endpoint answer 503 `Loading model`. Simplified: a stop word is
 found in the whole text after each token (the server also holds back text that could begin
 one); tokens are the emulator's approximation of Llama 3's (`agent.llama3.count_tokens`).
 """
@@ -202,6 +203,11 @@ class LlamaCppEmulator:
                 self._record(method=request.method, path=request.path, headers=headers, status=401)
                 await responder.json(401, _error(401, "Invalid API Key", "authentication_error"))
                 return
+        if route != ("POST", "/completion") and isinstance(self._faults.take(request.path), Busy):
+            # As while the model loads: every endpoint but /health answers 503.
+            self._record(method=request.method, path=request.path, headers=headers, status=503)
+            await responder.json(503, _error(503, "Loading model", "unavailable_error"))
+            return
         handlers = {
             ("GET", "/props"): self._props,
             ("GET", "/v1/models"): self._models,
@@ -271,7 +277,7 @@ class LlamaCppEmulator:
             prompt=BEGIN_OF_TEXT + prompt,  # what the model sees: the server adds the BOS
             stream=bool(body.get("stream")),
         )
-        fault = self._faults.take(GENERATION_PATHS[0])
+        fault = self._faults.take(request.path) or self._faults.take(GENERATION_PATHS[0])
         if isinstance(fault, Busy):
             self._replace(record, status=503, fault=fault)
             await responder.json(503, _error(503, "Loading model", "unavailable_error"))
@@ -353,8 +359,6 @@ class LlamaCppEmulator:
                     self._replace(record, fault=fault, completion="".join(sent_text))
                     return
                 sent_text.append(content)
-                if stop_type == "word" and not content:
-                    break
                 await self._event(
                     responder,
                     {
@@ -377,8 +381,9 @@ class LlamaCppEmulator:
             if await self._before_event(fault, events, responder):
                 self._replace(record, fault=fault, completion="".join(sent_text))
                 return
-            # The end token is sampled but never decoded: the cache holds the rest.
-            kept = generated[:-1] if stop_type == "eos" and generated else generated
+            # The last token (an end token or not) is sampled but never decoded: the cache
+            # holds the rest.
+            kept = generated[:-1]
             self.cache = seen + "".join(kept)
             predicted_ms = (time.monotonic() - started) * 1000 - prompt_ms
             final = {

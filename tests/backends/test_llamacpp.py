@@ -191,6 +191,19 @@ async def test_503_is_retried_then_busy() -> None:
                 await collect(b)
 
 
+async def test_a_loading_server_is_waited_for() -> None:
+    faults = [Busy(paths=("/props", "/tokenize"), times=3)]
+    async with LlamaCppEmulator(answer("Hi."), faults=faults) as emu:
+        async with LlamaCppBackend(emu.url, retries=FAST) as b:
+            text, _ = await collect(b)
+        assert text == "Hi.<|eot_id|>"
+        assert [r.status for r in emu.requests][:4] == [503, 503, 503, 200]
+        emu.inject(Busy(paths=("/props",), times=None))
+        async with LlamaCppBackend(emu.url, retries=FAST) as b:
+            with pytest.raises(ServerBusyError, match="loading"):
+                await b.version()
+
+
 async def test_unreachable() -> None:
     async with LlamaCppEmulator(answer("Hi.")) as emu:
         url = emu.url
