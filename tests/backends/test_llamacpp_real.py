@@ -39,10 +39,11 @@ from agent.testing._llama_server import (
     HELLO_TEXT,
     HELLO_TOKENS,
     TRIGGER_CALL,
+    Installed,
     LlamaServer,
     find_installed,
     missing_reason,
-    running_tiny_server,
+    write_tiny_model,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -52,14 +53,24 @@ GREEDY = GenerateOptions(temperature=0, num_predict=32)
 
 
 @pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    installed = find_installed()
-    if installed is None:
+def installed() -> Installed:
+    found = find_installed()
+    if found is None:
         if os.environ.get("CI") == "true":
             pytest.fail(missing_reason())
         pytest.skip(missing_reason())
+    return found
+
+
+@pytest.fixture(scope="session")
+def tiny_model(installed: Installed, tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory: Path = tmp_path_factory.mktemp("llama-server")
-    with running_tiny_server(directory, installed, context=CONTEXT) as server:
+    return write_tiny_model(directory / "tiny-llama-3.1.gguf", installed.vocab)
+
+
+@pytest.fixture(scope="session")
+def llama_server(installed: Installed, tiny_model: Path) -> Iterator[LlamaServer]:
+    with LlamaServer(installed.server, tiny_model, context=CONTEXT) as server:
         yield server
 
 
@@ -184,6 +195,22 @@ async def test_python_tag_and_eom_come_back_from_the_token_ids(llama_server: Lla
     assert parsed.tool_calls == (ToolCall(name="brave_search", arguments={"query": "llama"}),)
 
 
+async def test_a_server_with_special_gives_the_same_text(
+    installed: Installed, tiny_model: Path
+) -> None:
+    # With --special the server writes the control tokens' text itself: not doubled.
+    prompt = BEGIN_OF_TEXT + "Look it up." + TRIGGER_CALL
+    with LlamaServer(installed.server, tiny_model, context=CONTEXT, args=["--special"]) as server:
+        async with LlamaCppBackend(server.url) as backend:
+            events = [e async for e in backend.generate(prompt, model="llama3.1", options=GREEDY)]
+            _, raw = await sse_events(
+                server.url, {"prompt": "x" + TRIGGER_CALL, "n_predict": 2, "temperature": 0}
+            )
+    assert raw[0]["content"] == "<|python_tag|>"  # the server did write it
+    text = "".join(e.text for e in events if isinstance(e, TextChunk))
+    assert text == f"<|python_tag|>{CALL_TEXT}<|eom_id|>"
+
+
 async def test_the_length_limit_ends_as_length(llama_server: LlamaServer) -> None:
     prompt = BEGIN_OF_TEXT + "Once upon a time"  # no fixed successor: random tokens
     options = GenerateOptions(temperature=1.0, seed=7, num_predict=5)
@@ -285,7 +312,7 @@ async def test_an_agent_runs_end_to_end(llama_server: LlamaServer) -> None:
 async def sse_events(url: str, body: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     async with (
         aiohttp.ClientSession() as session,
-        session.post(url + "/completion", json=body) as response,
+        session.post(url + "/completion", json={"stream": True, **body}) as response,
     ):
         raw = await response.read()
     lines = raw.split(b"\n")
