@@ -147,6 +147,11 @@ def build(
         tree = _llama_cpp_tree(source) if source else _download(version, Path(scratch), log)
         built = tree / "build" / "bin" / "llama-server"
         if not (source and built.is_file()):
+            if shutil.which("cmake") is None:
+                raise FileNotFoundError(
+                    "cmake is not on PATH: install it and a C++ compiler (`apt-get install cmake "
+                    "g++`, or `pip install cmake`), then run this again"
+                )
             build_dir = Path(scratch) / "build"
             built = build_dir / "bin" / "llama-server"
             _run(["cmake", "-S", str(tree), "-B", str(build_dir), *CMAKE_OPTIONS], log)
