@@ -288,3 +288,18 @@ async def test_an_agent_calls_a_tool_end_to_end() -> None:
     call = '<|python_tag|>{"name": "add", "parameters": {"a": 1, "b": 2}}<|eom_id|>'
     assert second.prompt.startswith(first.prompt + call)
     assert second.cached_tokens >= first.prompt_tokens
+
+
+async def test_the_family_comes_from_the_served_file_then_the_name() -> None:
+    path = "/models/Llama-3.2-3B-Instruct-Q8_0.gguf"
+    async with (
+        LlamaCppEmulator(alias="default", model_path=path) as emu,
+        LlamaCppBackend(emu.url) as b,
+    ):
+        assert (await b.model_info("default")).family == "3.2"
+    async with (
+        LlamaCppEmulator(alias="meta-llama/Llama-3.3-70B-Instruct", model_path="/m.gguf") as emu,
+        LlamaCppBackend(emu.url) as b,
+    ):
+        info = await b.ensure_model("meta-llama/Llama-3.3-70B-Instruct", tools=True)
+        assert (info.family, info.supports_tools) == ("3.3", True)
