@@ -76,10 +76,11 @@ _DONE_REASONS: dict[str, DoneReason] = {"eos": "stop", "word": "stop", "limit": 
 
 
 def special_text(content: str, tokens: Any) -> tuple[str, str | None]:
-    """The event's text with its special token put back, and that token's text (or None).
+    """The event's text before its special token, and that token's text (None if it has none).
 
     The token is the last of the event: held-back text comes out with the token that released
-    it, before it. With `--special` the server already wrote it; it is not doubled.
+    it, before it. With `--special` the server already wrote the token's text: it is split off
+    here, so the caller appends it exactly once either way.
     """
     if type(tokens) is not list or not tokens:
         return content, None

@@ -30,17 +30,19 @@ one); tokens are the emulator's approximation of Llama 3's (`agent.llama3.count_
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
 import anyio
+import anyio.from_thread
 
 from agent.llama3 import BEGIN_OF_TEXT, SPECIAL_TOKENS, common_prefix_length, count_tokens
 from agent.testing._emulator import RecordedRequest
@@ -156,10 +158,30 @@ class LlamaCppEmulator:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @contextlib.contextmanager
+    def start_in_thread(self) -> Iterator[LlamaCppEmulator]:
+        """Run the emulator on an event loop in a background thread, for synchronous code."""
+        with (
+            anyio.from_thread.start_blocking_portal() as portal,
+            portal.wrap_async_context_manager(self),
+        ):
+            self.portal: anyio.from_thread.BlockingPortal = portal
+            yield self
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (to see a client leak)."""
+        return self._server.open_connections if self._server is not None else 0
+
     async def refuse_connections(self) -> None:
         """Close the listening socket and every connection: clients get 'connection refused'."""
         assert self._server is not None
         await self._server.stop_listening()
+
+    async def accept_connections(self) -> None:
+        """Listen again on the same port."""
+        assert self._server is not None
+        await self._server.listen()
 
     def inject(self, fault: Fault) -> None:
         """Add a fault; it hits the next `fault.times` matching requests."""

@@ -303,3 +303,38 @@ async def test_the_family_comes_from_the_served_file_then_the_name() -> None:
     ):
         info = await b.ensure_model("meta-llama/Llama-3.3-70B-Instruct", tools=True)
         assert (info.family, info.supports_tools) == ("3.3", True)
+
+
+async def test_concurrency_gate_and_no_connection_left_open() -> None:
+    in_flight = peak = 0
+
+    async def slow(request: object) -> str:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await anyio.sleep(0.05)
+        in_flight -= 1
+        return "Hi.<|eot_id|>"
+
+    async with LlamaCppEmulator(slow) as emu:
+        backend = LlamaCppBackend(emu.url, concurrency=2)
+        async with anyio.create_task_group() as group:
+            for _ in range(6):
+                group.start_soon(collect, backend)
+        assert (peak, len(emu.completions)) == (2, 6)
+        await backend.aclose()
+        with anyio.fail_after(5):
+            while emu.open_connections:  # noqa: ASYNC110 - nothing to wait on but the count
+                await anyio.sleep(0.01)
+
+
+def test_the_emulator_runs_in_a_thread_for_synchronous_code() -> None:
+    import httpx
+
+    with LlamaCppEmulator(answer("Hi.")).start_in_thread() as emu:
+        assert httpx.get(emu.url + "/health").json() == {"status": "ok"}
+        emu.portal.call(emu.refuse_connections)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(emu.url + "/health")
+        emu.portal.call(emu.accept_connections)
+        assert httpx.get(emu.url + "/health").status_code == 200
