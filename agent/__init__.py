@@ -12,10 +12,11 @@ Every public name is re-exported here from the package that defines it: `agent.l
 format), `agent.toolkit` (tools), `agent.backends` (model servers), `agent.loop` (the agent and
 its runs), `agent.config` (YAML). The errors are in `agent.errors`.
 
-Two names load on first use: `OllamaBackend`, whose module is the HTTP stack (ollama, httpx,
-aiohttp) that `import agent.llama3` (the pure format layer) and `import agent` must not pay for;
-and `load_agent`, because `agent.config` builds its YAML spec from the registered toolsets, whose
-modules import `agent` (the built-ins use this public API like any plugin).
+Some names load on first use: the backends (`OllamaBackend`, `VLLMBackend`, ...), whose modules
+are the HTTP stack (ollama, httpx, aiohttp) that `import agent.llama3` (the pure format layer)
+and `import agent` must not pay for; and `load_agent`, because `agent.config` builds its YAML
+spec from the registered toolsets, whose modules import `agent` (the built-ins use this public
+API like any plugin).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ __all__ = [
     "Event",
     "GenerateOptions",
     "Limits",
+    "LlamaCppBackend",
     "MCPTools",
     "Message",
     "OllamaBackend",
@@ -89,23 +91,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from agent.backends import OllamaBackend, VLLMBackend
+    from agent.backends import LlamaCppBackend, OllamaBackend, VLLMBackend
     from agent.config import load_agent
 
     MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
 else:
+    # The backends' modules are the HTTP stack: loaded on first use, like `agent.backends` does.
+    _BACKENDS = frozenset({"LlamaCppBackend", "OllamaBackend", "VLLMBackend"})
 
     def __getattr__(name: str) -> Any:
-        if name == "OllamaBackend":
-            from agent.backends import OllamaBackend
+        if name in _BACKENDS:
+            from agent import backends
 
-            globals()[name] = OllamaBackend  # later lookups skip this function
-            return OllamaBackend
-        if name == "VLLMBackend":  # the same HTTP stack, on first use too
-            from agent.backends import VLLMBackend
-
-            globals()[name] = VLLMBackend
-            return VLLMBackend
+            value = getattr(backends, name)
+            globals()[name] = value  # later lookups skip this function
+            return value
         if name == "load_agent":
             from agent.config import load_agent
 

@@ -18,6 +18,7 @@ EXPECTED = [
     "Event",
     "GenerateOptions",
     "Limits",
+    "LlamaCppBackend",
     "MCPTools",
     "Message",
     "OllamaBackend",

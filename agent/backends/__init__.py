@@ -12,9 +12,9 @@ Inside, shared by every backend: `_base` (the `Backend` ABC, its events, options
 `Retries`, host parsing), `_wire` (HTTP clients per event loop, transport failures, dropped
 streams, reading an NDJSON body under deadlines and size caps) and `_context` (`num_ctx` sizing,
 token counting, model info). Per server: `_ollama` (the backend: retries, resumption, checks)
-and `_ollama_api` (Ollama's HTTP API and its errors); `_vllm` and `_vllm_api` (vLLM's
-OpenAI-compatible server: `VLLMBackend`). A new backend is a module of its own beside
-`_ollama`, built on the shared three.
+and `_ollama_api` (Ollama's HTTP API and its errors). Other engines, each a module of its own
+beside `_ollama` built on the shared three, its wire in a second one: `_vllm`/`_vllm_api`
+(vLLM's OpenAI-compatible server), `_llamacpp`/`_llamacpp_api` (llama.cpp's `llama-server`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from agent.backends._base import (
 )
 
 if TYPE_CHECKING:
+    from agent.backends._llamacpp import LlamaCppBackend
     from agent.backends._ollama import OllamaBackend
     from agent.backends._ollama_api import PullProgress
     from agent.backends._vllm import VLLMBackend
@@ -44,6 +45,7 @@ else:
     # `import agent` (and the format layer, `agent.llama3`) does not pay for it.
     _LAZY = {
         "OllamaBackend": "agent.backends._ollama",
+        "LlamaCppBackend": "agent.backends._llamacpp",
         "PullProgress": "agent.backends._ollama_api",
         "VLLMBackend": "agent.backends._vllm",
     }
@@ -65,6 +67,7 @@ __all__ = [
     "DoneReason",
     "GenerateEvent",
     "GenerateOptions",
+    "LlamaCppBackend",
     "ModelInfo",
     "OllamaBackend",
     "PullProgress",

@@ -22,6 +22,10 @@ Layout: `_emulator` (the `OllamaEmulator`, its state and small endpoints), `_com
 generation, tool calls and NDJSON stream sent back), `_model` (models and their template,
 scripts and faults), `_http` (the HTTP/1.1 server), `__main__` (`python -m
 agent.testing serve`), `pytest_plugin` (fixtures).
+
+Other engines: `LlamaCppEmulator` (`_llamacpp`) speaks llama.cpp's `llama-server`, driven by the
+same scripts and faults; `_llama_server` builds and runs the REAL `llama-server` the tests also
+use (`python -m agent.testing llama-server build`).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ except ModuleNotFoundError as exc:
         raise TestingExtraMissingError(_EXTRA_MISSING, name="h11") from _missing
 
 else:
+    from agent.testing._llamacpp import LlamaCppEmulator
     from agent.testing._model import (
         Busy,
         DropConnection,
@@ -84,6 +89,7 @@ __all__ = [
     "ErrorLine",
     "Fault",
     "GarbageLine",
+    "LlamaCppEmulator",
     "OllamaEmulator",
     "RecordedRequest",
     "Script",

@@ -1,5 +1,8 @@
-"""`python -m agent.testing serve`: run an `OllamaEmulator` (or, `--engine vllm`, a
-`VLLMEmulator`) as a process.
+"""`python -m agent.testing serve`: run an `OllamaEmulator` (or, with `--engine`, the emulator
+of vLLM or llama.cpp's `llama-server`) as a process.
+
+(`python -m agent.testing llama-server build` builds the real `llama-server` the tests run
+into a cache outside the repository; `... llama-server path` prints the one they would use.)
 
 Prints `listening on http://127.0.0.1:PORT` on the first line of stdout, then serves until it
 is terminated. The script is `--reply TEXT` (always that answer), `--echo`, or
@@ -92,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--chunk-chars", type=int, default=None)
     serve.add_argument("--version", default=None, help="the server version it reports")
     serve.add_argument(
-        "--engine", choices=["ollama", "vllm"], default="ollama", help="the protocol it speaks"
+        "--engine",
+        choices=("ollama", "vllm", "llamacpp"),
+        default="ollama",
+        help="the server to emulate (llamacpp: llama-server, serving the first of --models)",
     )
     serve.add_argument("--model", default=None, help="vllm: the served model")
     serve.add_argument("--models", default="llama3.1,llama3.2,llama3.3")
@@ -102,13 +108,22 @@ def _parser() -> argparse.ArgumentParser:
         default=1000,
         help="requests kept in memory, newest first (default 1000)",
     )
+    # Parsed by `_llama_server.main`: everything after the word is its own.
+    commands.add_parser(
+        "llama-server", help="build (or locate) the real llama-server the tests run", add_help=False
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["llama-server"]:
+        from agent.testing._llama_server import main as llama_server
+
+        return llama_server(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        from agent.testing import OllamaEmulator, VLLMEmulator
+        from agent.testing import LlamaCppEmulator, OllamaEmulator, VLLMEmulator
     except ImportError as exc:  # the testing extra is missing: its message says how to fix it
         return _fail(str(exc), 1)
     try:
@@ -123,12 +138,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), USAGE_ERROR)
 
     async def run() -> None:
-        emulator: OllamaEmulator | VLLMEmulator
+        emulator: OllamaEmulator | VLLMEmulator | LlamaCppEmulator
         if args.engine == "vllm":
             emulator = VLLMEmulator(
                 script,
                 **({"model": args.model} if args.model else {}),
                 **({"version": args.version} if args.version else {}),
+                latency=args.latency,
+                token_rate=args.token_rate,
+                port=args.port,
+                max_records=args.max_records,
+            )
+        elif args.engine == "llamacpp":
+            emulator = LlamaCppEmulator(
+                script,
+                alias=next((m for m in args.models.split(",") if m), "llama3.1"),
                 latency=args.latency,
                 token_rate=args.token_rate,
                 port=args.port,

@@ -56,6 +56,7 @@ class Responder:
         self._pending = b""  # the status line and headers, until the first write
         self.started = False
         self.aborted = False
+        self.close_after = False  # close the connection (orderly) once the response is sent
         self.client_gone = anyio.Event()
 
     async def start(self, status: int, content_type: str, *, length: int | None = None) -> None:
@@ -225,7 +226,7 @@ class HttpServer:
                 return
             responder = Responder(conn, stream, head=request.method == "HEAD")
             await self._run_handler(request, responder, conn, stream)
-            if responder.aborted or responder.client_gone.is_set():
+            if responder.aborted or responder.client_gone.is_set() or responder.close_after:
                 return
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
