@@ -263,18 +263,21 @@ async def run_batch(
     progress: Progress | None = None,
     summary: BatchSummary | None = None,
     retry_errors: bool = True,
+    resumed: Resumed | None = None,
 ) -> BatchSummary:
     """Run every task not yet in `output` with `agent`, appending one record per run.
 
     `summary` (made if not given) is filled in as runs finish, so a caller that is interrupted
-    still has the counts. `retry_errors`: see `resume`.
+    still has the counts. `retry_errors`: see `resume`. `resumed`: what the caller's own
+    `resume(output)` found (it checked the file before connecting to anything).
     """
     if concurrency < 1:
         raise DeveloperError(f"concurrency must be at least 1, got {concurrency}")
     summary = summary if summary is not None else BatchSummary()
     clock = time.perf_counter()
     all_tasks = list(tasks)
-    resumed = resume(output, retry_errors=retry_errors)
+    if resumed is None:
+        resumed = resume(output, retry_errors=retry_errors)
     todo = pending(all_tasks, resumed)
     summary.total = len(all_tasks)
     summary.skipped = len(all_tasks) - len(todo)

@@ -519,14 +519,19 @@ def batch(
         ),
     ] = None,
     ray: Annotated[
-        str | None,
+        bool,
         typer.Option(
             "--ray",
-            metavar="[ADDRESS]",
-            is_flag=False,
-            flag_value="",
-            help="Run shards as Ray tasks (the ray extra): on the cluster at ADDRESS, or alone "
-            "(last on the line) on RAY_ADDRESS or a local Ray.",
+            help="Run shards as Ray tasks (the ray extra), on the cluster at --ray-address, "
+            "else RAY_ADDRESS, else a local Ray started for the batch.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="ADDRESS",
+            help="The Ray cluster for --ray (ray://host:10001, auto); implies --ray.",
             show_default=False,
         ),
     ] = None,
@@ -570,7 +575,7 @@ def batch(
         output=output,
         concurrency=concurrency,
         shard=shard,
-        ray=ray,
+        ray=ray_address if ray_address is not None else ("" if ray else None),
         judge=judge,
         as_json=as_json,
         host=host,

@@ -10,6 +10,7 @@ and the usual codes for a bad config (3), an unreachable server (4) or a missing
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from agent.batch import (
     Task,
     load_judge,
     read_tasks,
+    resume,
     run_batch,
     run_batch_on_ray,
 )
@@ -82,12 +84,12 @@ class _Bar:
         self._clock = 0.0
 
     def started(self, summary: BatchSummary) -> None:
-        self._clock = anyio.current_time()
+        self._clock = time.monotonic()
         self._progress.update(self._task, total=summary.total - summary.skipped, completed=0)
         self._progress.start()
 
     def finished_one(self, record: RunRecord, summary: BatchSummary) -> None:
-        elapsed = anyio.current_time() - self._clock
+        elapsed = time.monotonic() - self._clock
         self._progress.update(
             self._task,
             completed=summary.done,
@@ -121,12 +123,13 @@ def _summary_lines(summary: BatchSummary, output: Path) -> list[str]:
             + (f" ({checks['judge_errors']} judge errors)" if checks["judge_errors"] else "")
         )
     lines.append(f"tokens: {summary.tokens:,}")
-    if summary.failed:
+    if summary.errors:
         lines.append(
-            f"{summary.errors} runs ended in error (their records say why; a rerun tries them "
-            "again)"
-            + (f"; the judge failed {summary.judge_errors} times" if summary.judge_errors else "")
+            f"{summary.errors} runs ended in error: their records say why; run the same "
+            "command again to retry them"
         )
+    if summary.judge_errors:
+        lines.append(f"the judge broke {summary.judge_errors} times: see the records' check.reason")
     return lines
 
 
@@ -183,6 +186,7 @@ def _local(
 ) -> None:
     judge: Judge | None = load_judge(options.judge) if options.judge else None
     agent, _ = _agent(options.config, host=options.host, overrides=options.overrides)
+    resumed = resume(options.output)  # a file that is not a batch output: refused before runs
 
     async def go() -> None:
         async with agent:
@@ -197,6 +201,7 @@ def _local(
                 judge=judge,
                 progress=bar,
                 summary=summary,
+                resumed=resumed,
             )
 
     anyio.run(go)
