@@ -89,3 +89,28 @@ def test_a_kill_9_mid_batch_loses_only_the_runs_in_flight(
     records = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     assert sorted(r["id"] for r in records) == list(range(TASKS))  # every id once, none torn
     assert all(r["answer"] == f"task number {r['id']}" for r in records)
+
+
+def test_ctrl_c_stops_cleanly_keeps_what_was_written_and_says_so(
+    config: Path, write_tasks: WriteTasks, emulator: StartEmulator, tmp_path: Path
+) -> None:
+    if not SCRIPT.exists():
+        pytest.skip("the llama-agent script is not installed in this environment")
+    emu = emulator(echo(), latency=0.1)
+    output = tmp_path / "runs.jsonl"
+    process = _batch(config, write_tasks(TASKS), output, emu.url)
+    try:
+        _wait_for_lines(output, process, 20)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert b"Traceback" not in stderr
+    summary = orjson.loads(stdout)
+    assert summary["interrupted"] is True
+    written = output.read_bytes()
+    assert written.endswith(b"\n")  # the runs in flight were cancelled, not half written
+    records = [orjson.loads(line) for line in written.splitlines()]
+    assert len(records) == summary["done"] >= 20
+    assert summary["done"] < TASKS
