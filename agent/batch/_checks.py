@@ -28,6 +28,7 @@ import sys
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +49,22 @@ _TOKEN = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?
 
 
 def _canonical_number(text: str) -> str | None:
-    """`text` as one canonical number (`"4.0"` → `"4"`), or None if it is not a number."""
+    """`text` as one canonical number (`"4.0"` → `"4"`), or None if it is not a number.
+
+    Decimal, not float: `12345678901234567891` and `12345678901234567890` stay different."""
     if not text or not _NUMBER.fullmatch(text) or not any(c.isdigit() for c in text):
         return None
     try:
-        value = float(text.replace(",", ""))
-    except ValueError:
+        value = Decimal(text.replace(",", ""))
+    except InvalidOperation:
         return None
-    if not math.isfinite(value):
+    if not value.is_finite():
         return None
-    if value.is_integer() and abs(value) < 2**63:
-        return str(int(value))
-    return repr(value)
+    if value.is_zero():
+        return "0"
+    value = value.normalize()
+    # Plain digits for ordinary sizes; `1E+999` stays short rather than a thousand zeros.
+    return format(value, "f") if abs(value.adjusted()) <= 50 else str(value)
 
 
 def normalise(text: str) -> list[str]:

@@ -31,6 +31,8 @@ pytestmark = pytest.mark.anyio
         ("Das ist STRASSE", "straße"),  # casefold, not lower
         ("Blue.", ["red", "blue"]),
         ("About 4 or 5", [4, 5]),
+        ("1e3", 1000),
+        ("12345678901234567891", 12345678901234567891),
     ],
 )
 def test_answers_that_pass(answer: str, expected: Any) -> None:
@@ -46,6 +48,8 @@ def test_answers_that_pass(answer: str, expected: Any) -> None:
         ("Parisian food", "Paris", "'paris' is not in the answer"),
         ("york new", "new york", "'new york' is not in the answer"),
         ("green", ["red", "blue"], "matches none of the 2 expected answers"),
+        # A float would make these two equal.
+        ("12345678901234567890", 12345678901234567891, "last number is 12345678901234567890"),
     ],
 )
 def test_answers_that_fail_say_why(answer: str, expected: Any, reason: str) -> None:
