@@ -197,6 +197,7 @@ async def run_batch_on_ray(
     summary.total = len(tasks)
     summary.skipped = len(tasks) - len(todo)
     summary.torn = resumed.torn
+    summary.retried = resumed.retried
     if progress is not None:
         progress.started(summary)
     started_ray = _connect(ray, address)

@@ -42,6 +42,8 @@ class BatchSummary:
     """Tasks already in the output file, not run again."""
     torn: bool = False
     """A torn last line (from a crash) was cut from the output before resuming."""
+    retried: int = 0
+    """Records of runs that had ended in `error`, taken out of the output to run again."""
     statuses: Counter[str] = field(default_factory=Counter)
     passed: int = 0
     check_failed: int = 0
@@ -105,6 +107,7 @@ class BatchSummary:
             "wall_seconds": round(self.wall, 3),
             "runs_per_second": round(self.rate, 3),
             "torn_line_dropped": self.torn,
+            "errors_retried": self.retried,
             "interrupted": self.interrupted,
             "failed": self.failed,
         }
@@ -282,6 +285,7 @@ async def run_batch(
     summary.total = len(all_tasks)
     summary.skipped = len(all_tasks) - len(todo)
     summary.torn = resumed.torn
+    summary.retried = resumed.retried
     if progress is not None:
         progress.started(summary)
     with RecordWriter(output) as writer:

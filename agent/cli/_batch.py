@@ -110,6 +110,8 @@ def _summary_lines(summary: BatchSummary, output: Path) -> list[str]:
             "again to do the rest"
         )
     resumed = f", {summary.skipped} already done" if summary.skipped else ""
+    if summary.retried:
+        resumed += f", {summary.retried} that had ended in error run again"
     lines.append(f"{summary.done} runs in {summary.wall:.1f} s ({summary.rate:.1f}/s){resumed}")
     if summary.torn:
         lines.append("a torn last line (an earlier crash) was dropped; its task ran again")

@@ -69,7 +69,7 @@ def test_json_summary_and_exit_code_1_when_runs_end_in_error(
     text = runner.invoke(app, [*args, "-c", "1"])  # the errors run again, and now succeed
     assert text.exit_code == ExitCode.OK, text.output
     assert "3 runs in" in text.stdout
-    assert ", 2 already done" in text.stdout
+    assert ", 2 already done, 3 that had ended in error run again" in text.stdout
     assert {r["status"] for r in _lines(output)} == {"answered"}
 
 
