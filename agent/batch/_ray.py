@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.from_thread import start_blocking_portal
 
-from agent.errors import DeveloperError
+from agent.errors import DeveloperError, LlamaAgentError, RunError
 
 from ._checks import Judge, judge_broke, load_judge
 from ._record import RunRecord
@@ -223,6 +223,8 @@ async def run_batch_on_ray(
                             summary.add(record, judge_broke=_judge_broke(record))
                             if progress is not None:
                                 progress.finished_one(record, summary)
+                except ray.exceptions.RayError as exc:
+                    raise _shard_failure(exc) from exc
                 except BaseException:
                     ray.cancel(generator, force=True)
                     raise
@@ -231,6 +233,14 @@ async def run_batch_on_ray(
                 async with anyio.create_task_group() as group:
                     for part in parts:
                         group.start_soon(gather, part)
+            except BaseExceptionGroup as group:
+                summary.interrupted = True
+                # Shards failing alike (a tool that does not import on the workers) are one
+                # error to the operator, not a group of them.
+                failures = [e for e in _leaves(group) if isinstance(e, LlamaAgentError)]
+                if failures:
+                    raise failures[0] from None
+                raise
             except BaseException:
                 summary.interrupted = True
                 raise
@@ -240,6 +250,26 @@ async def run_batch_on_ray(
         if started_ray:
             ray.shutdown()
     return summary
+
+
+def _shard_failure(exc: BaseException) -> LlamaAgentError:
+    """The error to show for a shard that failed: the worker's own when it is one of ours (a
+    config problem the driver could not see), else a `RunError` saying what to do."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, LlamaAgentError):
+        return cause
+    what = (str(cause or exc).strip().splitlines() or [type(exc).__name__])[-1]
+    return RunError(
+        f"a Ray shard failed ({what}); the records written so far are kept: run the same "
+        "command again to resume"
+    )
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 def _shippable(ray: Any, judge: Judge) -> Judge:

@@ -13,7 +13,7 @@ import pytest
 
 from agent.batch import BatchSummary, ray_available, read_tasks, run_batch_on_ray, split
 from agent.config import load_config
-from agent.errors import DeveloperError
+from agent.errors import ConfigError, DeveloperError
 from agent.testing import echo
 
 from .conftest import StartEmulator, WriteTasks
@@ -120,3 +120,23 @@ def test_a_bad_judge_fails_before_any_shard_starts(
     with pytest.raises(DeveloperError, match="is not module:function"):
         anyio.run(go)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_shard_that_fails_on_its_worker_is_the_workers_error(
+    local_ray: Any, write_tasks: WriteTasks, tmp_path: Path
+) -> None:
+    # A custom tool the driver never imports (it only reads the config) and the workers cannot:
+    # its file is gone by the time they build the agent.
+    (tmp_path / "gone_tools.py").write_text("def ping() -> str:\n    return 'pong'\n")
+    path = tmp_path / "agent.yaml"
+    path.write_text("model: llama3.1\ntools:\n  - gone_tools:ping\n")
+    spec = load_config(path)
+    (tmp_path / "gone_tools.py").unlink()
+
+    async def go() -> None:
+        tasks = read_tasks(write_tasks(4))
+        await run_batch_on_ray(spec, tasks, tmp_path / "o.jsonl", host="127.0.0.1:1")
+
+    with pytest.raises(ConfigError, match="gone_tools"):
+        anyio.run(go)
+    assert (tmp_path / "o.jsonl").read_bytes() == b""
