@@ -24,7 +24,7 @@ from agent.batch._checks import (
     normalise,
     run_judge,
 )
-from agent.batch._ray import ray_available, run_batch_on_ray, shard_lines, split
+from agent.batch._ray import ray_available, run_batch_on_ray
 from agent.batch._record import RECORD_VERSION, RunRecord, TaskId, Verdict, render_settings
 from agent.batch._runner import (
     BatchSummary,
@@ -74,7 +74,5 @@ __all__ = [
     "run_batch_on_ray",
     "run_judge",
     "run_task",
-    "shard_lines",
     "shard_of",
-    "split",
 ]

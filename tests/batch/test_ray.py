@@ -11,7 +11,7 @@ import anyio
 import orjson
 import pytest
 
-from agent.batch import BatchSummary, ray_available, read_tasks, run_batch_on_ray, split
+from agent.batch import BatchSummary, Shard, ray_available, read_tasks, run_batch_on_ray
 from agent.config import load_config
 from agent.errors import ConfigError, DeveloperError
 from agent.testing import echo
@@ -101,7 +101,7 @@ def test_the_command_runs_on_ray_with_the_same_output_and_a_judge_from_a_local_f
     records = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     part = sorted(r["id"] for r in records)
     assert summary["done"] == summary["total"] == len(part) > 0
-    assert part == sorted(t.id for t in split(read_tasks(tmp_path / "tasks.jsonl"), 2)[1])
+    assert part == sorted(t.id for t in Shard(1, 2).select(read_tasks(tmp_path / "tasks.jsonl")))
     odd = [i for i in part if i % 2]
     assert summary["checks"]["passed"] == len(odd)
     assert summary["checks"]["failed"] == len(part) - len(odd)
