@@ -68,6 +68,7 @@ __all__ = [
     "RunStatus",
     "RunStream",
     "RunUsage",
+    "SGLangBackend",
     "SQLiteStore",
     "StepFinished",
     "Store",
@@ -88,7 +89,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from agent.backends import OllamaBackend
+    from agent.backends import OllamaBackend, SGLangBackend
     from agent.config import load_agent
 
     MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
@@ -100,6 +101,11 @@ else:
 
             globals()[name] = OllamaBackend  # later lookups skip this function
             return OllamaBackend
+        if name == "SGLangBackend":
+            from agent.backends import SGLangBackend
+
+            globals()[name] = SGLangBackend
+            return SGLangBackend
         if name == "load_agent":
             from agent.config import load_agent
 

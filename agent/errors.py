@@ -182,13 +182,14 @@ class OllamaUnreachableError(BackendUnreachableError):
 
 
 class ModelNotFoundError(BackendError):
-    """The model is not pulled on the server."""
+    """The model is not pulled on the server (or, for an engine that serves one model, not the
+    one it serves; `advice` then says how to serve it)."""
 
-    def __init__(self, model: str, url: str = "") -> None:
+    def __init__(self, model: str, url: str = "", *, advice: str = "") -> None:
         where = f" on {url}" if url else ""
         super().__init__(
-            f"model '{model}' is not available{where}. Pull it with `ollama pull {model}` "
-            "(or pass --pull)."
+            f"model '{model}' is not available{where}. "
+            + (advice or f"Pull it with `ollama pull {model}` (or pass --pull).")
         )
         self.model = model
 

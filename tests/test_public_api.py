@@ -28,6 +28,7 @@ EXPECTED = [
     "RunStatus",
     "RunStream",
     "RunUsage",
+    "SGLangBackend",
     "SQLiteStore",
     "StepFinished",
     "Store",

@@ -37,12 +37,14 @@ from agent.backends._base import (
 if TYPE_CHECKING:
     from agent.backends._ollama import OllamaBackend
     from agent.backends._ollama_api import PullProgress
+    from agent.backends._sglang import SGLangBackend
 else:
     # These load the HTTP stack (ollama, httpx, aiohttp): imported on first use, so that
     # `import agent` (and the format layer, `agent.llama3`) does not pay for it.
     _LAZY = {
         "OllamaBackend": "agent.backends._ollama",
         "PullProgress": "agent.backends._ollama_api",
+        "SGLangBackend": "agent.backends._sglang",
     }
 
     def __getattr__(name: str) -> Any:
@@ -66,6 +68,7 @@ __all__ = [
     "OllamaBackend",
     "PullProgress",
     "Retries",
+    "SGLangBackend",
     "TextChunk",
     "Timeouts",
     "Usage",

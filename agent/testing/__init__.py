@@ -73,6 +73,7 @@ else:
         tool_call_text,
     )
     from agent.testing._response import Engine
+    from agent.testing._sglang import SGLangEmulator
 
 __all__ = [
     "Busy",
@@ -84,6 +85,7 @@ __all__ = [
     "GarbageLine",
     "OllamaEmulator",
     "RecordedRequest",
+    "SGLangEmulator",
     "Script",
     "ScriptExhaustedError",
     "ScriptRequest",
