@@ -465,7 +465,7 @@ class StreamAttempt:
                     meta = meta if type(meta) is dict else {}
                     tokens = meta.get("completion_tokens")
                     self.tokens = tokens if type(tokens) is int else self.tokens + 1
-                    text = self._delta(event.get("text"))
+                    text = self._delta(event.get("text"), event.get("output_ids"))
                     if text:
                         chars += len(text)
                         if self.tokens > self._max_new or chars > self._caps.completion_chars:
@@ -522,14 +522,22 @@ class StreamAttempt:
             )
         return event
 
-    def _delta(self, text: Any) -> str:
-        """The new text an event carries, in either streaming mode (see the module docstring)."""
+    def _delta(self, text: Any, ids: Any) -> str:
+        """The new text an event carries, in either streaming mode (see the module docstring).
+
+        An event whose text does not start with the text so far is a delta. When it does, and
+        the mode is not known yet, its `output_ids` decide: all the tokens so far in the
+        cumulative mode, the new ones only in the incremental one.
+        """
         if text is None:
             return ""
         if type(text) is not str:
             raise self._garbled(f"a text that is not a string: {str(text)[:80]!r}")
         so_far = self._so_far
         if self._mode == "delta":
+            return text
+        if so_far and self._mode is None and type(ids) is list and len(ids) < self.tokens:
+            self._mode = "delta"
             return text
         if text.startswith(so_far):
             if so_far:

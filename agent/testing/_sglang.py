@@ -507,10 +507,14 @@ class SGLangEmulator:
     def _cached(self, text: str, tokens: int) -> int:
         """Tokens of `text`'s longest prefix in the radix cache, BOS included (at least the last
         prompt token is always computed)."""
-        best = max((common_prefix_length(held, text) for held in self.cache), default=-1)
-        if best < 0:
+        if not self.cache:
             return 0
-        cut = text.rfind("|>", 0, best) + 2 if best < len(text) else best  # a token boundary
+        cut = 0
+        for held in self.cache:
+            shared = common_prefix_length(held, text)
+            # A token boundary: the end of what is held (the prompt extends it), else the end
+            # of the last special token they share.
+            cut = max(cut, shared if shared == len(held) else text.rfind("|>", 0, shared) + 2)
         return min(1 + self._count(text[:cut]), tokens - 1)
 
     async def _reject(self, responder: Responder, message: str, *, stream: bool) -> None:
