@@ -202,13 +202,16 @@ class SGLangBackend(Backend):
         self._served = served or path
         context = self._context_length(card, server)
         found = family(model, {"general.name": path, "general.basename": served})
-        generates = about.get("is_generation", True) is not False
-        capabilities = ("completion", "tools") if found != "unknown" else ("completion",)
+        # SGLang reports no capabilities: a Llama 3.x completes and calls tools natively; of
+        # another model nothing is claimed (an empty tuple is not checked).
+        capabilities: tuple[str, ...] = ("completion", "tools") if found != "unknown" else ()
+        if about.get("is_generation") is False:
+            capabilities = ("embedding",)  # `--is-embedding`: it cannot generate
         return ModelInfo(
             name=model,
             context_length=context,
             family=found,
-            capabilities=capabilities if generates else ("embedding",),
+            capabilities=capabilities,
             server_version=str(server.get("version") or ""),
         )
 

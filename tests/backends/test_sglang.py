@@ -188,6 +188,15 @@ async def test_model_info_describes_the_served_model_and_is_asked_once() -> None
     assert asked.count("/v1/models") == 2  # once per name
 
 
+async def test_capabilities_are_claimed_for_llama_only() -> None:
+    async with (
+        SGLangEmulator(model_path="Qwen/Qwen2.5-7B-Instruct") as emu,
+        SGLangBackend(emu.url) as backend,
+    ):
+        info = await backend.ensure_model("Qwen/Qwen2.5-7B-Instruct", tools=True)
+    assert (info.family, info.capabilities) == ("unknown", ())  # SGLang does not say: unchecked
+
+
 async def test_a_kv_pool_smaller_than_the_context_bounds_it() -> None:
     async with (
         SGLangEmulator(max_total_num_tokens=5000) as emu,
