@@ -183,6 +183,8 @@ class SGLangEmulator:
         self._recorded_total = 0
         self.cache: deque[str] = deque(maxlen=32)  # texts in the radix cache (BOS not included)
         self._script_calls = 0
+        self.in_flight = 0  # generations being answered now
+        self.max_in_flight = 0  # the most at once so far
         self._port = port
         self._server: HttpServer | None = None
         self._errors: list[Exception] = []
@@ -305,7 +307,12 @@ class SGLangEmulator:
         elif request.method == "POST" and path in tokenize:
             await self._tokenize(request, responder)
         elif request.method in ("POST", "PUT") and path == "/generate":
-            await self._generate(request, responder)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await self._generate(request, responder)
+            finally:
+                self.in_flight -= 1
         else:
             self._record(method=request.method, path=path, status=404)
             await responder.json(404, {"detail": "Not Found"})

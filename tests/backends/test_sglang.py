@@ -374,6 +374,33 @@ async def test_nothing_listening_is_unreachable() -> None:
             await backend.model_info(MODEL)
 
 
+async def test_concurrency_limits_requests_in_flight() -> None:
+    async with (
+        SGLangEmulator(answer("a b c d"), token_rate=50) as emu,
+        SGLangBackend(emu.url, concurrency=2) as backend,
+        anyio.create_task_group() as group,
+    ):
+        for _ in range(5):
+            group.start_soon(collect, backend)
+    assert emu.max_in_flight == 2
+    assert len(emu.completions) == 5
+
+
+async def test_leaving_early_closes_the_stream() -> None:
+    async with (
+        SGLangEmulator(answer("word " * 100), token_rate=20) as emu,
+        SGLangBackend(emu.url) as backend,
+    ):
+        events = backend.generate(PROMPT, model=MODEL, options=GenerateOptions())
+        async with contextlib.aclosing(events):
+            async for _ in events:
+                break
+        with anyio.fail_after(5):
+            while not emu.completions[-1].cancelled:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        assert emu.in_flight == 0
+
+
 # --- deadlines ----------------------------------------------------------------------------------
 
 
