@@ -4,6 +4,7 @@ server): the wire format, eom vs eot, sizing, errors, retries, deadlines, caps, 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -36,6 +37,7 @@ from agent.testing import (
     Stall,
     answer,
     call_tool,
+    call_tools,
     sequence,
 )
 from tests.backends.fake_server import Handler, fake_ollama
@@ -567,3 +569,30 @@ async def test_an_agent_runs_a_tool_through_sglang() -> None:
         assert second.prompt.startswith(emu.completions[0].prompt + call)
         assert second.prompt.count("<|eom_id|>") == 1
         assert second.cached_tokens > emu.completions[0].prompt_tokens
+
+
+async def test_each_step_extends_the_last_and_is_served_from_the_cache() -> None:
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers.
+
+        Args:
+            a: The first number.
+            b: The second number.
+        """
+        return a + b
+
+    script = call_tools([("add", {"a": 1, "b": 2}), ("add", {"a": 3, "b": 4})], then="3 and 7.")
+    async with SGLangEmulator(script) as emu:
+        async with Agent(MODEL, tools=[add], backend=SGLangBackend(emu.url)) as agent:
+            result = await agent.run("Add twice.")
+        assert result.answer == "3 and 7."
+        steps = emu.completions
+    assert len(steps) == 3
+    for before, after in itertools.pairwise(steps):
+        assert before.prompt is not None
+        assert after.prompt is not None
+        assert after.prompt.startswith(before.prompt + before.completion + "<|eom_id|>")
+        assert after.cached_tokens > before.prompt_tokens
+    later = result.usage.steps[1:]
+    assert all(u.prompt_eval_count < u.prompt_tokens_sent / 4 for u in later)
