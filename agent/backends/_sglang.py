@@ -182,7 +182,8 @@ class SGLangBackend(Backend):
             listed = await self._api.get("/v1/models")
             about = await self._api.get("/model_info", "/get_model_info")
         except StatusError as exc:
-            raise status_error(exc, url=self.url, what="GET /model_info") from exc
+            what = "GET /v1/models and /model_info"
+            raise status_error(exc, url=self.url, what=what) from exc
         cards = listed.get("data") if isinstance(listed, dict) else None
         card = cards[0] if isinstance(cards, list) and cards and isinstance(cards[0], dict) else {}
         about = about if isinstance(about, dict) else {}
