@@ -119,7 +119,8 @@ class SGLangEmulator:
     whole context), `version`, `api_key`, `incremental_streaming_output`, `tokenize_endpoint`,
     `legacy_endpoints`, `allow_auto_truncate` (cut prompts that are too long, as the flag
     does), `latency` (seconds before the first event), `token_rate` (events per second after
-    it), `faults`, `count_tokens`, `max_records`, `raise_errors` (as `OllamaEmulator`'s).
+    it), `stream_interval` (tokens per event, as the server flag or a lagging client make it),
+    `faults`, `count_tokens`, `max_records`, `raise_errors` (as `OllamaEmulator`'s).
     """
 
     def __init__(
@@ -138,6 +139,7 @@ class SGLangEmulator:
         allow_auto_truncate: bool = False,
         latency: float = 0.0,
         token_rate: float | None = None,
+        stream_interval: int = 1,
         faults: Iterable[Fault] = (),
         count_tokens: Callable[[str], int] = llama_count_tokens,
         port: int = 0,
@@ -157,6 +159,7 @@ class SGLangEmulator:
         self.allow_auto_truncate = allow_auto_truncate
         self.latency = latency
         self.token_rate = token_rate
+        self.stream_interval = max(stream_interval, 1)
         self.count_tokens = count_tokens
         self.raise_errors = raise_errors
         self._faults = FaultBook(tuple(faults))
@@ -617,6 +620,10 @@ class SGLangEmulator:
                 200, {"text": last_text, "output_ids": last_ids, "meta_info": whole}
             )
             return
+        # `--stream-interval k` (or a client slower than the server, `_wait_one_response`):
+        # an event every k tokens, and the last.
+        k = self.stream_interval
+        steps = [s for i, s in enumerate(steps) if (i + 1) % k == 0 or i == len(steps) - 1]
         await responder.start(200, SSE)
         sent_text, sent_ids = "", 0
         for position, (so_far, ids) in enumerate(steps):

@@ -117,6 +117,17 @@ async def test_an_answer_streams_in_pieces_and_ends_with_eot(incremental: bool) 
     assert done.usage.num_ctx == 131072
 
 
+@pytest.mark.parametrize("incremental", [False, True])
+async def test_events_of_several_tokens_are_read_in_either_mode(incremental: bool) -> None:
+    script = answer("one two three four five six seven")
+    async with (
+        SGLangEmulator(script, incremental_streaming_output=incremental, stream_interval=3) as emu,
+        SGLangBackend(emu.url) as backend,
+    ):
+        chunks, _ = await collect(backend)
+    assert chunks == ["one two three", " four five six", " seven", "<|eot_id|>"]
+
+
 async def test_the_request_sends_one_bos_and_every_option(emu: SGLangEmulator) -> None:
     async with SGLangBackend(emu.url) as backend:
         options = GenerateOptions(temperature=0.2, top_p=0.9, top_k=40, seed=7, stop=["###"])
