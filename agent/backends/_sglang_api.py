@@ -321,8 +321,15 @@ class Api:
         try:
             answer = await self.post("/tokenize", payload)
         except StatusError as exc:
-            if exc.status in (404, 405):
-                logger.info("SGLang at %s has no /tokenize: counting locally", self.url)
+            if exc.status in (400, 404, 405, 422):
+                # None, or one that does not take this request (an older or a proxied API):
+                # the local count serves as well (exact with the tokenizer extra, else higher).
+                logger.info(
+                    "SGLang at %s: no usable /tokenize (%d: %s); counting locally",
+                    self.url,
+                    exc.status,
+                    exc.message,
+                )
                 self.has_tokenize = False
                 return None
             raise status_error(exc, url=self.url, what="POST /tokenize") from exc

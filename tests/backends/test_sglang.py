@@ -451,12 +451,15 @@ async def _json(payload: Any) -> Handler:
 
 
 @contextlib.asynccontextmanager
-async def fake_sglang(generate: Handler) -> AsyncIterator[str]:
+async def fake_sglang(
+    generate: Handler, extra: Mapping[str, Handler] | None = None
+) -> AsyncIterator[str]:
     routes: Mapping[str, Handler] = {
         "/server_info": await _json({"version": "0.5.5", "max_req_input_len": 8191}),
         "/v1/models": await _json({"data": [{"id": MODEL, "max_model_len": 8192}]}),
         "/model_info": await _json({"model_path": MODEL, "is_generation": True}),
         "/generate": generate,
+        **(extra or {}),
     }
     async with fake_ollama(routes) as url:
         yield url
@@ -541,11 +544,32 @@ async def test_malformed_events_are_stream_errors(lines: list[bytes], says: str)
             await collect(backend)
 
 
+async def test_a_tokenize_that_refuses_the_request_falls_back_to_local_counts() -> None:
+    asked: list[str] = []
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        asked.append(request.path)
+        return web.json_response({"object": "error", "message": "bad", "code": 400}, status=400)
+
+    finish = {"type": "stop", "matched": 128009}
+    generate = sse(event("ok", 2, finish, prompt_tokens=11))
+    async with (
+        fake_sglang(generate, {"/tokenize": refuse}) as url,
+        SGLangBackend(url) as backend,
+    ):
+        for _ in range(2):
+            chunks, done = await collect(backend)
+            assert "".join(chunks) == "ok<|eot_id|>"
+    assert asked == ["/tokenize"]  # not asked again
+    assert done.usage.prompt_tokens_sent == 1 + count_tokens(PROMPT[17:])
+
+
 async def test_a_truncated_prompt_is_a_warning() -> None:
     # --allow-auto-truncate: SGLang evaluates fewer tokens than were sent, and says nothing.
     finish = {"type": "stop", "matched": 128009}
+    tokenize = await _json({"tokens": [], "count": 11, "max_model_len": 131072})
     async with (
-        fake_sglang(sse(event("ok", 2, finish, prompt_tokens=3))) as url,
+        fake_sglang(sse(event("ok", 2, finish, prompt_tokens=3)), {"/tokenize": tokenize}) as url,
         SGLangBackend(url) as backend,
     ):
         _, done = await collect(backend)
