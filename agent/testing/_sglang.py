@@ -431,8 +431,8 @@ class SGLangEmulator:
             self._update(index, error=message, finished=True, done_reason="abort")
             await self._abort_at_once(responder, meta, abort, stream=stream)
             return
-        limit = self.max_total_num_tokens - 1
-        if prompt_tokens > min(self.context_length, self.max_total_num_tokens) - 1:
+        limit = min(self.context_length, self.max_total_num_tokens) - 1  # max_req_input_len
+        if prompt_tokens > limit:
             message = (
                 f"Input length ({prompt_tokens} tokens) exceeds the maximum allowed length "
                 f"({limit} tokens). Use a shorter input or enable --allow-auto-truncate."
