@@ -70,6 +70,7 @@ __all__ = [
     "RunStatus",
     "RunStream",
     "RunUsage",
+    "SGLangBackend",
     "SQLiteStore",
     "StepFinished",
     "Store",
@@ -91,13 +92,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from agent.backends import LlamaCppBackend, OllamaBackend, VLLMBackend
+    from agent.backends import LlamaCppBackend, OllamaBackend, SGLangBackend, VLLMBackend
     from agent.config import load_agent
 
     MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
 else:
     # The backends' modules are the HTTP stack: loaded on first use, like `agent.backends` does.
-    _BACKENDS = frozenset({"LlamaCppBackend", "OllamaBackend", "VLLMBackend"})
+    _BACKENDS = frozenset({"LlamaCppBackend", "OllamaBackend", "SGLangBackend", "VLLMBackend"})
 
     def __getattr__(name: str) -> Any:
         if name in _BACKENDS:

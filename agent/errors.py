@@ -182,8 +182,8 @@ class OllamaUnreachableError(BackendUnreachableError):
 
 
 class ModelNotFoundError(BackendError):
-    """The model is not pulled on the server (not served, for an engine that serves one);
-    `advice` replaces the Ollama advice for other engines."""
+    """The model is not pulled on the server (or, for an engine that serves one model, not the
+    one it serves; `advice` then says how to serve it)."""
 
     def __init__(self, model: str, url: str = "", *, advice: str = "") -> None:
         where = f" on {url}" if url else ""

@@ -29,6 +29,7 @@ EXPECTED = [
     "RunStatus",
     "RunStream",
     "RunUsage",
+    "SGLangBackend",
     "SQLiteStore",
     "StepFinished",
     "Store",

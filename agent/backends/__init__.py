@@ -14,7 +14,8 @@ streams, reading an NDJSON body under deadlines and size caps) and `_context` (`
 token counting, model info). Per server: `_ollama` (the backend: retries, resumption, checks)
 and `_ollama_api` (Ollama's HTTP API and its errors). Other engines, each a module of its own
 beside `_ollama` built on the shared three, its wire in a second one: `_vllm`/`_vllm_api`
-(vLLM's OpenAI-compatible server), `_llamacpp`/`_llamacpp_api` (llama.cpp's `llama-server`).
+(vLLM's OpenAI-compatible server), `_sglang`/`_sglang_api` (SGLang's native `/generate`),
+`_llamacpp`/`_llamacpp_api` (llama.cpp's `llama-server`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from agent.backends._llamacpp import LlamaCppBackend
     from agent.backends._ollama import OllamaBackend
     from agent.backends._ollama_api import PullProgress
+    from agent.backends._sglang import SGLangBackend
     from agent.backends._vllm import VLLMBackend
 else:
     # These load the HTTP stack (ollama, httpx, aiohttp): imported on first use, so that
@@ -47,6 +49,7 @@ else:
         "OllamaBackend": "agent.backends._ollama",
         "LlamaCppBackend": "agent.backends._llamacpp",
         "PullProgress": "agent.backends._ollama_api",
+        "SGLangBackend": "agent.backends._sglang",
         "VLLMBackend": "agent.backends._vllm",
     }
 
@@ -72,6 +75,7 @@ __all__ = [
     "OllamaBackend",
     "PullProgress",
     "Retries",
+    "SGLangBackend",
     "TextChunk",
     "Timeouts",
     "Usage",

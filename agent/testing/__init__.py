@@ -79,6 +79,7 @@ else:
         tool_call_text,
     )
     from agent.testing._response import Engine
+    from agent.testing._sglang import SGLangEmulator
     from agent.testing._vllm import VLLMEmulator
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "LlamaCppEmulator",
     "OllamaEmulator",
     "RecordedRequest",
+    "SGLangEmulator",
     "Script",
     "ScriptExhaustedError",
     "ScriptRequest",
