@@ -78,8 +78,8 @@ def dataset_card(report: ExportReport, *, card_path: Path | None = None) -> str:
         "",
         f"# {header['pretty_name']}",
         "",
-        f"Agent runs made with llama-agent by {_list(models)}, exported "
-        f"for fine-tuning from `{report.source.name}` on {report.created}.",
+        f"Agent runs of {_list(models)}, made with llama-agent and exported for fine-tuning "
+        f"from `{report.source.name}` on {report.created}.",
         "",
         "## Format",
         "",
@@ -105,8 +105,8 @@ def dataset_card(report: ExportReport, *, card_path: Path | None = None) -> str:
         f"| skipped | {sum(report.skipped.values())} |",
         f"| model requests (steps) | {report.steps} |",
         f"| tool calls | {report.tool_calls} |",
-        f"| tokens | {report.tokens} {_exactness(report)} |",
-        f"| completion tokens (trained on) | {report.completion_tokens} {_exactness(report)} |",
+        f"| Llama 3 tokens | {report.tokens}{_exactness(report)} |",
+        f"| of which completions (trained on) | {report.completion_tokens}{_exactness(report)} |",
     ]
     if report.skipped:
         lines += ["", "### Skipped, by reason", "", "| reason | runs |", "|---|---|"]
@@ -114,13 +114,24 @@ def dataset_card(report: ExportReport, *, card_path: Path | None = None) -> str:
         if report.skipped.get(NOT_EXACT):
             lines += [
                 "",
-                f"Runs that {NOT_EXACT} were left out rather than exported approximately; the "
-                "export's warnings name each one and why.",
+                "A run that does not replay exactly (its messages do not render to the prompts "
+                "it sent) is left out rather than exported approximately; the export's "
+                "warnings name each one and why.",
             ]
     lines += ["", "## Source", "", "| model | runs |", "|---|---|"]
     lines += [f"| {model} | {report.models[model]} |" for model in models]
     if report.first_started:
         lines += ["", f"Runs started between {report.first_started} and {report.last_started}."]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'data = load_dataset("json", data_files="{data_file}", split="train")',
+        "```",
+    ]
     lines += ["", "## Filters", ""]
     lines += [
         "- runs that answered (every other status is left out)",
@@ -150,4 +161,4 @@ def _yes(value: Any) -> str:
 
 
 def _exactness(report: ExportReport) -> str:
-    return "" if report.tokens_exact else "(estimated: install the tokenizer extra for exact)"
+    return "" if report.tokens_exact else " (estimated: install the tokenizer extra for exact)"
