@@ -35,6 +35,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,6 +52,7 @@ from agent.llama3 import (
     encode,
     model_family,
     render_prompt,
+    special_token_spans,
     tokenizer_is_exact,
 )
 
@@ -86,12 +88,14 @@ class Replay:
     """A run's native text and where its completions are in it.
 
     `prompts[i]` is the prompt the run sent for its completion `i` (`text` begins with it),
-    `spans[i]` the `[start, end)` of that completion and its end token in `text`.
+    `spans[i]` the `[start, end)` of that completion and its end token in `text`; `messages`
+    the conversation they were rendered from.
     """
 
     text: str
     prompts: tuple[str, ...]
     spans: tuple[tuple[int, int], ...]
+    messages: tuple[Message, ...]
 
 
 def replay(record: RunRecord) -> Replay:
@@ -165,7 +169,7 @@ def _replay(record: RunRecord) -> Replay:
         spans.append((start, end))
     if not text.endswith(EOT) or spans[-1][1] != len(text):
         raise _Skip(NOT_EXACT, "its text does not end with the model's <|eot_id|>")
-    return Replay(text=text, prompts=tuple(prompts), spans=tuple(spans))
+    return Replay(text=text, prompts=tuple(prompts), spans=tuple(spans), messages=messages)
 
 
 def _end_token(message: Message) -> str:
@@ -220,14 +224,13 @@ def require_tokenizer() -> None:
 def messages_example(record: RunRecord) -> dict[str, Any]:
     """One line of the `messages` format: Hugging Face chat messages, `tools` and
     `builtin_tools` (raises `RenderError` when the run does not replay)."""
-    replay(record)
-    return _chat_form(record)
+    return _chat_form(record, replay(record))
 
 
-def _chat_form(record: RunRecord) -> dict[str, Any]:
+def _chat_form(record: RunRecord, played: Replay) -> dict[str, Any]:
     call_names: dict[str, str] = {}
     messages: list[dict[str, Any]] = []
-    for message in record.to_messages():
+    for message in played.messages:
         item: dict[str, Any] = {"role": message.role, "content": message.content}
         if message.tool_calls:
             item["tool_calls"] = []
@@ -376,7 +379,7 @@ def export_runs(
             if format == "native":
                 line = native_example(record, played, tokenize=tokenize)
             else:
-                line = _chat_form(record)
+                line = _chat_form(record, played)
             write(line)
             _count(report, record, played, line.get("labels"))
     return report
@@ -430,14 +433,33 @@ def _count(
         report.tokens += len(labels)
         report.completion_tokens += sum(1 for label in labels if label != IGNORE_INDEX)
     else:
-        report.tokens += count_tokens(played.text)
-        report.completion_tokens += sum(count_tokens(played.text[s:e]) for s, e in played.spans)
+        report.tokens += _tokens(played.text)
+        report.completion_tokens += sum(_tokens(played.text[s:e]) for s, e in played.spans)
     started = record.timing.get("started")
     if isinstance(started, str):
         if report.first_started is None or started < report.first_started:
             report.first_started = started
         if report.last_started is None or started > report.last_started:
             report.last_started = started
+
+
+def _tokens(text: str) -> int:
+    """`count_tokens(text)`, counted between special tokens (no BPE merge crosses one), so the
+    pieces every run repeats (the system prompt, the tool block) are tokenized once."""
+    total = position = 0
+    for start, end in special_token_spans(text):
+        if start > position:
+            total += _piece_tokens(text[position:start])
+        total += 1
+        position = end
+    if position < len(text):
+        total += _piece_tokens(text[position:])
+    return total
+
+
+@lru_cache(maxsize=4096)
+def _piece_tokens(piece: str) -> int:
+    return count_tokens(piece)
 
 
 class _Writer:

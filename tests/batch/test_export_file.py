@@ -13,8 +13,17 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agent.batch import RunRecord, Verdict, dataset_card, export_runs, normalize_task, write_card
+from agent.batch import (
+    IGNORE_INDEX,
+    RunRecord,
+    Verdict,
+    dataset_card,
+    export_runs,
+    normalize_task,
+    write_card,
+)
 from agent.cli._app import app
+from agent.llama3 import count_tokens, tokenizer_is_exact
 from agent.testing import call_tool, sequence
 
 from .export_helpers import add, recorded, with_messages
@@ -189,3 +198,16 @@ def test_cli_export_missing_input(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert json.loads(result.stdout)["type"] == "usage"
+
+
+@pytest.mark.skipif(not tokenizer_is_exact(), reason="needs the tokenizer extra")
+def test_token_counts_agree_with_the_tokenized_export(runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "train.jsonl"
+    counted = export_runs(runs, out)
+    texts = [json.loads(line)["text"] for line in out.read_text().splitlines()]
+    assert counted.tokens == sum(count_tokens(text) for text in texts)
+    tokenized = export_runs(runs, out, tokenize=True)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert tokenized.tokens == sum(len(line["input_ids"]) for line in lines) == counted.tokens
+    learned = sum(1 for line in lines for label in line["labels"] if label != IGNORE_INDEX)
+    assert tokenized.completion_tokens == learned == counted.completion_tokens
