@@ -34,9 +34,12 @@ _FORMAT_TEXT = {
         "completions, tool calls and end tokens), so training learns only those."
     ),
     "messages": (
-        "Each line is one run as Hugging Face chat messages: `messages` (tool calls in "
-        "`tool_calls`, results as `tool` messages), `tools` (JSON schemas) and `builtin_tools` "
-        "(Llama built-ins offered), the form TRL's `SFTTrainer` reads."
+        "Each line is one run as Hugging Face chat messages, the form TRL's `SFTTrainer` reads: "
+        "`messages` (tool calls in `tool_calls`, results as `tool` messages), `tools` (JSON "
+        "schemas) and `chat_template_kwargs` (the Llama built-ins offered as `builtin_tools`, "
+        "the run's date as `date_string`, which Meta's chat template reads). Meta's Llama 3.1 "
+        "template takes one call per assistant message: a run with parallel calls needs a "
+        "template that takes several."
     ),
 }
 

@@ -13,8 +13,9 @@ Two formats, one line per exported run:
 - `messages`: the Hugging Face chat form TRL's SFT trainer reads: `messages` with `tool_calls`
   (`{"id", "type": "function", "function": {"name", "arguments"}}`, arguments an object) and
   `tool` messages (`tool_call_id`, `name`), `tools` (JSON schemas, `{"type": "function",
-  "function": {...}}`), and `builtin_tools` (the Llama built-ins offered, which Meta's chat
-  template takes apart from the JSON tools).
+  "function": {...}}`), and `chat_template_kwargs` (which TRL hands the chat template): the
+  Llama built-ins offered as `builtin_tools` and the run's date as `date_string`, the
+  variables Meta's template reads.
 
 Exactness: a run is exported only when its text replays. For each of the run's completions, the
 messages before it must render to a prefix of the whole text followed by that completion, and
@@ -61,6 +62,9 @@ FORMATS: tuple[ExportFormat, ...] = ("native", "messages")
 
 IGNORE_INDEX = -100
 """The label of a token training does not learn (PyTorch's `CrossEntropyLoss` default)."""
+
+# English whatever the locale (strftime's %b is not).
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 _ASSISTANT_HEADER = "<|start_header_id|>assistant<|end_header_id|>\n\n"
 
@@ -223,7 +227,7 @@ def require_tokenizer() -> None:
 
 def messages_example(record: RunRecord) -> dict[str, Any]:
     """One line of the `messages` format: Hugging Face chat messages, `tools` and
-    `builtin_tools` (raises `RenderError` when the run does not replay)."""
+    `chat_template_kwargs` (raises `RenderError` when the run does not replay)."""
     return _chat_form(record, replay(record))
 
 
@@ -249,12 +253,24 @@ def _chat_form(record: RunRecord, played: Replay) -> dict[str, Any]:
             item["name"] = call_names.get(message.tool_call_id or "", message.name)
         messages.append(item)
     specs = [] if record.render.get("tool_choice") == "none" else record.tool_specs()
-    return {
+    # TRL passes `chat_template_kwargs` to the chat template; Meta's Llama 3.x templates read
+    # `builtin_tools` (any value, even an empty list, turns on "Environment: ipython") and
+    # `date_string` (written "%d %b %Y"; their default is "26 Jul 2024").
+    template: dict[str, Any] = {}
+    builtins = [s.builtin for s in specs if s.builtin is not None]
+    if builtins:
+        template["builtin_tools"] = builtins
+    if record.today:
+        day = dt.date.fromisoformat(record.today)
+        template["date_string"] = f"{day.day:02d} {_MONTHS[day.month - 1]} {day.year}"
+    line: dict[str, Any] = {
         "id": record.id,
         "messages": messages,
         "tools": [_json_schema(s) for s in specs if s.builtin is None],
-        "builtin_tools": [s.builtin for s in specs if s.builtin is not None],
     }
+    if template:
+        line["chat_template_kwargs"] = template
+    return line
 
 
 def _json_schema(spec: ToolSpec) -> dict[str, Any]:
@@ -417,9 +433,14 @@ def _records(source: Path, report: ExportReport | None) -> Iterator[tuple[int, R
             if not line.strip():
                 continue
             try:
-                yield number, RunRecord.from_json(line)
+                record = RunRecord.from_json(line)
             except DeveloperError as exc:
                 yield number, str(exc)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # Right keys, wrong kinds of values ("steps": "two"): not a record either.
+                yield number, f"not a run record ({exc!r})"
+            else:
+                yield number, record
 
 
 def _count(

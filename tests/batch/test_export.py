@@ -141,7 +141,7 @@ def test_tokenize_cuts_at_span_edges_as_the_server_did() -> None:
 async def test_messages_line_is_the_chat_form_trl_reads() -> None:
     record, _, _ = await recorded(_parallel, "Two sums.", tools=[add, web_search], system="Hi.")
     line = messages_example(record)
-    assert set(line) == {"id", "messages", "tools", "builtin_tools"}
+    assert set(line) == {"id", "messages", "tools", "chat_template_kwargs"}
     roles = [m["role"] for m in line["messages"]]
     assert roles == ["system", "user", "assistant", "tool", "tool", "assistant"]
     calls = line["messages"][2]["tool_calls"]
@@ -158,7 +158,11 @@ async def test_messages_line_is_the_chat_form_trl_reads() -> None:
     assert schema["type"] == "function"
     assert schema["function"]["name"] == "add"
     assert schema["function"]["parameters"]["required"] == ["a", "b"]
-    assert line["builtin_tools"] == ["brave_search"]
+    # What Meta's chat template reads besides the messages and tools (TRL passes it on).
+    assert line["chat_template_kwargs"] == {
+        "builtin_tools": ["brave_search"],
+        "date_string": "21 Sep 2024",
+    }
 
 
 async def test_builtin_results_are_named_as_the_call_named_them() -> None:
@@ -171,6 +175,15 @@ async def test_builtin_results_are_named_as_the_call_named_them() -> None:
     assert record.messages[2]["name"] == "web_search"
     assert line["messages"][2]["name"] == "brave_search"
     assert line["tools"] == []
+    assert line["chat_template_kwargs"]["builtin_tools"] == ["brave_search"]
+
+
+async def test_no_builtins_no_builtin_tools() -> None:
+    # Meta's template turns on "Environment: ipython" for any builtin_tools, even [].
+    record, _, _ = await recorded(sequence("Paris."), "Capital of France?")
+    line = messages_example(record)
+    assert line["tools"] == []
+    assert line["chat_template_kwargs"] == {"date_string": "21 Sep 2024"}
 
 
 async def test_a_record_that_does_not_replay_is_refused_with_the_reason() -> None:

@@ -29,6 +29,9 @@ from agent.testing import call_tool, sequence
 from .export_helpers import add, recorded, with_messages
 
 UNREADABLE_LINE = b'{"id": 9, "task": "torn'
+WRONG_KINDS = (
+    b'{"id": 8, "task": "t", "status": "answered", "ok": true, "steps": "two", "record_version": 1}'
+)
 
 
 async def _make_records() -> list[RunRecord]:
@@ -112,6 +115,21 @@ def test_dedupe_prefers_a_passed_check(tmp_path: Path, records: list[RunRecord])
     out = tmp_path / "train.jsonl"
     export_runs(runs, out, dedupe=True)
     assert _ids(out) == [1]
+
+
+def test_lines_that_are_not_records_are_counted_not_fatal(
+    tmp_path: Path, records: list[RunRecord]
+) -> None:
+    runs = tmp_path / "runs.jsonl"
+    newer = records[0].to_json().replace(b'"record_version":1', b'"record_version":2')
+    runs.write_bytes(WRONG_KINDS + b"\n" + newer + b"[1, 2]\n" + records[1].to_json())
+    out = tmp_path / "train.jsonl"
+    report = export_runs(runs, out)
+    assert _ids(out) == [2]
+    assert report.skipped == {"unreadable line": 3}
+    assert "not a run record" in report.warnings[0]
+    assert "record_version 2" in report.warnings[1]
+    assert "JSON object" in report.warnings[2]
 
 
 def test_normalized_task() -> None:
