@@ -18,8 +18,9 @@ Two formats, one line per exported run:
   variables Meta's template reads.
 
 Exactness: a run is exported only when its text replays. For each of the run's completions, the
-messages before it must render to a prefix of the whole text followed by that completion, and
-every request the run made must have its completion in the messages. A run that does not replay
+messages before it must render to a prefix of the whole text followed by that completion, the
+calls stored with it must be the calls it makes, and every request the run made must have its
+completion in the messages. A run that does not replay
 is skipped, with its reason counted and a warning, never exported approximately.
 
 Filters: the run answered (other statuses are skipped, by status), `only_passed` (its check
@@ -52,6 +53,7 @@ from agent.llama3 import (
     count_tokens,
     encode,
     model_family,
+    parse_completion,
     render_prompt,
     special_token_spans,
     tokenizer_is_exact,
@@ -173,7 +175,24 @@ def _replay(record: RunRecord) -> Replay:
         spans.append((start, end))
     if not text.endswith(EOT) or spans[-1][1] != len(text):
         raise _Skip(NOT_EXACT, "its text does not end with the model's <|eot_id|>")
+    if specs:  # an agent without tools takes even a call-shaped reply as its answer
+        for number, index in enumerate(own, 1):
+            _same_calls(messages[index], specs, number)
     return Replay(text=text, prompts=tuple(prompts), spans=tuple(spans), messages=messages)
+
+
+def _same_calls(message: Message, specs: Sequence[ToolSpec], number: int) -> None:
+    """The calls the message holds are the calls its completion makes (the chat form is built
+    from the former, the native text from the latter)."""
+    # The names the run allowed: the record keeps a built-in's name, not the serving tool's,
+    # which the model may also have called it by; a stored call shows that name was allowed.
+    names = {s.builtin or s.name for s in specs} | {c.name for c in message.tool_calls}
+    parsed = parse_completion(message.raw or "", tools=names)
+    made = [(c.name, _plain(c.arguments)) for c in parsed.tool_calls]
+    if made != [(c.name, _plain(c.arguments)) for c in message.tool_calls]:
+        raise _Skip(
+            NOT_EXACT, f"the calls stored for completion {number} are not the ones it makes"
+        )
 
 
 def _end_token(message: Message) -> str:

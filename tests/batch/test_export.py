@@ -52,6 +52,16 @@ def _error_then_retry(request: ScriptRequest) -> str:
     return "1 / 4 is 0.25.<|eot_id|>"
 
 
+def _malformed_then_fixed(request: ScriptRequest) -> str:
+    # A botched call (the parser's reason goes back to the model), then a good one, then answer.
+    done = len(request.tool_results)
+    if done == 0:
+        return '<|python_tag|>{"name": "add", "parameters": {"a": 1, "b": }<|eom_id|>'
+    if done == 1:
+        return tool_call_text("add", {"a": 1, "b": 2})
+    return "It is 3.<|eot_id|>"
+
+
 SCENARIOS: dict[str, tuple[Callable[[], Script], dict[str, Any]]] = {
     "a tool call and a system prompt": (
         lambda: call_tool("add", {"a": 1, "b": 2}, then="It is 3."),
@@ -60,6 +70,7 @@ SCENARIOS: dict[str, tuple[Callable[[], Script], dict[str, Any]]] = {
     "a built-in call (eom)": (lambda: _builtin, {"tools": [web_search, add]}),
     "parallel calls": (lambda: _parallel, {"tools": [add]}),
     "an error sent back to the model": (lambda: _error_then_retry, {"tools": [divide]}),
+    "a malformed call sent back": (lambda: _malformed_then_fixed, {"tools": [add]}),
     "no tools, a plain answer": (lambda: sequence("Paris."), {"system": "Be brief."}),
 }
 
@@ -198,6 +209,11 @@ async def test_a_record_that_does_not_replay_is_refused_with_the_reason() -> Non
     # A run whose last turn is not the model's.
     with pytest.raises(RenderError, match="last message is not a completion"):
         replay(with_messages(record, messages[:-1]))
+    # Calls stored that the completion does not make: the chat form would teach other calls.
+    edited = [dict(m) for m in messages]
+    edited[1] = {**edited[1], "tool_calls": [{**edited[1]["tool_calls"][0], "arguments": {"a": 5}}]}
+    with pytest.raises(RenderError, match="calls stored for completion 1 are not the ones"):
+        messages_example(with_messages(record, edited))
     # Llama 3.1 prompts hold the date: a record without one cannot be replayed.
     undated = RunRecord.from_dict({**record.to_dict(), "today": None})
     with pytest.raises(RenderError, match="no date"):
