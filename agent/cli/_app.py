@@ -484,19 +484,22 @@ def serve(
     raise typer.Exit(code)
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
 def export(
     runs: Annotated[
-        Path, typer.Argument(help="A batch's output (runs.jsonl).", show_default=False)
+        Path,
+        typer.Argument(metavar="RUNS", help="A batch's output (runs.jsonl).", show_default=False),
     ],
     *,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="The dataset to write (JSON lines).")
+        Path,
+        typer.Option("--output", "-o", metavar="PATH", help="The dataset to write (JSON lines)."),
     ],
     export_format: Annotated[
         str,
         typer.Option(
             "--format",
+            metavar="native|messages",
             help="native: the exact Llama text and the spans the model wrote; messages: Hugging "
             "Face chat messages with tools (TRL's SFTTrainer).",
         ),
@@ -507,7 +510,11 @@ def export(
     max_steps: Annotated[
         int | None,
         typer.Option(
-            "--max-steps", min=1, help="Only runs of at most N steps.", show_default=False
+            "--max-steps",
+            min=1,
+            metavar="N",
+            help="Only runs of at most N steps.",
+            show_default=False,
         ),
     ] = None,
     dedupe: Annotated[
@@ -525,6 +532,7 @@ def export(
         Path | None,
         typer.Option(
             "--card",
+            metavar="PATH",
             help="Where to write the dataset card (default: beside the output, NAME.card.md).",
             show_default=False,
         ),

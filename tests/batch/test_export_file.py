@@ -229,3 +229,13 @@ def test_token_counts_agree_with_the_tokenized_export(runs: Path, tmp_path: Path
     assert tokenized.tokens == sum(len(line["input_ids"]) for line in lines) == counted.tokens
     learned = sum(1 for line in lines for label in line["labels"] if label != IGNORE_INDEX)
     assert tokenized.completion_tokens == learned == counted.completion_tokens
+
+
+@pytest.mark.skipif(not tokenizer_is_exact(), reason="needs the tokenizer extra")
+def test_cli_export_tokenized(runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "train.jsonl"
+    result = CliRunner().invoke(app, ["export", str(runs), "-o", str(out), "--tokenize"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(len(line["input_ids"]) == len(line["labels"]) > 0 for line in lines)
+    assert "| Llama 3 tokens |" in (tmp_path / "train.card.md").read_text()
