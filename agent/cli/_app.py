@@ -485,6 +485,107 @@ def serve(
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES_HELP)
+def batch(
+    config: Annotated[Path, typer.Argument(help="The agent's YAML config.", show_default=False)],
+    tasks: Annotated[
+        Path,
+        typer.Argument(
+            metavar="TASKS",
+            help='JSON Lines: {"id": ..., "task": ...} per line, with optional "expected" and '
+            '"metadata".',
+            show_default=False,
+        ),
+    ],
+    *,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where each run's record is appended (JSON Lines); a rerun skips the ids in it.",
+            show_default=False,
+        ),
+    ],
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Runs at once (in all).")
+    ] = 64,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Run only part I of N (0-based), split by a hash of the id: one per machine.",
+            show_default=False,
+        ),
+    ] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run shards as Ray tasks (the ray extra), on the cluster at --ray-address, "
+            "else RAY_ADDRESS, else a local Ray started for the batch.",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="ADDRESS",
+            help="The Ray cluster for --ray (ray://host:10001, auto); implies --ray.",
+            show_default=False,
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            "--judge",
+            metavar="MODULE:FUNCTION",
+            help="Check each run with this function of (task line, result) -> bool or "
+            "(bool, reason), sync or async, instead of the expected-answer rule.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the summary as one JSON object, nothing else."),
+    ] = False,
+    host: HostOpt = None,
+    model: ModelOpt = None,
+    max_steps: MaxStepsOpt = None,
+    pull: PullOpt = False,
+) -> None:
+    """Run the agent in CONFIG over every task in TASKS, many at once, appending each run's
+    record to -o as it finishes. Rerunning the same command resumes: ids already done are
+    skipped, runs that ended in error are tried again. Exit code 1 when a run ended in error
+    or the judge broke (a limit such as max_steps is a result, not a failure)."""
+    _check_hosts(host, as_json=as_json)
+    if shard is not None:
+        index, slash, count = shard.partition("/")
+        if not (slash and index.isdigit() and count.isdigit() and int(index) < int(count)):
+            _usage_error(
+                f"--shard {shard!r} is not I/N with 0 <= I < N (0-based), as in --shard 0/4",
+                as_json=as_json,
+            )
+    from agent.cli import _batch
+    from agent.cli._session import Overrides
+
+    options = _batch.BatchOptions(
+        config=config,
+        tasks=tasks,
+        output=output,
+        concurrency=concurrency,
+        shard=shard,
+        ray=ray_address if ray_address is not None else ("" if ray else None),
+        judge=judge,
+        as_json=as_json,
+        host=host,
+        overrides=Overrides(model=model, max_steps=max_steps),
+        pull=pull,
+    )
+    raise typer.Exit(_batch.batch(options))
+
+
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
 def export(
     runs: Annotated[
         Path,
