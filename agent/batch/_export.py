@@ -228,11 +228,31 @@ def tokenize_spans(text: str, spans: Sequence[tuple[int, int]]) -> tuple[list[in
     for start, end in (*spans, (len(text), len(text))):
         for piece, learn in ((text[position:start], False), (text[start:end], True)):
             if piece:
-                piece_ids = encode(piece)
+                piece_ids = _encode(piece)
                 ids.extend(piece_ids)
                 labels.extend(piece_ids if learn else [IGNORE_INDEX] * len(piece_ids))
         position = end
     return ids, labels
+
+
+def _encode(text: str) -> list[int]:
+    """`encode(text)`, a special token's id and each piece between them on its own (no BPE merge
+    crosses a special token), so what every run repeats is tokenized once."""
+    ids: list[int] = []
+    position = 0
+    for start, end in special_token_spans(text):
+        if start > position:
+            ids.extend(_piece_ids(text[position:start]))
+        ids.extend(_piece_ids(text[start:end]))
+        position = end
+    if position < len(text):
+        ids.extend(_piece_ids(text[position:]))
+    return ids
+
+
+@lru_cache(maxsize=4096)
+def _piece_ids(piece: str) -> tuple[int, ...]:
+    return tuple(encode(piece))
 
 
 def require_tokenizer() -> None:
