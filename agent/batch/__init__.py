@@ -40,7 +40,7 @@ from agent.batch._export import (
     replay,
     tokenize_spans,
 )
-from agent.batch._ray import ray_available, run_batch_on_ray, shard_lines, split
+from agent.batch._ray import ray_available, run_batch_on_ray
 from agent.batch._record import RECORD_VERSION, RunRecord, TaskId, Verdict, render_settings
 from agent.batch._runner import (
     BatchSummary,
@@ -101,9 +101,7 @@ __all__ = [
     "run_batch_on_ray",
     "run_judge",
     "run_task",
-    "shard_lines",
     "shard_of",
-    "split",
     "tokenize_spans",
     "write_card",
 ]

@@ -8,10 +8,12 @@ records in small batches as they finish. The driver appends each line to the out
 it arrives, with the same one-`write()`-per-line rule, so the resume rule is unchanged: killing
 the driver loses only the runs in flight on the cluster.
 
-The config travels as the validated `AgentConfig` (pickled); custom tools, a judge and any file
-a tool reads must be importable or present on the workers. On a local instance (`--ray` alone,
-no `RAY_ADDRESS`) the driver's folder is put on the workers' `PYTHONPATH`; on a cluster, ship
-them with a runtime environment (`ray job submit --working-dir .`).
+The config travels as the validated `AgentConfig` (pickled), the judge as its function: a judge
+in a file of the current folder (`--judge checks:grade` beside the tasks) is pickled by value,
+so the workers need not find the file. Custom tools and any file a tool reads must be
+importable or present on the workers: a local instance shares this machine's files (and, when
+the driver starts it, gets the current folder on its `PYTHONPATH`); on a cluster, ship them
+with a runtime environment (`ray job submit --working-dir .`).
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ from __future__ import annotations
 import math
 import os
 import queue
+import sys
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.from_thread import start_blocking_portal
 
-from agent.errors import DeveloperError
+from agent.errors import DeveloperError, LlamaAgentError, RunError
 
-from ._checks import judge_broke, load_judge
+from ._checks import Judge, judge_broke, load_judge
 from ._record import RunRecord
 from ._runner import BatchSummary, Progress, RecordWriter, drive, pending
 from ._tasks import Task, resume, shard_of
@@ -68,13 +72,12 @@ async def _run_shard(
     tasks: Sequence[Task],
     *,
     concurrency: int,
-    judge_path: str | None,
+    judge: Judge | None,
     host: str | None,
     put: Any,
 ) -> BatchSummary:
     from agent.config import build_agent  # the worker builds its own agent, with its own pool
 
-    judge = load_judge(judge_path) if judge_path else None
     agent = build_agent(config, **({"host": host} if host is not None else {}))
     summary = BatchSummary(total=len(tasks))
     async with agent:
@@ -94,7 +97,7 @@ def shard_lines(
     tasks: Sequence[Task],
     *,
     concurrency: int,
-    judge_path: str | None,
+    judge: Judge | None,
     host: str | None,
 ) -> Iterator[list[bytes]]:
     """Run a shard and yield its record lines in batches, as they finish (a Ray generator task's
@@ -107,7 +110,7 @@ def shard_lines(
                 config,
                 tasks,
                 concurrency=concurrency,
-                judge_path=judge_path,
+                judge=judge,
                 host=host,
                 put=lines.put,
             )
@@ -188,8 +191,8 @@ async def run_batch_on_ray(
     ray = _require_ray()
     if concurrency < 1:
         raise DeveloperError(f"concurrency must be at least 1, got {concurrency}")
-    if judge:
-        load_judge(judge)  # a bad path is one message here, not one failed task per shard
+    # A bad path is one message here, not one failed task per shard.
+    judge_function = _shippable(ray, load_judge(judge)) if judge else None
     summary = summary if summary is not None else BatchSummary()
     clock = time.perf_counter()
     resumed = resume(output, retry_errors=retry_errors)
@@ -210,7 +213,7 @@ async def run_batch_on_ray(
 
             async def gather(part: list[Task]) -> None:
                 generator = remote.remote(
-                    config, part, concurrency=per_shard, judge_path=judge, host=host
+                    config, part, concurrency=per_shard, judge=judge_function, host=host
                 )
                 try:
                     async for reference in generator:
@@ -220,6 +223,8 @@ async def run_batch_on_ray(
                             summary.add(record, judge_broke=_judge_broke(record))
                             if progress is not None:
                                 progress.finished_one(record, summary)
+                except ray.exceptions.RayError as exc:
+                    raise _shard_failure(exc) from exc
                 except BaseException:
                     ray.cancel(generator, force=True)
                     raise
@@ -228,6 +233,14 @@ async def run_batch_on_ray(
                 async with anyio.create_task_group() as group:
                     for part in parts:
                         group.start_soon(gather, part)
+            except BaseExceptionGroup as group:
+                summary.interrupted = True
+                # Shards failing alike (a tool that does not import on the workers) are one
+                # error to the operator, not a group of them.
+                failures = [e for e in _leaves(group) if isinstance(e, LlamaAgentError)]
+                if failures:
+                    raise failures[0] from None
+                raise
             except BaseException:
                 summary.interrupted = True
                 raise
@@ -237,6 +250,36 @@ async def run_batch_on_ray(
         if started_ray:
             ray.shutdown()
     return summary
+
+
+def _shard_failure(exc: BaseException) -> LlamaAgentError:
+    """The error to show for a shard that failed: the worker's own when it is one of ours (a
+    config problem the driver could not see), else a `RunError` saying what to do."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, LlamaAgentError):
+        return cause
+    what = (str(cause or exc).strip().splitlines() or [type(exc).__name__])[-1]
+    return RunError(
+        f"a Ray shard failed ({what}); the records written so far are kept: run the same "
+        "command again to resume"
+    )
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
+
+
+def _shippable(ray: Any, judge: Judge) -> Judge:
+    """`judge`, its module marked to be pickled by value when it is a file of the current folder
+    (the workers' folder is not ours); an installed module travels by name as usual."""
+    module = sys.modules.get(getattr(judge, "__module__", "") or "")
+    where = getattr(module, "__file__", None)
+    if module is not None and where and Path(where).resolve().is_relative_to(Path.cwd()):
+        ray.cloudpickle.register_pickle_by_value(module)
+    return judge
 
 
 def _judge_broke(record: RunRecord) -> bool:

@@ -553,6 +553,13 @@ def batch(
     model: ModelOpt = None,
     max_steps: MaxStepsOpt = None,
     pull: PullOpt = False,
+    keep_errors: Annotated[
+        bool,
+        typer.Option(
+            "--keep-errors",
+            help="On a rerun, count runs that ended in error as done (by default they run again).",
+        ),
+    ] = False,
 ) -> None:
     """Run the agent in CONFIG over every task in TASKS, many at once, appending each run's
     record to -o as it finishes. Rerunning the same command resumes: ids already done are
@@ -581,6 +588,7 @@ def batch(
         host=host,
         overrides=Overrides(model=model, max_steps=max_steps),
         pull=pull,
+        retry_errors=not keep_errors,
     )
     raise typer.Exit(_batch.batch(options))
 

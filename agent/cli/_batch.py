@@ -62,6 +62,7 @@ class BatchOptions:
     host: str | None = None
     overrides: Overrides = field(default_factory=Overrides)
     pull: bool = False
+    retry_errors: bool = True
 
 
 class _Bar:
@@ -188,7 +189,8 @@ def _local(
 ) -> None:
     judge: Judge | None = load_judge(options.judge) if options.judge else None
     agent, _ = _agent(options.config, host=options.host, overrides=options.overrides)
-    resumed = resume(options.output)  # a file that is not a batch output: refused before runs
+    # A file that is not a batch output is refused here, before anything connects.
+    resumed = resume(options.output, retry_errors=options.retry_errors)
 
     async def go() -> None:
         async with agent:
@@ -225,6 +227,7 @@ def _on_ray(
             host=options.host,
             progress=bar,
             summary=summary,
+            retry_errors=options.retry_errors,
         )
 
     anyio.run(go)

@@ -66,6 +66,9 @@ def test_json_summary_and_exit_code_1_when_runs_end_in_error(
     assert summary["total"] == 5
     assert summary["remaining"] == 0
     assert summary["tokens"] > 0
+    kept = runner.invoke(app, [*args, "--keep-errors", "--json"])
+    assert kept.exit_code == ExitCode.OK, kept.output
+    assert json.loads(kept.stdout)["skipped"] == 5  # errors count as done: nothing to run
     text = runner.invoke(app, [*args, "-c", "1"])  # the errors run again, and now succeed
     assert text.exit_code == ExitCode.OK, text.output
     assert "3 runs in" in text.stdout
