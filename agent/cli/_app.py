@@ -652,6 +652,10 @@ def export(
     and write its dataset card."""
     if export_format not in ("native", "messages"):
         _usage_error(f"--format {export_format!r}: use native or messages", as_json=as_json)
+    if tokenize and export_format != "native":
+        _usage_error(
+            "--tokenize works with --format native only; drop one of them", as_json=as_json
+        )
     from agent.cli import _export
 
     code = _export.export(

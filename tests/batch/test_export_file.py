@@ -4,6 +4,9 @@ skip reasons with their counts, and a file written whole."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -197,7 +200,7 @@ def test_cli_export_human_summary(runs: Path, tmp_path: Path) -> None:
     ("extra", "code", "message"),
     [
         (["--format", "xml"], 2, "use native or messages"),
-        (["--format", "messages", "--tokenize"], 3, "--format native only"),
+        (["--format", "messages", "--tokenize"], 2, "--format native only"),
     ],
 )
 def test_cli_export_refuses(
@@ -239,3 +242,14 @@ def test_cli_export_tokenized(runs: Path, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(len(line["input_ids"]) == len(line["labels"]) > 0 for line in lines)
     assert "| Llama 3 tokens |" in (tmp_path / "train.card.md").read_text()
+
+
+def test_tokenize_without_the_tokenizer_says_what_to_install(runs: Path, tmp_path: Path) -> None:
+    # A separate process: the tokenizer is loaded once per process, and this one has it.
+    env = {**os.environ, "LLAMA_AGENT_TOKENIZER": str(tmp_path / "no-such-tokenizer.model")}
+    out = tmp_path / "train.jsonl"
+    args = [sys.executable, "-m", "agent", "export", str(runs), "-o", str(out), "--tokenize"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 3, done.stderr
+    assert "pip install 'llama-agent[tokenizer]'" in done.stderr
+    assert not out.exists()
