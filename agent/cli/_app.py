@@ -593,6 +593,85 @@ def batch(
     raise typer.Exit(_batch.batch(options))
 
 
+@app.command(cls=_Command, epilog=EXIT_CODES_HELP)
+def export(
+    runs: Annotated[
+        Path,
+        typer.Argument(metavar="RUNS", help="A batch's output (runs.jsonl).", show_default=False),
+    ],
+    *,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", metavar="PATH", help="The dataset to write (JSON lines)."),
+    ],
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="native|messages",
+            help="native: the exact Llama text and the spans the model wrote; messages: Hugging "
+            "Face chat messages with tools (TRL's SFTTrainer).",
+        ),
+    ] = "native",
+    only_passed: Annotated[
+        bool, typer.Option("--only-passed", help="Only runs whose check passed.")
+    ] = False,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--max-steps",
+            min=1,
+            metavar="N",
+            help="Only runs of at most N steps.",
+            show_default=False,
+        ),
+    ] = None,
+    dedupe: Annotated[
+        bool,
+        typer.Option("--dedupe", help="One run per task (the best: passed, then fewest steps)."),
+    ] = False,
+    tokenize: Annotated[
+        bool,
+        typer.Option(
+            "--tokenize",
+            help="Add input_ids and labels (native format; needs the tokenizer extra).",
+        ),
+    ] = False,
+    card: Annotated[
+        Path | None,
+        typer.Option(
+            "--card",
+            metavar="PATH",
+            help="Where to write the dataset card (default: beside the output, NAME.card.md).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Export the answered runs of a batch as fine-tuning data, each checked to replay exactly,
+    and write its dataset card."""
+    if export_format not in ("native", "messages"):
+        _usage_error(f"--format {export_format!r}: use native or messages", as_json=as_json)
+    if tokenize and export_format != "native":
+        _usage_error(
+            "--tokenize works with --format native only; drop one of them", as_json=as_json
+        )
+    from agent.cli import _export
+
+    code = _export.export(
+        runs,
+        output,
+        format="native" if export_format == "native" else "messages",
+        only_passed=only_passed,
+        max_steps=max_steps,
+        dedupe=dedupe,
+        tokenize=tokenize,
+        card=card,
+        as_json=as_json,
+    )
+    raise typer.Exit(code)
+
+
 # --- checks on the arguments --------------------------------------------------------------------
 
 

@@ -5,7 +5,8 @@ Pure: no I/O, nothing else of the project imported (except `agent.errors`).
 - `render_prompt(messages, tools, ...)`: Meta's prompt text, byte for byte.
 - `parse_completion(text, tools=...)` / `StreamParser`: prose, tool calls, botched calls.
 - `neutralize` / `unneutralize`: keep special tokens out of untrusted text, reversibly.
-- `count_tokens`: exact with the `tokenizer` extra, a safe estimate without.
+- `count_tokens`: exact with the `tokenizer` extra, a safe estimate without; `encode`: the
+  token ids (the extra only).
 - `common_prefix_length`, `special_token_spans`, `last_special_token_end`: the pieces of
   incremental counting (a count up to the end of a special token never changes).
 """
@@ -24,6 +25,7 @@ from agent.llama3._special import (
     STOP_TOKENS,
     common_prefix_length,
     count_tokens,
+    encode,
     last_special_token_end,
     neutralize,
     special_token_spans,
@@ -72,6 +74,7 @@ __all__ = [
     "common_prefix_length",
     "count_tokens",
     "default_tool_format",
+    "encode",
     "last_special_token_end",
     "model_family",
     "neutralize",
