@@ -13,7 +13,9 @@ Inside, shared by every backend: `_base` (the `Backend` ABC, its events, options
 streams, reading an NDJSON body under deadlines and size caps) and `_context` (`num_ctx` sizing,
 token counting, model info). Per server: `_ollama` (the backend: retries, resumption, checks)
 and `_ollama_api` (Ollama's HTTP API and its errors). A new backend is a module of its own beside
-`_ollama`, built on the shared three.
+`_ollama`, built on the shared three. `_pool`: several hosts of one engine behind one backend
+(`PoolBackend`), the engines by name (`ENGINES`, `engine_backend`) and `connect` (one host or a
+pool).
 """
 
 from __future__ import annotations
@@ -32,17 +34,32 @@ from agent.backends._base import (
     Timeouts,
     Usage,
     parse_host,
+    run_affinity,
 )
 
 if TYPE_CHECKING:
     from agent.backends._ollama import OllamaBackend
     from agent.backends._ollama_api import PullProgress
+    from agent.backends._pool import (
+        ENGINES,
+        Engine,
+        HostState,
+        PoolBackend,
+        connect,
+        engine_backend,
+    )
 else:
     # These load the HTTP stack (ollama, httpx, aiohttp): imported on first use, so that
     # `import agent` (and the format layer, `agent.llama3`) does not pay for it.
     _LAZY = {
         "OllamaBackend": "agent.backends._ollama",
         "PullProgress": "agent.backends._ollama_api",
+        "ENGINES": "agent.backends._pool",
+        "Engine": "agent.backends._pool",
+        "HostState": "agent.backends._pool",
+        "PoolBackend": "agent.backends._pool",
+        "connect": "agent.backends._pool",
+        "engine_backend": "agent.backends._pool",
     }
 
     def __getattr__(name: str) -> Any:
@@ -57,17 +74,24 @@ else:
 
 
 __all__ = [
+    "ENGINES",
     "Backend",
     "Done",
     "DoneReason",
+    "Engine",
     "GenerateEvent",
     "GenerateOptions",
+    "HostState",
     "ModelInfo",
     "OllamaBackend",
+    "PoolBackend",
     "PullProgress",
     "Retries",
     "TextChunk",
     "Timeouts",
     "Usage",
+    "connect",
+    "engine_backend",
     "parse_host",
+    "run_affinity",
 ]
