@@ -522,7 +522,7 @@ class PoolBackend(Backend):
                     raise self._all_down()
                 room = [h for h in up if not take or self._has_room(h)]
                 if room:
-                    host = self._least_loaded(room)
+                    host = self._least_loaded(room, advance=take)
                     if sticky is not None and not moving and notes is not None:
                         note = (
                             f"{sticky.url} is out ({sticky.last_error}); the run continues on "
@@ -534,12 +534,13 @@ class PoolBackend(Backend):
                     return self._take(host, run, take)
                 await changed.wait()
 
-    def _least_loaded(self, hosts: list[_Host]) -> _Host:
-        # Ties in turn, so that an idle pool spreads new runs instead of piling on the first.
+    def _least_loaded(self, hosts: list[_Host], *, advance: bool) -> _Host:
+        # Ties in turn, so that an idle pool spreads new runs instead of piling on the first;
+        # only requests take a turn (a `model_info` before a run's first step does not).
         count = len(self._hosts)
         order = {id(h): i for i, h in enumerate(self._hosts)}
         turn = self._turn
-        self._turn += 1
+        self._turn += advance
         return min(hosts, key=lambda h: (h.in_flight, (order[id(h)] - turn) % count))
 
     def _has_room(self, host: _Host) -> bool:

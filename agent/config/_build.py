@@ -68,8 +68,9 @@ def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
         kwargs["name"] = config.name  # the traces' `invoke_agent {name}`
     if "backend" not in overrides:
         hosts = server_hosts(config)
-        plain = config.engine == "ollama" and len(hosts) == 1 and config.server.concurrency is None
-        if plain:
+        server = config.server
+        plain = config.engine == "ollama" and len(hosts) == 1
+        if plain and server.concurrency is None and server.api_key_env is None:
             kwargs["host"] = hosts[0]  # the agent makes (and closes) its OllamaBackend
         else:
             kwargs["backend"] = backend = build_backend(config)
