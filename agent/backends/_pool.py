@@ -572,9 +572,14 @@ class PoolBackend(Backend):
     # --- health --------------------------------------------------------------------------------
 
     def _fail(self, host: _Host, why: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        if host.out(now):
+            # The other requests in flight when it failed: one outage, one step of the backoff.
+            logger.debug("host %s (already out): %s: %s", host.url, why, _first_line(exc))
+            return
         host.failures += 1
         wait = self._backoff.backoff(host.failures, self._rng)
-        host.out_until = time.monotonic() + wait
+        host.out_until = now + wait
         host.last_error = f"{why}: {_first_line(exc)}"
         logger.warning("host %s out for %.1f s: %s", host.url, wait, host.last_error)
         self._event().set()

@@ -199,6 +199,30 @@ async def test_a_run_whose_host_dies_between_steps_finishes_on_another() -> None
         assert pool.moves == 1
 
 
+async def test_a_run_whose_host_was_taken_out_continues_elsewhere_from_its_last_step() -> None:
+    async with emulators(2, call_tool("outage", {}, then="Carried on.")) as emus:
+        pool = pool_of(emus)
+
+        async def outage() -> str:
+            """The first host goes down; other requests find out and take it out."""
+            await emus[0].refuse_connections()
+            await collect(pool)  # in turn: the second host
+            await collect(pool)  # the first: refused, taken out, sent to the second
+            return "it went down"
+
+        async with pool, Agent("llama3.1", tools=[outage], backend=pool) as agent:
+            result = await agent.run("Go.")
+        assert result.status == "answered", result.error
+        assert result.answer == "Carried on."
+        first_step = [p for p in served(emus[0]) if "Go." in p]
+        assert len(first_step) == 1
+        [second_step] = [p for p in served(emus[1]) if "it went down" in p]
+        assert second_step.startswith(first_step[0])  # the whole conversation, prefilled anew
+        [warning] = result.warnings
+        assert warning.startswith(f"{emus[0].url} is out (unreachable")
+        assert f"continues on {emus[1].url} from its last complete step" in warning
+
+
 async def test_a_stream_that_drops_mid_answer_is_resumed_on_another_host() -> None:
     async with emulators(2, answer(ANSWER)) as emus, pool_of(emus) as pool:
         # Both attempts on the first host break off (the host backend retries once itself).
