@@ -30,9 +30,9 @@ from agent.testing import call_tools
 from bench._common import Emulator, emulator_process
 
 HOSTS = 4
-RUNS = 48
-LATENCY = 0.2
-TOKEN_RATE = 100.0
+RUNS = 16
+LATENCY = 0.3
+TOKEN_RATE = 50.0
 KILL_AT = 0.3
 
 
@@ -55,10 +55,11 @@ SCRIPT = call_tools(
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     wall: float
-    latencies: list[float]
-    moved: list[float]  # latencies of the runs that changed host
+    latencies: dict[int, float]  # by run
+    moved: list[int]  # the runs that changed host
     completed: int
     moves: int
+    prefill: int  # prompt tokens the servers evaluated for the answers, all runs
 
 
 @contextlib.contextmanager
@@ -80,19 +81,20 @@ async def workload(kill_after: float | None) -> Outcome:
         retries = Retries(backoff_base=0.01, backoff_max=0.05)
         pool = PoolBackend([OllamaBackend(e.url, retries=retries) for e in emus])
         agent = Agent("llama3.1", tools=[lookup], backend=pool, limits=Limits(max_steps=5))
-        latencies: list[float] = []
-        moved: list[float] = []
-        completed = 0
+        latencies: dict[int, float] = {}
+        moved: list[int] = []
+        completed = prefill = 0
 
         async def one(i: int) -> None:
-            nonlocal completed
+            nonlocal completed, prefill
             start = time.perf_counter()
             result = await agent.run(f"Look up a and b (run {i}).")
             took = time.perf_counter() - start
-            latencies.append(took)
+            latencies[i] = took
+            prefill += result.usage.total.prompt_eval_count
             completed += result.status == "answered" and result.answer.startswith("Both")
             if result.warnings:
-                moved.append(took)
+                moved.append(i)
 
         async def kill() -> None:
             assert kill_after is not None
@@ -108,7 +110,12 @@ async def workload(kill_after: float | None) -> Outcome:
                     runs.start_soon(one, i)
             wall = time.perf_counter() - start
         return Outcome(
-            wall=wall, latencies=latencies, moved=moved, completed=completed, moves=pool.moves
+            wall=wall,
+            latencies=latencies,
+            moved=moved,
+            completed=completed,
+            moves=pool.moves,
+            prefill=prefill,
         )
 
 
@@ -123,6 +130,8 @@ async def main(rounds: int) -> None:
     for _ in range(rounds):
         base = await workload(None)
         hit = await workload(base.wall * KILL_AT)
+        # Each moved run against the same run (same task, same host count) of the baseline.
+        added = [hit.latencies[i] - base.latencies[i] for i in hit.moved]
         rows.append(
             {
                 "completed": hit.completed,
@@ -130,12 +139,15 @@ async def main(rounds: int) -> None:
                 "moves": hit.moves,
                 "base_wall": base.wall,
                 "wall_ratio": hit.wall / base.wall,
-                "p50_ratio": p(hit.latencies, 0.5) / p(base.latencies, 0.5),
-                "p95_ratio": p(hit.latencies, 0.95) / p(base.latencies, 0.95),
-                "base_p50": p(base.latencies, 0.5),
-                "moved_p50": p(hit.moved, 0.5),
-                "moved_added": p(hit.moved, 0.5) - p(base.latencies, 0.5),
+                "p50_ratio": p([*hit.latencies.values()], 0.5) / p([*base.latencies.values()], 0.5),
+                "p95_ratio": p([*hit.latencies.values()], 0.95)
+                / p([*base.latencies.values()], 0.95),
+                "base_p50": p([*base.latencies.values()], 0.5),
+                "moved_added": statistics.median(added) if added else float("nan"),
+                "moved_added_max": max(added, default=float("nan")),
                 "base_completed": base.completed,
+                "extra_prefill": (hit.prefill - base.prefill) / max(1, len(hit.moved)),
+                "base_prefill": base.prefill / RUNS,
             }
         )
 
@@ -156,9 +168,21 @@ async def main(rounds: int) -> None:
         f"p95 {med('p95_ratio'):.2f}x"
     )
     print(
-        f"  moved runs: p50 {med('moved_p50') * 1000:.0f} ms against the baseline's "
-        f"{med('base_p50') * 1000:.0f} ms (+{med('moved_added') * 1000:.0f} ms)"
+        f"  a moved run took {med('moved_added') * 1000:+.0f} ms (median; worst "
+        f"{med('moved_added_max') * 1000:+.0f} ms) against the same run in the baseline, "
+        f"whose run latency p50 is {med('base_p50') * 1000:.0f} ms"
     )
+    print(
+        f"  a moved run: {med('extra_prefill'):+.0f} prompt tokens evaluated (a run evaluates "
+        f"{med('base_prefill'):.0f} in all in the baseline): its prompt prefilled anew on the "
+        "new host"
+    )
+    for n, row in enumerate(rows, 1):
+        print(
+            f"  round {n}: baseline wall {row['base_wall']:.2f} s, killed "
+            f"{row['wall_ratio']:.2f}x, {row['moved_runs']:.0f} moved, "
+            f"added {row['moved_added'] * 1000:+.0f} ms"
+        )
 
 
 if __name__ == "__main__":

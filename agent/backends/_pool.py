@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -174,7 +174,7 @@ class _Host:
         self.in_flight = 0
         self.served = 0
         self.failures = 0
-        self.out_until = 0.0  # time.monotonic(): out of the pool until then
+        self.out_until = 0.0  # on the pool's clock: out of the pool until then
         self.probing = False
         self.last_error = ""
 
@@ -234,7 +234,8 @@ class PoolBackend(Backend):
     host for a new run, within its deadline. `backoff_base`, `backoff_max`: how long a failed
     host stays out (seconds, doubling with each consecutive failure, jittered). `probe`: ask a
     host that is due back (`ENGINES[engine].health`) before giving it requests; False gives it
-    the next request on trial instead. The pool closes the host backends in `aclose()`.
+    the next request on trial instead. `clock`: what the backoffs are timed by (tests). The
+    pool closes the host backends in `aclose()`.
     """
 
     takes_deadline: ClassVar[bool] = True
@@ -250,6 +251,7 @@ class PoolBackend(Backend):
         probe: bool = True,
         max_runs: int = 65536,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not backends:
             raise DeveloperError("PoolBackend needs at least one host backend")
@@ -269,6 +271,7 @@ class PoolBackend(Backend):
         self._max_runs = max_runs
         self._turn = 0
         self._rng = rng or random.Random()
+        self._clock = clock  # seconds, for the backoffs: any event loop's, or a test's
         self._changed: anyio.lowlevel.RunVar[anyio.Event | None] = anyio.lowlevel.RunVar(
             f"pool-{id(self)}", None
         )
@@ -318,7 +321,7 @@ class PoolBackend(Backend):
     @property
     def hosts(self) -> tuple[HostState, ...]:
         """Each host's state now, in the order given."""
-        now = time.monotonic()
+        now = self._clock()
         return tuple(h.state(now) for h in self._hosts)
 
     @property
@@ -352,10 +355,11 @@ class PoolBackend(Backend):
         """The engine's version on each host that answers: one value, or `url: version` pairs
         when they differ."""
         found: dict[str, str] = {}
-        for host in self._hosts:
-            ask = getattr(host.backend, "version", None)
-            if ask is None:
-                continue
+        asked = [h for h in self._hosts if hasattr(h.backend, "version")]
+        if not asked:
+            return ""  # backends of an engine that has no version to tell
+        for host in asked:
+            ask = host.backend.version  # type: ignore[attr-defined]
             try:
                 found[host.url] = str(await ask())
             except BackendError as exc:
@@ -395,6 +399,7 @@ class PoolBackend(Backend):
         try:
             while True:
                 streamed = False
+                before = len(emitted)  # chunks streamed by hosts that failed (one is a token)
                 left = options.num_predict
                 if left is not None:
                     left -= len(emitted)  # one chunk is one token
@@ -416,7 +421,7 @@ class PoolBackend(Backend):
                                 yield event
                                 continue
                             host.failures = 0
-                            yield self._done(event, warnings)
+                            yield self._done(event, warnings, before=before)
                             return
                     finally:
                         if isinstance(stream, AsyncGenerator):
@@ -463,11 +468,13 @@ class PoolBackend(Backend):
         return backend.generate(prompt, model=model, options=options)
 
     @staticmethod
-    def _done(event: GenerateEvent, warnings: list[str]) -> Done:
+    def _done(event: GenerateEvent, warnings: list[str], *, before: int) -> Done:
         assert isinstance(event, Done)
-        if not warnings:
+        if not warnings and not before:
             return event
-        return dataclasses.replace(event, warnings=(*warnings, *event.warnings))
+        # What the failed hosts generated counts too; the prompt was evaluated where it ended.
+        usage = dataclasses.replace(event.usage, eval_count=event.usage.eval_count + before)
+        return dataclasses.replace(event, usage=usage, warnings=(*warnings, *event.warnings))
 
     # --- placement -----------------------------------------------------------------------------
 
@@ -506,14 +513,14 @@ class PoolBackend(Backend):
             while True:
                 changed = self._event()
                 sticky = self._runs.get(run) if run is not None else None
-                now = time.monotonic()
+                now = self._clock()
                 if sticky is not None and not sticky.out(now):
                     if not take or self._has_room(sticky):
                         return self._take(sticky, run, take)
                     await changed.wait()
                     continue
                 await self._probe_due(now)
-                now = time.monotonic()
+                now = self._clock()
                 up = [h for h in self._hosts if not h.out(now)]
                 if not up and any(h.probing for h in self._hosts):
                     await changed.wait()  # another request is probing one: wait for its answer
@@ -572,7 +579,7 @@ class PoolBackend(Backend):
     # --- health --------------------------------------------------------------------------------
 
     def _fail(self, host: _Host, why: str, exc: BaseException) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if host.out(now):
             # The other requests in flight when it failed: one outage, one step of the backoff.
             logger.debug("host %s (already out): %s: %s", host.url, why, _first_line(exc))
@@ -603,7 +610,7 @@ class PoolBackend(Backend):
                 host.out_until = 0.0
             else:
                 host.failures += 1
-                host.out_until = time.monotonic() + self._backoff.backoff(host.failures, self._rng)
+                host.out_until = self._clock() + self._backoff.backoff(host.failures, self._rng)
                 host.last_error = f"probe failed: {why}"
             self._event().set()
             self._changed.set(None)

@@ -192,7 +192,7 @@ async def _check_host(
         version = str(await ask_version()) if ask_version is not None else None
     except LlamaAgentError as exc:
         row = HostRow(url=url, reachable=False, error=str(exc))
-        return row, None, (exc, exit_code_for_error(exc))
+        return row, None, (exc, ExitCode.OLLAMA_UNREACHABLE)  # no answer, whatever the cause
     try:
         try:
             info = await host.model_info(model)
