@@ -115,3 +115,15 @@ def test_check_json_of_a_single_host(config: Path, emulator: StartEmulator) -> N
     payload = json.loads(result.stdout)
     assert [h["url"] for h in payload["hosts"]] == [emu.url]
     assert [f["what"] for f in payload["findings"]][:4] == ["config", "tools", "ollama", "model"]
+
+
+def test_pull_fills_in_the_hosts_of_a_pool_that_lack_the_model(
+    config: Path, emulator: StartEmulator
+) -> None:
+    has, lacks = emulator(answer("Yes.")), emulator(answer("Yes."), models=[])
+    args = ["run", str(config), "hi", "--host", has.url, "--host", lacks.url]
+    result = runner.invoke(app, [*args, "--pull"])
+    assert result.exit_code == 0, result.output
+    assert [r.path for r in has.requests].count("/api/pull") == 0
+    assert [r.path for r in lacks.requests].count("/api/pull") == 1
+    assert lacks.find_model("llama3.1") is not None
