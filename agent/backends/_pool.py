@@ -440,7 +440,7 @@ class PoolBackend(Backend):
                     self.moves += 1
                     chars = len("".join(emitted))
                     note = (
-                        f"{failed.url} {why} ({_first_line(exc)}); "
+                        f"host {failed.url} failed ({why}: {_first_line(exc)}); "
                         + (
                             f"the answer was resumed on {host.url} after {chars} characters"
                             if chars
