@@ -16,6 +16,8 @@ and `_ollama_api` (Ollama's HTTP API and its errors). Other engines, each a modu
 beside `_ollama` built on the shared three, its wire in a second one: `_vllm`/`_vllm_api`
 (vLLM's OpenAI-compatible server), `_sglang`/`_sglang_api` (SGLang's native `/generate`),
 `_llamacpp`/`_llamacpp_api` (llama.cpp's `llama-server`).
+`_pool`: several hosts of one engine behind one backend (`PoolBackend`), the engines by name
+(`ENGINES`, `engine_backend`) and `connect` (one host or a pool).
 """
 
 from __future__ import annotations
@@ -34,12 +36,21 @@ from agent.backends._base import (
     Timeouts,
     Usage,
     parse_host,
+    run_affinity,
 )
 
 if TYPE_CHECKING:
     from agent.backends._llamacpp import LlamaCppBackend
     from agent.backends._ollama import OllamaBackend
     from agent.backends._ollama_api import PullProgress
+    from agent.backends._pool import (
+        ENGINES,
+        Engine,
+        HostState,
+        PoolBackend,
+        connect,
+        engine_backend,
+    )
     from agent.backends._sglang import SGLangBackend
     from agent.backends._vllm import VLLMBackend
 else:
@@ -49,6 +60,12 @@ else:
         "OllamaBackend": "agent.backends._ollama",
         "LlamaCppBackend": "agent.backends._llamacpp",
         "PullProgress": "agent.backends._ollama_api",
+        "ENGINES": "agent.backends._pool",
+        "Engine": "agent.backends._pool",
+        "HostState": "agent.backends._pool",
+        "PoolBackend": "agent.backends._pool",
+        "connect": "agent.backends._pool",
+        "engine_backend": "agent.backends._pool",
         "SGLangBackend": "agent.backends._sglang",
         "VLLMBackend": "agent.backends._vllm",
     }
@@ -65,14 +82,18 @@ else:
 
 
 __all__ = [
+    "ENGINES",
     "Backend",
     "Done",
     "DoneReason",
+    "Engine",
     "GenerateEvent",
     "GenerateOptions",
+    "HostState",
     "LlamaCppBackend",
     "ModelInfo",
     "OllamaBackend",
+    "PoolBackend",
     "PullProgress",
     "Retries",
     "SGLangBackend",
@@ -80,5 +101,8 @@ __all__ = [
     "Timeouts",
     "Usage",
     "VLLMBackend",
+    "connect",
+    "engine_backend",
     "parse_host",
+    "run_affinity",
 ]

@@ -11,6 +11,7 @@ because `import ollama` itself reads OLLAMA_HOST and fails on a bad one.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import ipaddress
 import random
@@ -193,6 +194,14 @@ class Retries:
         ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (failures - 1))
         draw: float = (rng or random.Random()).random()
         return ceiling / 2 + draw * ceiling / 2
+
+
+run_affinity: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "run_affinity", default=None
+)
+"""The run a `generate` call belongs to (the agent loop sets it to the run's id around each
+call). A backend with several hosts (`PoolBackend`) keeps every request of one run on one host,
+so that host's prompt cache serves each step; None: a request of its own."""
 
 
 class Backend(ABC):

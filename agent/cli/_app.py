@@ -54,7 +54,7 @@ class ExitCode(IntEnum):
     """The config is invalid (`ollama.host` included), a custom tool does not import, the
     sandbox is unavailable, or (`check`) `num_ctx` is over the model's context length."""
     OLLAMA_UNREACHABLE = 4
-    """Nothing answers at the Ollama URL."""
+    """Nothing answers at the model server's URL (Ollama's, or every host of a pool)."""
     MODEL_MISSING = 5
     """The model is not pulled on the server (pass --pull)."""
     LIMIT = 6
@@ -173,11 +173,20 @@ ConfigArg = Annotated[
     ),
 ]
 HostOpt = Annotated[
-    str | None,
+    list[str] | None,
     typer.Option(
         "--host",
-        help="Ollama's URL (host, host:port, :port, http(s)://host:port); overrides the config "
-        "and OLLAMA_HOST.",
+        help="The model server's URL (host, host:port, :port, http(s)://host:port); overrides "
+        "the config and OLLAMA_HOST. Give it several times for a pool of hosts of one engine.",
+        show_default=False,
+    ),
+]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="The model server: ollama, vllm, sglang or llamacpp (llama-server); overrides the "
+        "config's engine.",
         show_default=False,
     ),
 ]
@@ -280,6 +289,7 @@ def run(
     args: ConfigTaskArgs = None,
     *,
     host: HostOpt = None,
+    engine: EngineOpt = None,
     model: ModelOpt = None,
     system: SystemOpt = None,
     max_steps: MaxStepsOpt = None,
@@ -301,15 +311,16 @@ def run(
 
     The answer goes to stdout; tool calls, their results and the spinner to stderr.
     """
-    _check_hosts(host, as_json=as_json)
+    _check_hosts(host, engine, as_json=as_json)
     config, text = _config_and_task(args, as_json=as_json)
     from agent.cli import _session
 
     code = _session.run(
         config,
         text,
-        host=host,
-        overrides=_session.Overrides(model=model, system=system, max_steps=max_steps),
+        overrides=_session.Overrides(
+            model=model, system=system, max_steps=max_steps, engine=engine, hosts=host or []
+        ),
         pull=pull,
         as_json=as_json,
         verbose=verbose,
@@ -324,6 +335,7 @@ def chat(
     config: ConfigArg = None,
     *,
     host: HostOpt = None,
+    engine: EngineOpt = None,
     model: ModelOpt = None,
     system: SystemOpt = None,
     max_steps: MaxStepsOpt = None,
@@ -337,14 +349,15 @@ def chat(
     Line editing and history on a terminal; \"\"\" starts and ends a multi-line message; Ctrl-C
     stops a reply; /help lists the commands; /bye or Ctrl-D leaves.
     """
-    _check_hosts(host, as_json=False)
+    _check_hosts(host, engine, as_json=False)
     from agent.cli import _session
 
-    overrides = _session.Overrides(model=model, system=system, max_steps=max_steps)
+    overrides = _session.Overrides(
+        model=model, system=system, max_steps=max_steps, engine=engine, hosts=host or []
+    )
     raise typer.Exit(
         _session.chat(
             config,
-            host=host,
             overrides=overrides,
             pull=pull,
             verbose=verbose,
@@ -359,7 +372,7 @@ def prompt(
     args: ConfigTaskArgs = None, *, model: ModelOpt = None, system: SystemOpt = None
 ) -> None:
     """Print the exact native prompt the first request for TASK would send (no server needed)."""
-    _check_hosts(None, as_json=False)
+    _check_hosts(None, None, as_json=False)
     config, text = _config_and_task(args, as_json=False)
     from agent.cli import _session
 
@@ -374,20 +387,31 @@ def tools(
     as_json: Annotated[bool, typer.Option("--json", help="Print them as a JSON list.")] = False,
 ) -> None:
     """List the tools of the agent in CONFIG (or the default agent), with their JSON schemas."""
-    _check_hosts(None, as_json=as_json)
+    _check_hosts(None, None, as_json=as_json)
     from agent.cli import _session
 
     raise typer.Exit(_session.tools(config, as_json=as_json))
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES_HELP)
-def check(config: ConfigArg = None, *, host: HostOpt = None, pull: PullOpt = False) -> None:
-    """Check that CONFIG (or the default agent) is valid, Ollama answers, the model is there
-    and fits num_ctx, the sandbox works and web search is reachable."""
-    _check_hosts(host, as_json=False)
+def check(
+    config: ConfigArg = None,
+    *,
+    host: HostOpt = None,
+    engine: EngineOpt = None,
+    pull: PullOpt = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the findings and each host as JSON.")
+    ] = False,
+) -> None:
+    """Check that CONFIG (or the default agent) is valid, every host of the model server
+    answers (its version), has the model and its context size, num_ctx fits, the sandbox works
+    and web search is reachable."""
+    _check_hosts(host, engine, as_json=as_json)
     from agent.cli import _session
 
-    raise typer.Exit(_session.check(config, host=host, pull=pull))
+    overrides = _session.Overrides(engine=engine, hosts=host or [])
+    raise typer.Exit(_session.check(config, overrides=overrides, pull=pull, as_json=as_json))
 
 
 @app.command(cls=_Command, epilog=EXIT_CODES_HELP)
@@ -407,16 +431,17 @@ def mcp(
         "127.0.0.1"
     ),
     host: HostOpt = None,
+    engine: EngineOpt = None,
     model: ModelOpt = None,
 ) -> None:
     """Serve the agent in CONFIG (or the default agent) as an MCP tool (the config's `name` and
     `description`; input: the task), over stdio, or over Streamable HTTP with --http PORT.
     Needs the mcp extra."""
-    _check_hosts(host, as_json=False)
+    _check_hosts(host, engine, as_json=False)
     from agent.cli import _session
 
-    overrides = _session.Overrides(model=model)
-    raise typer.Exit(_session.mcp(config, http=http, bind=bind, host=host, overrides=overrides))
+    overrides = _session.Overrides(model=model, engine=engine, hosts=host or [])
+    raise typer.Exit(_session.mcp(config, http=http, bind=bind, overrides=overrides))
 
 
 @app.command(cls=_Command)
@@ -466,10 +491,12 @@ def serve(
         float, typer.Option("--grace", help="Seconds runs get to finish at shutdown.")
     ] = 10.0,
     host: HostOpt = None,
+    engine: EngineOpt = None,
     model: ModelOpt = None,
 ) -> None:
     """Serve the agent in CONFIG over HTTP: OpenAI's /v1/chat/completions and /v1/models, and
     the agent's events as server-sent events (/v1/agent/events)."""
+    _check_hosts(host, engine, as_json=False)
     from agent.cli import _session as _serve
 
     code = _serve.serve(
@@ -478,8 +505,7 @@ def serve(
         port=port,
         api_keys=api_key or [],
         grace=grace,
-        host=host,
-        model=model,
+        overrides=_serve.Overrides(model=model, engine=engine, hosts=host or []),
     )
     raise typer.Exit(code)
 
@@ -683,12 +709,22 @@ def _usage_error(message: str, *, as_json: bool, exception: str = "UsageError") 
     raise typer.Exit(ExitCode.USAGE)
 
 
-def _check_hosts(host: str | None, *, as_json: bool) -> None:
-    """A malformed `--host` or `OLLAMA_HOST` as one line and a usage exit, before anything
-    imports `ollama` (whose import alone reads OLLAMA_HOST and raises on a bad port)."""
-    from agent.backends import parse_host
+def _check_hosts(hosts: list[str] | None, engine: str | None, *, as_json: bool) -> None:
+    """A malformed `--host` or `OLLAMA_HOST`, an unknown `--engine`, a host given twice: one
+    line and a usage exit, before anything imports `ollama` (whose import alone reads
+    OLLAMA_HOST and raises on a bad port)."""
+    from agent.backends import ENGINES, parse_host
 
-    for where, value in (("--host", host), ("OLLAMA_HOST", os.environ.get("OLLAMA_HOST"))):
+    if engine is not None and engine not in ENGINES:
+        _usage_error(
+            f"--engine: unknown engine '{engine}'; write one of {', '.join(ENGINES)}",
+            as_json=as_json,
+        )
+    hosts = hosts or []
+    if len(set(hosts)) != len(hosts):
+        _usage_error(f"--host: a host is given twice ({', '.join(hosts)})", as_json=as_json)
+    given = [("--host", host) for host in hosts]
+    for where, value in (*given, ("OLLAMA_HOST", os.environ.get("OLLAMA_HOST"))):
         if value:
             try:
                 parse_host(value)

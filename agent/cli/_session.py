@@ -26,8 +26,13 @@ from agent.backends import ModelInfo
 from agent.cli._app import ExitCode, exit_code_for_error, exit_code_for_result, failure_json
 from agent.cli._check import run_checks
 from agent.cli._output import Printer, pull_model, show_tool_tracebacks
-from agent.config import AgentConfig, build_agent, build_tools, load_config
-from agent.errors import ConfigError, LlamaAgentError, ModelNotFoundError
+from agent.config import AgentConfig, build_agent, build_tools, load_config, with_hosts
+from agent.errors import (
+    BackendUnreachableError,
+    ConfigError,
+    LlamaAgentError,
+    ModelNotFoundError,
+)
 from agent.llama3 import Message, ToolFormat, render_prompt
 from agent.loop import (
     Agent,
@@ -48,7 +53,6 @@ from agent.toolkit import (
 )
 
 if TYPE_CHECKING:
-    from agent.backends import OllamaBackend
     from agent.cli._chat import Approvals
 
 __all__ = [
@@ -82,14 +86,18 @@ def config_path(path: Path | None) -> Path:
 
 @dataclass(frozen=True, kw_only=True)
 class Overrides:
-    """What the command line changes in the config: `-m`, `-s`, `--max-steps`."""
+    """What the command line changes in the config: `-m`, `-s`, `--max-steps`, `--engine`,
+    `--host` (several: a pool)."""
 
     model: str | None = None
     system: str | None = None
     max_steps: int | None = None
+    engine: str | None = None
+    hosts: Sequence[str] = ()
 
     def apply(self, config: AgentConfig) -> AgentConfig:
         """`config` with these settings in place of its own."""
+        config = with_hosts(config, self.hosts, engine=self.engine)
         update: dict[str, Any] = {}
         if self.model is not None:
             update["model"] = self.model
@@ -107,7 +115,6 @@ def run(
     config: Path | None,
     task: str,
     *,
-    host: str | None,
     overrides: Overrides,
     pull: bool,
     as_json: bool,
@@ -124,7 +131,7 @@ def run(
     approvals = Approvals(printer, approve_all=approve)
 
     def body() -> int:
-        agent, renderer = _agent(config, host=host, overrides=overrides)
+        agent, renderer = _agent(config, overrides=overrides)
 
         async def go() -> RunResult:
             async with agent:
@@ -147,7 +154,6 @@ def run(
 def chat(
     config: Path | None,
     *,
-    host: str | None,
     overrides: Overrides,
     pull: bool,
     verbose: bool,
@@ -162,7 +168,7 @@ def chat(
         show_tool_tracebacks()
 
     def body() -> int:
-        agent, renderer = _agent(config, host=host, overrides=overrides)
+        agent, renderer = _agent(config, overrides=overrides)
         read = line_reader(printer)
         from agent.cli._chat import Approvals
 
@@ -187,7 +193,7 @@ def prompt(config: Path | None, task: str, *, overrides: Overrides) -> int:
     printer = Printer()
 
     def body() -> int:
-        agent, _ = _agent(config, host=None, overrides=overrides)
+        agent, _ = _agent(config, overrides=overrides)
         try:
             printer.write(agent.render(task))
         finally:
@@ -240,18 +246,20 @@ def tools(config: Path | None, *, as_json: bool) -> int:
     return _guarded(printer, body, as_json=as_json)
 
 
-def check(config: Path | None, *, host: str | None, pull: bool) -> int:
+def check(config: Path | None, *, overrides: Overrides, pull: bool, as_json: bool = False) -> int:
     """`llama-agent check`."""
     printer = Printer()
     path = config_path(config)
     return _guarded(
-        printer, lambda: anyio.run(lambda: run_checks(path, printer, host=host, pull=pull))
+        printer,
+        lambda: anyio.run(
+            lambda: run_checks(path, printer, apply=overrides.apply, pull=pull, as_json=as_json)
+        ),
+        as_json=as_json,
     )
 
 
-def mcp(
-    config: Path | None, *, http: int | None, bind: str, host: str | None, overrides: Overrides
-) -> int:
+def mcp(config: Path | None, *, http: int | None, bind: str, overrides: Overrides) -> int:
     """`llama-agent mcp`: the agent as an MCP tool until interrupted (stdout is the protocol's
     over stdio: everything else goes to stderr)."""
     printer = Printer()
@@ -263,7 +271,7 @@ def mcp(
 
         path = config_path(config)
         spec = load_config(path)
-        agent, _ = _agent(config, host=host, overrides=overrides)
+        agent, _ = _agent(config, overrides=overrides)
         name = spec.name or re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "agent"
         where = f"http://{bind}:{http}/mcp" if http is not None else "stdio"
         printer.note(f"serving the agent as the MCP tool '{name}' on {where}")
@@ -280,9 +288,9 @@ def mcp(
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _agent(path: Path | None, *, host: str | None, overrides: Overrides) -> tuple[Agent, Renderer]:
+def _agent(path: Path | None, *, overrides: Overrides) -> tuple[Agent, Renderer]:
     config = overrides.apply(load_config(config_path(path)))
-    agent = build_agent(config, **({"host": host} if host is not None else {}))
+    agent = build_agent(config)
     renderer = prompt_renderer(
         agent, tool_format=config.tool_format, tool_choice=config.tool_choice
     )
@@ -333,23 +341,33 @@ def _only_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def ensure_model(agent: Agent, printer: Printer, *, pull: bool) -> ModelInfo | None:
-    """With `pull`: make sure the agent's model is on the server, pulling it if it is not."""
+    """With `pull`: make sure the agent's model is on the server (on every host of a pool that
+    answers), pulling it where it is not. Only Ollama pulls: another engine serves the model it
+    was started with, and its missing-model error says how to serve it."""
     if not pull:
         return None
-    try:
-        return await agent.backend.model_info(agent.model)
-    except ModelNotFoundError:
-        await pull_model(_ollama(agent), agent.model, printer)
-        return await agent.backend.model_info(agent.model)
-
-
-def _ollama(agent: Agent) -> OllamaBackend:
-    from agent.backends import OllamaBackend
+    from agent.backends import OllamaBackend, PoolBackend
 
     backend = agent.backend
-    if not isinstance(backend, OllamaBackend):  # pragma: no cover - the CLI always uses Ollama
-        raise TypeError("--pull needs the Ollama backend")
-    return backend
+    pool = isinstance(backend, PoolBackend)
+    hosts = backend.backends if isinstance(backend, PoolBackend) else (backend,)
+    info: ModelInfo | None = None
+    down: BackendUnreachableError | None = None
+    for host in hosts:
+        try:
+            info = await host.model_info(agent.model)
+        except ModelNotFoundError:
+            if not isinstance(host, OllamaBackend):
+                raise
+            await pull_model(host, agent.model, printer)
+            info = await host.model_info(agent.model)
+        except BackendUnreachableError as exc:
+            if not pool:
+                raise
+            down = exc  # the pool routes around it; `check` reports it
+    if info is None and down is not None:
+        raise down
+    return info
 
 
 Renderer = Callable[[RunResult], str]
@@ -444,8 +462,7 @@ def serve(
     port: int,
     api_keys: list[str],
     grace: float,
-    host: str | None,
-    model: str | None,
+    overrides: Overrides,
 ) -> int:
     """`llama-agent serve`: until Ctrl-C or SIGTERM, then runs in flight get `grace` seconds."""
     printer = Printer()
@@ -468,7 +485,7 @@ def serve(
                 f"set {API_KEY_VARIABLE}, or listen on 127.0.0.1"
             )
             return ExitCode.USAGE
-        agent, _ = _agent(config, host=host, overrides=Overrides(model=model))
+        agent, _ = _agent(config, overrides=overrides)
         server = AgentServer(agent, api_keys=keys, grace=grace)
 
         async def go() -> None:

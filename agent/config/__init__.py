@@ -17,7 +17,14 @@ settings dataclass; the old names still resolve here, by attribute.
 
 from typing import Any
 
-from agent.config._build import build_agent, build_tools, section_settings
+from agent.config._build import (
+    build_agent,
+    build_backend,
+    build_tools,
+    section_settings,
+    server_hosts,
+    with_hosts,
+)
 from agent.config._load import config_json_schema, load_agent, load_config, parse_config
 from agent.config._spec import (
     AgentConfig,
@@ -25,6 +32,7 @@ from agent.config._spec import (
     LimitsSettings,
     OllamaOptions,
     OllamaSettings,
+    ServerSettings,
     ToolsetEntry,
     section_spec,
     settings_spec,
@@ -41,15 +49,19 @@ __all__ = [
     "OllamaSettings",
     "SandboxSettings",
     "SearchSettings",
+    "ServerSettings",
     "ToolsetEntry",
     "build_agent",
+    "build_backend",
     "build_tools",
     "config_json_schema",
     "load_agent",
     "load_config",
     "parse_config",
     "section_settings",
+    "server_hosts",
     "toolsets",
+    "with_hosts",
 ]
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.backends import GenerateOptions
+from agent.backends import Backend, GenerateOptions
 from agent.config._spec import (
     AgentConfig,
     CustomTool,
@@ -35,11 +36,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ImportProblem",
+    "api_key",
     "build_agent",
+    "build_backend",
     "build_tools",
     "generate_options",
     "import_object",
     "section_settings",
+    "server_hosts",
+    "with_hosts",
 ]
 
 
@@ -47,10 +52,13 @@ def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
     """The `Agent` a config describes; `overrides` are `Agent` keyword arguments that win."""
     from agent.loop import Agent, Limits, SQLiteStore
 
+    if overrides.get("host") is not None:
+        # `load_agent(path, host=...)`: that host in place of the config's, for its engine.
+        config = with_hosts(config, [overrides.pop("host")])
+    overrides.pop("host", None)
     kwargs: dict[str, Any] = {
         "model": config.model,
         "system": config.system,
-        "host": config.ollama.host,
         "options": generate_options(config),
         "limits": Limits(**config.limits.model_dump()),
         "tool_format": config.tool_format,
@@ -58,12 +66,21 @@ def build_agent(config: AgentConfig, **overrides: Any) -> Agent:
     }
     if config.name is not None:
         kwargs["name"] = config.name  # the traces' `invoke_agent {name}`
+    if "backend" not in overrides:
+        hosts = server_hosts(config)
+        server = config.server
+        plain = config.engine == "ollama" and len(hosts) == 1
+        if plain and server.concurrency is None and server.api_key_env is None:
+            kwargs["host"] = hosts[0]  # the agent makes (and closes) its OllamaBackend
+        else:
+            kwargs["backend"] = backend = build_backend(config)
+            kwargs["resources"] = [backend]  # made here: closed with the agent
     if config.sessions is not None:
         path = Path(config.sessions).expanduser()
         if config.base_dir is not None and not path.is_absolute():
             path = config.base_dir / path
         kwargs["store"] = store = SQLiteStore(path)
-        kwargs["resources"] = [store]  # made here: closed with the agent
+        kwargs["resources"] = [*kwargs.get("resources", ()), store]  # closed with the agent
     if "tools" not in overrides:
         # What the tools hold (the code tool's sandbox pool) is closed with the agent.
         resources: list[Any] = []
@@ -122,6 +139,94 @@ _TWINS = {
     "run_python": ("code", "code_interpreter"),
     "calculate": ("math", "wolfram_alpha"),
 }
+
+
+def with_hosts(
+    config: AgentConfig, hosts: Sequence[str] = (), *, engine: str | None = None
+) -> AgentConfig:
+    """`config` with these hosts (`--host`) and engine (`--engine`) in place of its own."""
+    update: dict[str, Any] = {}
+    if engine is not None:
+        update["engine"] = engine
+    if hosts:
+        update["server"] = config.server.model_copy(update={"hosts": list(hosts)})
+        update["ollama"] = config.ollama.model_copy(update={"host": None})
+    elif engine is not None and engine != "ollama" and config.ollama.host:
+        # The config's Ollama host is not the other engine's: its local default instead.
+        update["ollama"] = config.ollama.model_copy(update={"host": None})
+    if not update:
+        return config
+    return config.model_copy(update=update)  # private attributes (source lines) are kept
+
+
+def server_hosts(config: AgentConfig) -> list[str | None]:
+    """The hosts the config names for its engine: `server.hosts`, else `ollama.host` (Ollama
+    only), else `[None]` (the backend's default: `OLLAMA_HOST` for Ollama, localhost for others).
+    """
+    where = config.source.where
+    if config.server.hosts and config.ollama.host:
+        raise ConfigError(
+            f"{where(('ollama', 'host'))}: give the host in ollama.host or in server.hosts, not "
+            "both (server.hosts takes one host or several)",
+            path=config.source.file,
+        )
+    if config.server.hosts:
+        return list(config.server.hosts)
+    if config.ollama.host:
+        if config.engine != "ollama":
+            raise ConfigError(
+                f"{where(('ollama', 'host'))}: ollama.host is Ollama's, but the engine is "
+                f"{config.engine}; write the {config.engine} server's URL in server.hosts",
+                path=config.source.file,
+            )
+        return [config.ollama.host]
+    return [None]
+
+
+def api_key(config: AgentConfig) -> str | None:
+    """The engine's API key, from the variable `server.api_key_env` names (else the engine's
+    usual one, when set); None when there is none."""
+    from agent.backends import ENGINES
+
+    named = config.server.api_key_env
+    where = config.source.where(("server", "api_key_env"))
+    if named is None:
+        default = ENGINES[config.engine].api_key_env
+        return (os.environ.get(default) or None) if default else None
+    if config.engine == "ollama":
+        raise ConfigError(
+            f"{where}: Ollama takes no API key; remove server.api_key_env (or put a proxy that "
+            "checks keys in front of Ollama)",
+            path=config.source.file,
+        )
+    value = os.environ.get(named)
+    if not value:
+        raise ConfigError(
+            f"{where}: the variable {named} holds the {config.engine} API key, but it is not "
+            f"set; export {named}=<key> (the key the server was started with)",
+            path=config.source.file,
+        )
+    return value
+
+
+def build_backend(config: AgentConfig) -> Backend:
+    """The backend of the config's engine and hosts: the engine's own for one host, a
+    `PoolBackend` for several. The caller closes it (`aclose()`)."""
+    from agent.backends import connect
+
+    hosts = server_hosts(config)
+    try:
+        return connect(
+            config.engine,
+            hosts,
+            concurrency=config.server.concurrency,
+            api_key=api_key(config),
+        )
+    except ConfigError:
+        raise
+    except DeveloperError as exc:
+        where = config.source.where(("engine",))
+        raise ConfigError(f"{where}: {exc}", path=config.source.file) from exc
 
 
 def generate_options(config: AgentConfig) -> GenerateOptions:

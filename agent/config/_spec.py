@@ -60,6 +60,7 @@ __all__ = [
     "MCPEntry",
     "OllamaOptions",
     "OllamaSettings",
+    "ServerSettings",
     "SourceMap",
     "Spec",
     "ToolEntry",
@@ -297,6 +298,42 @@ OllamaSettings = spec_model(
         "options": (OllamaOptions, Field(default=OllamaOptions(), description="Sampling options.")),
     },
 )
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _hosts(value: Any) -> Any:
+    # One host may be written without the list.
+    return [value] if isinstance(value, str) else value
+
+
+def _unique(value: list[str]) -> list[str]:
+    if len(set(value)) != len(value):
+        raise PydanticCustomError("hosts", "a host is listed twice", {})
+    return value
+
+
+class ServerSettings(Spec):
+    """Where the engine (`engine:`) serves the model: one host or a pool of hosts."""
+
+    hosts: Annotated[
+        list[Annotated[str, AfterValidator(_host)]],
+        BeforeValidator(_hosts, json_schema_input_type=str | list[str]),
+        AfterValidator(_unique),
+    ] = []
+    """The engine's URL, or several: a pool (each run stays on one host, new runs go to the
+    least-loaded one, a host that fails is taken out and retried). Unset: `ollama.host` for
+    Ollama (else `OLLAMA_HOST`, else http://127.0.0.1:11434), the engine's local default for
+    the others (vLLM :8000, SGLang :30000, llama-server :8080). `--host` (repeatable) overrides
+    it."""
+    api_key_env: Annotated[str, Field(pattern=_ENV_NAME.pattern)] | None = None
+    """The environment variable that holds the engine's API key (sent as a bearer token),
+    never the key itself. Unset: `VLLM_API_KEY` for vLLM, `LLAMA_API_KEY` for llama-server, when
+    set. Ollama takes no key."""
+    concurrency: Annotated[int, Field(ge=1)] | None = None
+    """At most this many requests in flight per host; the others wait. Unset: no limit here
+    (the server queues them)."""
+
+
 LimitsSettings = spec_model(
     "LimitsSettings",
     "When a run stops even though the model has not answered (its status says which).",
@@ -577,8 +614,15 @@ class AgentConfig(Spec):
     tool_choice: Annotated[str, Field(min_length=1)] = "auto"
     """`auto`: the model decides; `required`: it must call a tool; or the name of the one tool
     it must call."""
+    engine: Literal["ollama", "vllm", "sglang", "llamacpp"] = "ollama"
+    """The model server: `ollama` (raw mode), `vllm`, `sglang` or `llamacpp` (llama.cpp's
+    `llama-server`). Each gets the same native prompts. `--engine` overrides it."""
+    server: ServerSettings = ServerSettings()
+    """The engine's hosts (one, or a pool), its API key's variable, requests per host."""
     ollama: _Ollama = OllamaSettings()
-    """The Ollama server and sampling options."""
+    """The Ollama host (`ollama.host`, or `server.hosts`) and the sampling options, which every
+    engine takes (`num_ctx` and `keep_alive` are Ollama's: the other servers fix the context
+    when they start)."""
     limits: _Limits = LimitsSettings()
     """When a run stops even though the model has not answered."""
     sandbox: _Sandbox = _SANDBOX_DEFAULT

@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from agent.backends import Backend, Done, DoneReason, GenerateEvent, GenerateOptions
+from agent.backends import (
+    Backend,
+    Done,
+    DoneReason,
+    GenerateEvent,
+    GenerateOptions,
+    run_affinity,
+)
 from agent.errors import BackendTimeoutError, DeveloperError, RunError, StreamError
 from agent.llama3 import (
     Family,
@@ -352,12 +359,18 @@ async def _step(
     # only the wait before the first chunk (connection gate, counting, connecting) needs a
     # cancel scope here, not every chunk.
     handed = deadline != math.inf and backend.takes_deadline
-    if handed:
-        stream = backend.generate(  # type: ignore[call-arg]
-            prompt, model=spec.model, options=spec.options, deadline=deadline
-        )
-    else:
-        stream = backend.generate(prompt, model=spec.model, options=spec.options)
+    # Which run asks, for a backend with several hosts (each step on the run's host); set only
+    # around the call, as this generator may be resumed from other tasks and contexts.
+    affinity = run_affinity.set(state.run_id)
+    try:
+        if handed:
+            stream = backend.generate(  # type: ignore[call-arg]
+                prompt, model=spec.model, options=spec.options, deadline=deadline
+            )
+        else:
+            stream = backend.generate(prompt, model=spec.model, options=spec.options)
+    finally:
+        run_affinity.reset(affinity)
     try:
         started = False
         while True:

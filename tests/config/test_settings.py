@@ -42,12 +42,16 @@ CONFIG_ONLY = {
         "tools",
         "tool_format",
         "tool_choice",
+        "engine",  # a name: the runtime takes the backend class (`agent.backends.connect`)
+        "server",
         "ollama",
         "limits",
         "sandbox",
         "sessions",  # a file path: the runtime takes a `Store`
     },
     "OllamaSettings": {"host", "options"},
+    # Arguments of `agent.backends.connect`, and the name of the API key's variable.
+    "ServerSettings": {"hosts", "api_key_env", "concurrency"},
     # A custom tool's import path and its `Tool` options (name, description, timeout...).
     "CustomTool": {
         "import_",
