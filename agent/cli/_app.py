@@ -576,6 +576,7 @@ def batch(
         typer.Option("--json", help="Print the summary as one JSON object, nothing else."),
     ] = False,
     host: HostOpt = None,
+    engine: EngineOpt = None,
     model: ModelOpt = None,
     max_steps: MaxStepsOpt = None,
     pull: PullOpt = False,
@@ -591,7 +592,7 @@ def batch(
     record to -o as it finishes. Rerunning the same command resumes: ids already done are
     skipped, runs that ended in error are tried again. Exit code 1 when a run ended in error
     or the judge broke (a limit such as max_steps is a result, not a failure)."""
-    _check_hosts(host, as_json=as_json)
+    _check_hosts(host, engine, as_json=as_json)
     if shard is not None:
         index, slash, count = shard.partition("/")
         if not (slash and index.isdigit() and count.isdigit() and int(index) < int(count)):
@@ -611,8 +612,7 @@ def batch(
         ray=ray_address if ray_address is not None else ("" if ray else None),
         judge=judge,
         as_json=as_json,
-        host=host,
-        overrides=Overrides(model=model, max_steps=max_steps),
+        overrides=Overrides(model=model, max_steps=max_steps, engine=engine, hosts=host or ()),
         pull=pull,
         retry_errors=not keep_errors,
     )

@@ -59,7 +59,6 @@ class BatchOptions:
     ray: str | None = None
     judge: str | None = None
     as_json: bool = False
-    host: str | None = None
     overrides: Overrides = field(default_factory=Overrides)
     pull: bool = False
     retry_errors: bool = True
@@ -188,7 +187,7 @@ def _local(
     summary: BatchSummary,
 ) -> None:
     judge: Judge | None = load_judge(options.judge) if options.judge else None
-    agent, _ = _agent(options.config, host=options.host, overrides=options.overrides)
+    agent, _ = _agent(options.config, overrides=options.overrides)
     # A file that is not a batch output is refused here, before anything connects.
     resumed = resume(options.output, retry_errors=options.retry_errors)
 
@@ -224,7 +223,6 @@ def _on_ray(
             address=options.ray or None,
             concurrency=options.concurrency,
             judge=options.judge,
-            host=options.host,
             progress=bar,
             summary=summary,
             retry_errors=options.retry_errors,
