@@ -564,6 +564,7 @@ class StreamAttempt:
         return Usage(
             # Ollama's sense: the prompt tokens evaluated, those from the prefix cache not counted.
             prompt_eval_count=max(prompt - cached, 0),
+            cached_tokens=cached,
             eval_count=self.tokens if eval_count is None else eval_count,
             total_duration=int(seconds * 1e9),
             prompt_tokens_sent=self._sent,

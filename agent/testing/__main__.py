@@ -1,5 +1,5 @@
 """`python -m agent.testing serve`: run an `OllamaEmulator` (or, with `--engine`, the emulator
-of vLLM or llama.cpp's `llama-server`) as a process.
+of vLLM, SGLang or llama.cpp's `llama-server`) as a process.
 
 (`python -m agent.testing llama-server build` builds the real `llama-server` the tests run
 into a cache outside the repository; `... llama-server path` prints the one they would use.)
@@ -96,11 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--version", default=None, help="the server version it reports")
     serve.add_argument(
         "--engine",
-        choices=("ollama", "vllm", "llamacpp"),
+        choices=("ollama", "vllm", "sglang", "llamacpp"),
         default="ollama",
         help="the server to emulate (llamacpp: llama-server, serving the first of --models)",
     )
-    serve.add_argument("--model", default=None, help="vllm: the served model")
+    serve.add_argument("--model", default=None, help="vllm, sglang: the served model")
     serve.add_argument("--models", default="llama3.1,llama3.2,llama3.3")
     serve.add_argument(
         "--max-records",
@@ -123,7 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return llama_server(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        from agent.testing import LlamaCppEmulator, OllamaEmulator, VLLMEmulator
+        from agent.testing import (
+            LlamaCppEmulator,
+            OllamaEmulator,
+            SGLangEmulator,
+            VLLMEmulator,
+        )
     except ImportError as exc:  # the testing extra is missing: its message says how to fix it
         return _fail(str(exc), 1)
     try:
@@ -138,11 +143,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), USAGE_ERROR)
 
     async def run() -> None:
-        emulator: OllamaEmulator | VLLMEmulator | LlamaCppEmulator
+        emulator: OllamaEmulator | VLLMEmulator | SGLangEmulator | LlamaCppEmulator
         if args.engine == "vllm":
             emulator = VLLMEmulator(
                 script,
                 **({"model": args.model} if args.model else {}),
+                **({"version": args.version} if args.version else {}),
+                latency=args.latency,
+                token_rate=args.token_rate,
+                port=args.port,
+                max_records=args.max_records,
+            )
+        elif args.engine == "sglang":
+            emulator = SGLangEmulator(
+                script,
+                **({"model_path": args.model} if args.model else {}),
                 **({"version": args.version} if args.version else {}),
                 latency=args.latency,
                 token_rate=args.token_rate,

@@ -174,6 +174,7 @@ async def test_the_prefix_cache_counts_as_cached_not_evaluated(emu: SGLangEmulat
     cached = emu.completions[-1].cached_tokens
     assert cached > done1.usage.prompt_tokens_sent  # the first prompt and its whole answer
     assert done2.usage.prompt_eval_count == done2.usage.prompt_tokens_sent - cached
+    assert (done1.usage.cached_tokens, done2.usage.cached_tokens) == (0, cached)
 
 
 # --- the model, counting ----------------------------------------------------------------------

@@ -3,10 +3,13 @@ no backend): the event stream, both streaming modes, stop handling, defaults, er
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import httpx
 import orjson
 import pytest
 
@@ -209,3 +212,19 @@ async def test_faults(http: aiohttp.ClientSession) -> None:
     assert aborted[1]["meta_info"]["finish_reason"]["type"] == "abort"
     assert fine[-2]["text"] == "a b c"
     assert [r.fault is not None for r in emu.completions] == [True, True, True, False]
+
+
+@pytest.mark.timeout(60)
+def test_serve_engine_sglang_runs_the_sglang_emulator_as_a_process() -> None:
+    command = [sys.executable, "-m", "agent.testing", "serve", "--engine", "sglang"]
+    process = subprocess.Popen([*command, "--reply", "Pong."], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip().removeprefix("listening on ")
+        response = httpx.post(
+            f"{url}/generate", json={"text": PROMPT, "sampling_params": RAW}, timeout=30
+        )
+        assert response.json()["text"] == "Pong."
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
