@@ -468,6 +468,12 @@ def main(argv: Sequence[str]) -> int:
     make.add_argument("--version", default=LLAMA_CPP_PYTHON, help="llama-cpp-python sdist")
     make.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: all cores)")
     make.add_argument("--source", type=Path, default=None, help="an unpacked sdist to use")
+    make.add_argument(
+        "--optional",
+        action="store_true",
+        help="a build this machine cannot do (no cmake or compiler, no PyPI) is a warning and "
+        "exit 0, so the test command goes on and the real-server tests skip; not under CI=true",
+    )
     where = commands.add_parser("path", help="print the llama-server the tests would use")
     where.add_argument("--version", default=LLAMA_CPP_PYTHON)
     args = parser.parse_args(argv)
@@ -481,6 +487,13 @@ def main(argv: Sequence[str]) -> int:
     try:
         build(args.version, jobs=args.jobs, source=args.source)
     except (OSError, subprocess.CalledProcessError) as exc:
+        if args.optional and os.environ.get("CI") != "true":
+            print(
+                f"warning: llama-server was not built ({exc}); the tests against a real "
+                f"llama-server will skip. `{BUILD_COMMAND}` builds it.",
+                file=sys.stderr,
+            )
+            return 0
         print(f"error: building llama-server failed: {exc}", file=sys.stderr)
         return 1
     return 0
