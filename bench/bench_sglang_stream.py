@@ -1,4 +1,4 @@
-"""What SGLang's cumulative stream costs the client (docs/engines/sglang.md, "The stream").
+"""What SGLang's cumulative stream costs the client (docs/engines.md (SGLang), "The stream").
 
 By default every `/generate` event carries the whole completion so far (`text` and
 `output_ids`), so an answer of n tokens sends O(n²) bytes and the client parses them all;

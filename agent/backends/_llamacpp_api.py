@@ -2,7 +2,7 @@
 small calls (`/props`, `/v1/models`, `/tokenize`) and its errors.
 
 Checked against llama.cpp's `tools/server` (the sources vendored by llama-cpp-python 0.3.36,
-llama.cpp 0.5.0-dev; docs/engines/llamacpp.md cites the functions):
+llama.cpp 0.5.0-dev; docs/engines.md (llama.cpp) cites the functions):
 
 * A streamed `/completion` is SSE: `data: {...}` events, `:` pings, no `data: [DONE]` (that is
   only for the OpenAI routes). Each event before the last carries one sampled token: `content`

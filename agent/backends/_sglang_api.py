@@ -1,5 +1,5 @@
 """SGLang's native HTTP API as `SGLangBackend` uses it (checked against SGLang's source; the
-quirks and where they live are in docs/engines/sglang.md).
+quirks and where they live are in docs/engines.md (SGLang)).
 
 * **Requests**: `POST /generate` with the raw prompt as `text` and `sampling_params`
   (`request_body`); `POST /tokenize` for exact counts; `GET /server_info` (older servers:

@@ -1,7 +1,7 @@
 """`VLLMBackend`: raw Llama 3 prompts to vLLM's OpenAI-compatible `/v1/completions`.
 
 The same native prompts, parser and loop as with Ollama; what differs is vLLM's (the wire and
-its errors are in `_vllm_api.py`, the sources in docs/engines/vllm.md):
+its errors are in `_vllm_api.py`, the sources in docs/engines.md (vLLM)):
 
 * **One BOS.** The rendered prompt keeps its `<|begin_of_text|>` and goes out with
   `add_special_tokens: false`; vLLM would otherwise add a second.

@@ -1,4 +1,4 @@
-"""vLLM's OpenAI-compatible server as `VLLMBackend` uses it (docs/engines/vllm.md has the sources).
+"""vLLM's OpenAI-compatible server as `VLLMBackend` uses it (sources: docs/engines.md, vLLM).
 
 * **Requests**: one streamed `/v1/completions` with the raw prompt (`completion_body`).
 * **Errors**: vLLM's error bodies and statuses translated into `agent.errors` (`error_message`,

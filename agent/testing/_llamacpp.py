@@ -1,7 +1,7 @@
 """`LlamaCppEmulator`: a real HTTP server on 127.0.0.1 that speaks llama.cpp's `llama-server`.
 
 The endpoints `LlamaCppBackend` uses, as llama.cpp 0.5.0-dev (vendored by llama-cpp-python
-0.3.36) answers them (tools/server; docs/engines/llamacpp.md cites the functions):
+0.3.36) answers them (tools/server; docs/engines.md (llama.cpp) cites the functions):
 
 * `GET /health` (public even with an API key), `GET /props` (`default_generation_settings.n_ctx`,
   `model_path`, `model_alias`, `build_info`), `GET /v1/models` (`id`, `aliases`, `meta.n_ctx`),

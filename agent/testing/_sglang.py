@@ -2,7 +2,7 @@
 
 The same scripts as `OllamaEmulator` (`answer`, `call_tool`, ... from `agent.testing._model`)
 say what the model writes, Llama-native, end token included; the emulator then does what SGLang
-does with it (checked against SGLang's source, see docs/engines/sglang.md):
+does with it (checked against SGLang's source, see docs/engines.md (SGLang)):
 
 * `POST /generate` takes `text` (its tokenizer adds the BOS: a prompt sent with its own
   `<|begin_of_text|>` gets two) and `sampling_params` (`max_new_tokens` defaults to 128,

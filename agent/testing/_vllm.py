@@ -1,6 +1,6 @@
 """`VLLMEmulator`: a real HTTP server on 127.0.0.1 that speaks vLLM's OpenAI-compatible protocol.
 
-The endpoints `VLLMBackend` uses, as vLLM serves them (docs/engines/vllm.md has the sources):
+The endpoints `VLLMBackend` uses, as vLLM serves them (docs/engines.md (vLLM) has the sources):
 `GET /v1/models` (the served names, `root`, `max_model_len`), `POST /v1/completions` (streamed as
 server-sent events, or one JSON answer), `POST /tokenize`, `GET /version`, `GET /health`; with
 `api_key`, the middleware's `401 {"error": "Unauthorized"}` on every `/v1` path (and only
