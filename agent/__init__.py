@@ -63,6 +63,7 @@ __all__ = [
     "MCPTools",
     "Message",
     "OllamaBackend",
+    "PoolBackend",
     "RunContext",
     "RunFinished",
     "RunResult",
@@ -92,13 +93,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from agent.backends import LlamaCppBackend, OllamaBackend, SGLangBackend, VLLMBackend
+    from agent.backends import (
+        LlamaCppBackend,
+        OllamaBackend,
+        PoolBackend,
+        SGLangBackend,
+        VLLMBackend,
+    )
     from agent.config import load_agent
 
     MalformedCall = CallMalformed  # deprecated; at run time `__getattr__` serves it, warning
 else:
     # The backends' modules are the HTTP stack: loaded on first use, like `agent.backends` does.
-    _BACKENDS = frozenset({"LlamaCppBackend", "OllamaBackend", "SGLangBackend", "VLLMBackend"})
+    _BACKENDS = frozenset(
+        {"LlamaCppBackend", "OllamaBackend", "PoolBackend", "SGLangBackend", "VLLMBackend"}
+    )
 
     def __getattr__(name: str) -> Any:
         if name in _BACKENDS:

@@ -22,6 +22,7 @@ EXPECTED = [
     "MCPTools",
     "Message",
     "OllamaBackend",
+    "PoolBackend",
     "RunContext",
     "RunFinished",
     "RunResult",
