@@ -247,7 +247,9 @@ class ContextOverflowError(BackendError):
             "ollama.options.num_ctx (up to the model's context length), or use a model with a "
             "longer context."
         )
-        super().__init__(f"{counted}, but {model}'s context (num_ctx) holds {available}. {change}")
+        # `num_ctx` is Ollama's setting; the other engines fix the context when they start.
+        window = "context" if advice else "context (num_ctx)"
+        super().__init__(f"{counted}, but {model}'s {window} holds {available}. {change}")
         self.needed = needed
         self.available = available
         self.model = model

@@ -327,13 +327,14 @@ async def _family(spec: RunSpec, state: RunState, deadline: float) -> Family | N
     info = await _within(deadline, spec.backend.model_info(spec.model))
     if spec.toolbox.tools and info.capabilities and not info.supports_tools:
         state.warnings.append(
-            f"Ollama says model '{spec.model}' does not support tools (its template has none); "
+            f"the server says model '{spec.model}' does not support tools (its template has "
+            "none); "
             "the runtime sends Llama's native tool prompt anyway, which works only if the "
             "model is a Llama 3.1/3.2/3.3 instruct model"
         )
     if info.family == "unknown":
         state.warnings.append(
-            f"Ollama does not identify model '{spec.model}' as Llama 3.x; the prompt uses the "
+            f"the server does not identify model '{spec.model}' as Llama 3.x; the prompt uses the "
             f"Llama {model_family(spec.model)} format chosen from its name"
         )
         return None
