@@ -161,6 +161,7 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary too")
+    parser.add_argument("--profile-out", help="with --profile: also dump the raw stats here")
     args = parser.parse_args(argv)
     # Imported before the profiler starts: import time is not what the profile is about.
     import aiohttp  # noqa: F401
@@ -176,6 +177,8 @@ def child_main(argv: list[str] | None = None) -> int:
     outcome = anyio.run(_measure, args.client, args.url, args.runs)
     if profiler is not None:
         profiler.disable()
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         title = f"{args.runs} concurrent Agent runs, cProfile in the client process:"
         outcome["profile"] = _profile.report(profiler, title)
     print(json.dumps(outcome), flush=True)

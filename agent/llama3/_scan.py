@@ -470,6 +470,29 @@ def _malformed(found: Found, reason: str, name: str | None) -> MalformedCall:
     return MalformedCall(text=found.text, reason=reason, name=name)
 
 
+def lone_json(payload: str) -> Block | None:
+    """The block a tagged `Scanner` makes of `payload` when it is one JSON object that reads
+    as calls, blanks around it aside; else None (then only the scanner knows).
+
+    What a model writes after `<|python_tag|>` is nearly always that: one `{"name": ...,
+    "parameters": {...}}`. The scanner's way to the same block (a candidate at the brace, its
+    end found by `json_end`, then `read_json`) costs several times the reading itself.
+    """
+    text = payload.strip(" \t\r\n")  # the scanner commits these as prose, and only these
+    if text[:1] != "{" or text[-1:] != "}":
+        return None
+    # The scanner's head check (a quoted key within `_HEAD_WINDOW`), then its span: the whole.
+    if text[1 : 1 + _HEAD_WINDOW].lstrip(" \t\r\n")[:1] != '"' or json_end(text, 0) != len(text):
+        return None
+    reading = read_json(text, complete=True)
+    if reading is None:
+        return None  # data, which the scanner hands back to prose
+    block = Block(before=False, bare=False, leading=True, alone=True, last_end=len(text))
+    block.add(Found(text=text, reading=reading))
+    block.text = text
+    return block
+
+
 # --- the scanner ------------------------------------------------------------------------------
 
 _KEEP = 1024

@@ -145,8 +145,10 @@ async def test_silence_after_a_line_is_the_next_chunk_deadline() -> None:
 
 async def test_num_predict_is_enforced_on_the_client() -> None:
     async with fake_ollama({"/api/generate": endless(TOKEN)}) as url, OllamaBackend(url) as b:
-        chunks, _, done = await collect(b, GenerateOptions(num_predict=50))
-    assert chunks == 50
+        _, chars, done = await collect(b, GenerateOptions(num_predict=50))
+    # Fifty tokens, a line each (chunks join the lines that arrived together).
+    assert chars == 50 * len(orjson.loads(TOKEN)["response"])
+    assert done.usage.eval_count == 50
     assert done.done_reason == "length"
     assert "past its num_predict" in " ".join(done.warnings)
 
@@ -173,9 +175,8 @@ async def test_the_completion_size_is_capped() -> None:
     big = orjson.dumps({"response": "y" * 100_000, "done": False}) + b"\n"
     routes = {"/api/generate": streamer(*[big] * 300)}
     async with fake_ollama(routes) as url, OllamaBackend(url, max_completion_chars=10**6) as b:
-        chunks, chars, done = await collect(b)
-    assert chars <= 1_000_000
-    assert chunks == 10
+        _, chars, done = await collect(b)
+    assert chars == 1_000_000  # ten whole lines: the eleventh would pass the cap
     assert done.done_reason == "length"
     assert "the size cap" in " ".join(done.warnings)
 
