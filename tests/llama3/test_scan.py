@@ -33,7 +33,7 @@ REFUSED = [
     '{"name": "add", "parameters": {"a": NaN}}',
     '{"name": "add", "parameters": {"a": 1}',  # cut off
     '{"a": 1}',  # data
-    '{' + " " * 300 + '"name": "add", "parameters": {}}',  # past the head window
+    "{" + " " * 300 + '"name": "add", "parameters": {}}',  # past the head window
     "print(1)",
 ]
 
