@@ -6,11 +6,15 @@
     python -m bench --runs 200,1000      # the concurrency sizes
     python -m bench --output /tmp/out    # where RESULTS.md and results.json go (default bench/,
                                          # bench/quick/ with --quick)
+    python -m bench --only load          # 10,000 concurrent runs and a 20,000-run soak (long:
+                                         # on request only, never part of "everything")
 
 Sections: 1 `overhead` (per step, against a hand-written loop), 2 `concurrency` (hundreds of
 runs in one process), 3 `cache` (prompt-cache reuse against Ollama's chat template),
 4 `streaming` (chunk to TextDelta), 5 `tools` (sandbox, math, validation), 6 `serve`
-(`llama-agent serve` against `Agent.run` at 100 and 1,000 concurrent clients).
+(`llama-agent serve` against `Agent.run` at 100 and 1,000 concurrent clients), 7 `load`
+(10,000 concurrent runs in one process, a soak of 20,000 runs in waves; resident memory at the
+start, middle and end; only with `--only`).
 
 With `--only`, the sections run are merged into an existing `results.json` of the same kind
 (full or quick), so RESULTS.md keeps the others.
@@ -27,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import _cache, _concurrency, _overhead, _serve, _streaming, _tools
+from bench import _cache, _concurrency, _load, _overhead, _serve, _streaming, _tools
 from bench._common import Goal, SectionResult, Table
 from bench._machine import describe, summary
 from bench._report import print_section, write
@@ -39,20 +43,22 @@ SECTIONS: dict[str, Callable[..., SectionResult]] = {
     "streaming": _streaming.run,
     "tools": _tools.run,
     "serve": _serve.run,
+    "load": _load.run,
 }
+ON_REQUEST = frozenset({"load"})  # too long for "everything": run with --only
 DEFAULT_OUTPUT = Path(__file__).resolve().parent
 QUICK_OUTPUT = DEFAULT_OUTPUT / "quick"  # gitignored: a quick run checks the runner only
 
 
 def _selected(only: str | None) -> list[str]:
     if not only:
-        return list(SECTIONS)
+        return [name for name in SECTIONS if name not in ON_REQUEST]
     names = list(SECTIONS)
     chosen = []
     for word in only.replace(" ", "").split(","):
         name = names[int(word) - 1] if word.isdigit() and 0 < int(word) <= len(names) else word
         if name not in SECTIONS:
-            raise SystemExit(f"unknown section {word!r}; choose from {', '.join(names)} or 1-6")
+            raise SystemExit(f"unknown section {word!r}; choose from {', '.join(names)} or 1-7")
         chosen.append(name)
     return [n for n in names if n in chosen]
 
@@ -117,7 +123,7 @@ def output_directory(given: Path | None, *, quick: bool) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the runner")
-    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)} (or 1-5)")
+    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)} (or 1-7)")
     parser.add_argument("--runs", help="concurrency sizes, comma-separated (default 200,1000)")
     parser.add_argument(
         "--output",
