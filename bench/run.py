@@ -23,7 +23,9 @@ With `--only`, the sections run are merged into an existing `results.json` of th
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import sys
 import time
 import traceback
@@ -63,7 +65,15 @@ def _selected(only: str | None) -> list[str]:
     return [n for n in names if n in chosen]
 
 
+def _stamp() -> str:
+    """Now (UTC, to the minute) and the load average: what a section's numbers stand in."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{now}, load average {load}"
+
+
 def _run_one(name: str, *, quick: bool, sizes: list[int] | None) -> tuple[SectionResult, bool]:
+    stamp = _stamp()
     started = time.perf_counter()
     kwargs: dict[str, Any] = {"quick": quick}
     if name == "concurrency" and sizes:
@@ -81,6 +91,7 @@ def _run_one(name: str, *, quick: bool, sizes: list[int] | None) -> tuple[Sectio
         ]
         ok = False
     section.seconds = time.perf_counter() - started
+    section.measured = stamp
     return section, ok
 
 
@@ -94,6 +105,7 @@ def _from_json(key: str, data: dict[str, Any]) -> SectionResult:
         data=dict(data["data"]),
         profile=data.get("profile"),
         seconds=float(data.get("seconds", 0.0)),
+        measured=str(data.get("measured", "")),
     )
 
 
