@@ -256,11 +256,11 @@ def _row(o: dict[str, Any], floor: float) -> list[str]:
     ]
 
 
-def run(*, quick: bool, sizes: list[int] | None = None) -> SectionResult:
+def run(*, quick: bool, sizes: list[int] | None = None, rounds: int | None = None) -> SectionResult:
     sizes = sizes or ([20] if quick else [200, GOAL_RUNS])
     latency = QUICK_LATENCY if quick else LATENCY
     ideal = REQUESTS * latency
-    rounds = 1 if quick else ROUNDS
+    rounds = rounds or (1 if quick else ROUNDS)
     every: list[dict[str, Any]] = []
     failures: list[str] = []
     for index in range(rounds):
@@ -269,7 +269,8 @@ def run(*, quick: bool, sizes: list[int] | None = None) -> SectionResult:
             try:
                 every.append(run_case(client, runs, latency=latency))
             except RuntimeError as exc:  # reported; the other cases still count
-                last = str(exc).strip().splitlines()[-1]
+                said = [x.strip(" |") for x in str(exc).splitlines() if "Error" in x]
+                last = said[-1] if said else str(exc).strip().splitlines()[-1]
                 failures.append(f"{LABELS[client]} x {runs} (round {index + 1}) failed: {last}")
     outcomes = _best(every)
     floors = {o["runs"]: o for o in outcomes if o["client"] == "bare"}

@@ -72,12 +72,16 @@ def _stamp() -> str:
     return f"{now}, load average {load}"
 
 
-def _run_one(name: str, *, quick: bool, sizes: list[int] | None) -> tuple[SectionResult, bool]:
+def _run_one(
+    name: str, *, quick: bool, sizes: list[int] | None, rounds: int | None = None
+) -> tuple[SectionResult, bool]:
     stamp = _stamp()
     started = time.perf_counter()
     kwargs: dict[str, Any] = {"quick": quick}
     if name == "concurrency" and sizes:
         kwargs["sizes"] = sizes
+    if name == "concurrency" and rounds:
+        kwargs["rounds"] = rounds
     try:
         section = SECTIONS[name](**kwargs)
         ok = True
@@ -138,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)} (or 1-7)")
     parser.add_argument("--runs", help="concurrency sizes, comma-separated (default 200,1000)")
     parser.add_argument(
+        "--rounds", type=int, help="concurrency: rounds of the largest size (default 2)"
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="results directory (default bench/; bench/quick/ with --quick, so a quick run "
@@ -154,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections: list[SectionResult] = []
     failed = False
     for name in names:
-        section, ok = _run_one(name, quick=args.quick, sizes=sizes)
+        section, ok = _run_one(name, quick=args.quick, sizes=sizes, rounds=args.rounds)
         failed |= not ok
         sections.append(section)
         print_section(section)
