@@ -1,15 +1,15 @@
 """The incremental scanner behind `parse_completion` and `StreamParser` (text without special
 tokens: the caller splits those off).
 
-It walks the text once, left to right. Prose is committed as soon as nothing later can change
-it; at a possible call (`{`, `[`, `<function=`, `brave_search.call(`, a fence, or `name(` at the
-very start: `_candidates.py`, the call-start finder) it waits until the span closes and reads it
+It walks the text once, left to right. Prose is committed as soon as nothing later can change it;
+at a possible call (`{`, `[`, `<function=`, `brave_search.call(`, a fence, or `name(` at the very
+start: `_candidates.py`, the call-start finder) it waits until the span closes and reads it
 (`read_span`). Adjacent calls, separated by whitespace, `;`, `,` or a fence, form a block
-(`advance` follows each span to its end). A block is a mention, not a call, when it sits inside a sentence: prose on its line before and
-after it, unless the prose before ends a sentence and the prose after starts one (`Send {...}
-to the API` is a mention; `Here is the result: {...} Would you like more?` is a call). A block
-with a `name.call(...)` is a mention whenever words follow it on its line
-(`brave_search.call(query="x") is how it searches`), and a block of bare `name(...)` calls
+(`advance` follows each span to its end). A block is a mention, not a call, when it sits inside a
+sentence: prose on its line before and after it, unless the prose before ends a sentence and the
+prose after starts one (`Send {...} to the API` is a mention; `Here is the result: {...} Would you
+like more?` is a call). A block with a `name.call(...)` is a mention whenever words follow it on
+its line (`brave_search.call(query="x") is how it searches`), and a block of bare `name(...)` calls
 counts only when it is the whole text: written in the middle of prose, both are quotes.
 
 Every decision depends on the text alone, never on how it was split into chunks, so the
