@@ -47,6 +47,7 @@ class SectionResult:
     data: dict[str, Any] = field(default_factory=dict)
     profile: str | None = None  # where the time goes, when a goal was missed
     seconds: float = 0.0
+    measured: str = ""  # when it started (UTC) and the load average then: merged sections differ
 
 
 # --- statistics ---------------------------------------------------------------------------------

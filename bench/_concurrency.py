@@ -7,7 +7,9 @@ starts every run at once and waits for all of them.
 
 Clients: `agent` (`Agent.run`, its default `OllamaBackend`), `agent-estimate` (the same with
 the token counter on its estimate path, as without the `tokenizer` extra: the child runs with
-`LLAMA_AGENT_TOKENIZER` pointing at no file), `agent-pool` (`OllamaBackend(max_connections=runs)`),
+`LLAMA_AGENT_TOKENIZER` pointing at no file), `agent-pool` (`OllamaBackend(max_connections=runs)`,
+with a 60 s connect timeout: a thousand connections opened at once to an emulator on a loaded
+machine outlast the default 5 s),
 `bare` (the floor: the same protocol, raw streamed `/api/generate` with a hand-built prompt, on
 bare aiohttp with no connection cap), `ollama` (the hand loop on `ollama.AsyncClient` and its
 default httpx transport: for reference).
@@ -59,7 +61,7 @@ NO_TOKENIZER = "/nonexistent/tokenizer.model"  # LLAMA_AGENT_TOKENIZER: the esti
 LABELS = {
     "agent": "Agent.run, default OllamaBackend",
     "agent-estimate": "Agent.run, token estimate (no tokenizer)",
-    "agent-pool": "Agent.run, OllamaBackend(max_connections=runs)",
+    "agent-pool": "Agent.run, OllamaBackend(max_connections=runs, connect timeout 60 s)",
     "bare": "hand loop, bare aiohttp (the floor)",
     "ollama": "hand loop, ollama.AsyncClient (httpx)",
 }
@@ -91,7 +93,7 @@ async def _measure(client: str, url: str, runs: int) -> dict[str, Any]:
     import ollama
 
     from agent import Agent
-    from agent.backends import OllamaBackend
+    from agent.backends import OllamaBackend, Timeouts
     from bench import _chain as chain
 
     agent = chain.make_agent(url)
@@ -101,7 +103,7 @@ async def _measure(client: str, url: str, runs: int) -> dict[str, Any]:
     hand: ollama.AsyncClient | None = None
     if client == "agent-pool":
         await agent.aclose()
-        backend = OllamaBackend(url, max_connections=runs)
+        backend = OllamaBackend(url, max_connections=runs, timeouts=Timeouts(connect=60.0))
         agent = Agent(chain.MODEL, tools=[chain.add], backend=backend, today=chain.TODAY)
     if client in ("agent", "agent-estimate", "agent-pool"):
 
@@ -161,6 +163,7 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary too")
+    parser.add_argument("--profile-out", help="with --profile: also dump the raw stats here")
     args = parser.parse_args(argv)
     # Imported before the profiler starts: import time is not what the profile is about.
     import aiohttp  # noqa: F401
@@ -176,6 +179,8 @@ def child_main(argv: list[str] | None = None) -> int:
     outcome = anyio.run(_measure, args.client, args.url, args.runs)
     if profiler is not None:
         profiler.disable()
+        if args.profile_out:
+            profiler.dump_stats(args.profile_out)
         title = f"{args.runs} concurrent Agent runs, cProfile in the client process:"
         outcome["profile"] = _profile.report(profiler, title)
     print(json.dumps(outcome), flush=True)
@@ -251,17 +256,22 @@ def _row(o: dict[str, Any], floor: float) -> list[str]:
     ]
 
 
-def run(*, quick: bool, sizes: list[int] | None = None) -> SectionResult:
+def run(*, quick: bool, sizes: list[int] | None = None, rounds: int | None = None) -> SectionResult:
     sizes = sizes or ([20] if quick else [200, GOAL_RUNS])
     latency = QUICK_LATENCY if quick else LATENCY
     ideal = REQUESTS * latency
-    rounds = 1 if quick else ROUNDS
-    every = [
-        run_case(client, runs, latency=latency)
-        for index in range(rounds)
+    rounds = rounds or (1 if quick else ROUNDS)
+    every: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for index in range(rounds):
         # Later rounds repeat only the largest size, the one the goals are about.
-        for client, runs in cases(quick, sizes if index == 0 else [max(sizes)], first=index == 0)
-    ]
+        for client, runs in cases(quick, sizes if index == 0 else [max(sizes)], first=index == 0):
+            try:
+                every.append(run_case(client, runs, latency=latency))
+            except RuntimeError as exc:  # reported; the other cases still count
+                said = [x.strip(" |") for x in str(exc).splitlines() if "Error" in x]
+                last = said[-1] if said else str(exc).strip().splitlines()[-1]
+                failures.append(f"{LABELS[client]} x {runs} (round {index + 1}) failed: {last}")
     outcomes = _best(every)
     floors = {o["runs"]: o for o in outcomes if o["client"] == "bare"}
     table = Table(
@@ -284,6 +294,7 @@ def run(*, quick: bool, sizes: list[int] | None = None) -> SectionResult:
         rows=[_row(o, floors[o["runs"]]["wall"]) for o in outcomes],
     )
     result = SectionResult(key="concurrency", title="2. Concurrency", tables=[table])
+    result.notes += failures
     result.data = {
         "latency": latency,
         "ideal_seconds": ideal,

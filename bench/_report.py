@@ -75,6 +75,8 @@ def markdown(
             )
     for section in sections:
         out += ["", f"## {section.title}", ""]
+        if section.measured:
+            out += [f"*Measured {section.measured}, in {section.seconds:.0f} s.*", ""]
         for table in section.tables:
             out += [_markdown_table(table), ""]
         out += [f"- {note}" for note in section.notes]
@@ -99,6 +101,7 @@ def to_json(
             s.key: {
                 "title": s.title,
                 "seconds": s.seconds,
+                "measured": s.measured,
                 "goals": [dataclasses.asdict(g) for g in s.goals],
                 "notes": s.notes,
                 "tables": [dataclasses.asdict(t) for t in s.tables],

@@ -6,11 +6,15 @@
     python -m bench --runs 200,1000      # the concurrency sizes
     python -m bench --output /tmp/out    # where RESULTS.md and results.json go (default bench/,
                                          # bench/quick/ with --quick)
+    python -m bench --only load          # 10,000 concurrent runs and a 20,000-run soak (long:
+                                         # on request only, never part of "everything")
 
 Sections: 1 `overhead` (per step, against a hand-written loop), 2 `concurrency` (hundreds of
 runs in one process), 3 `cache` (prompt-cache reuse against Ollama's chat template),
 4 `streaming` (chunk to TextDelta), 5 `tools` (sandbox, math, validation), 6 `serve`
-(`llama-agent serve` against `Agent.run` at 100 and 1,000 concurrent clients).
+(`llama-agent serve` against `Agent.run` at 100 and 1,000 concurrent clients), 7 `load`
+(10,000 concurrent runs in one process, a soak of 20,000 runs in waves; resident memory at the
+start, middle and end; only with `--only`).
 
 With `--only`, the sections run are merged into an existing `results.json` of the same kind
 (full or quick), so RESULTS.md keeps the others.
@@ -19,7 +23,9 @@ With `--only`, the sections run are merged into an existing `results.json` of th
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import sys
 import time
 import traceback
@@ -27,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import _cache, _concurrency, _overhead, _serve, _streaming, _tools
+from bench import _cache, _concurrency, _load, _overhead, _serve, _streaming, _tools
 from bench._common import Goal, SectionResult, Table
 from bench._machine import describe, summary
 from bench._report import print_section, write
@@ -39,29 +45,43 @@ SECTIONS: dict[str, Callable[..., SectionResult]] = {
     "streaming": _streaming.run,
     "tools": _tools.run,
     "serve": _serve.run,
+    "load": _load.run,
 }
+ON_REQUEST = frozenset({"load"})  # too long for "everything": run with --only
 DEFAULT_OUTPUT = Path(__file__).resolve().parent
 QUICK_OUTPUT = DEFAULT_OUTPUT / "quick"  # gitignored: a quick run checks the runner only
 
 
 def _selected(only: str | None) -> list[str]:
     if not only:
-        return list(SECTIONS)
+        return [name for name in SECTIONS if name not in ON_REQUEST]
     names = list(SECTIONS)
     chosen = []
     for word in only.replace(" ", "").split(","):
         name = names[int(word) - 1] if word.isdigit() and 0 < int(word) <= len(names) else word
         if name not in SECTIONS:
-            raise SystemExit(f"unknown section {word!r}; choose from {', '.join(names)} or 1-6")
+            raise SystemExit(f"unknown section {word!r}; choose from {', '.join(names)} or 1-7")
         chosen.append(name)
     return [n for n in names if n in chosen]
 
 
-def _run_one(name: str, *, quick: bool, sizes: list[int] | None) -> tuple[SectionResult, bool]:
+def _stamp() -> str:
+    """Now (UTC, to the minute) and the load average: what a section's numbers stand in."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{now}, load average {load}"
+
+
+def _run_one(
+    name: str, *, quick: bool, sizes: list[int] | None, rounds: int | None = None
+) -> tuple[SectionResult, bool]:
+    stamp = _stamp()
     started = time.perf_counter()
     kwargs: dict[str, Any] = {"quick": quick}
     if name == "concurrency" and sizes:
         kwargs["sizes"] = sizes
+    if name == "concurrency" and rounds:
+        kwargs["rounds"] = rounds
     try:
         section = SECTIONS[name](**kwargs)
         ok = True
@@ -75,6 +95,7 @@ def _run_one(name: str, *, quick: bool, sizes: list[int] | None) -> tuple[Sectio
         ]
         ok = False
     section.seconds = time.perf_counter() - started
+    section.measured = stamp
     return section, ok
 
 
@@ -88,6 +109,7 @@ def _from_json(key: str, data: dict[str, Any]) -> SectionResult:
         data=dict(data["data"]),
         profile=data.get("profile"),
         seconds=float(data.get("seconds", 0.0)),
+        measured=str(data.get("measured", "")),
     )
 
 
@@ -117,8 +139,11 @@ def output_directory(given: Path | None, *, quick: bool) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the runner")
-    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)} (or 1-5)")
+    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)} (or 1-7)")
     parser.add_argument("--runs", help="concurrency sizes, comma-separated (default 200,1000)")
+    parser.add_argument(
+        "--rounds", type=int, help="concurrency: rounds of the largest size (default 2)"
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -136,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections: list[SectionResult] = []
     failed = False
     for name in names:
-        section, ok = _run_one(name, quick=args.quick, sizes=sizes)
+        section, ok = _run_one(name, quick=args.quick, sizes=sizes, rounds=args.rounds)
         failed |= not ok
         sections.append(section)
         print_section(section)

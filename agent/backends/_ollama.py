@@ -281,18 +281,19 @@ class OllamaBackend(Backend):
         try:
             total = anyio.current_time() + (self.timeouts.total or float("inf"))
             deadline = total if deadline is None else min(total, deadline)
-            emitted: list[str] = []
+            emitted: list[str] = []  # the text the caller has, in the chunks it came in
+            tokens = 0  # the tokens that text holds (a chunk may hold several: `StreamAttempt`)
             warnings: list[str] = []
             busy = drops = 0
             while True:
                 continuation = "".join(emitted)
-                resumed_chunks = len(emitted)
+                resumed_chunks = tokens
                 # What the server may have cached before this attempt; then this prompt, which
                 # it caches as soon as it evaluates it (concurrent runs share a prefix that way).
                 history = self._history.snapshot(model)
                 self._history.remember(model, text + continuation, tokens=sent - 1)
-                left = num_predict - len(emitted)
-                if emitted and left <= 0:
+                left = num_predict - tokens
+                if tokens and left <= 0:
                     yield Done(done_reason="length", warnings=tuple(warnings))
                     return
                 attempt = StreamAttempt(
@@ -338,6 +339,7 @@ class OllamaBackend(Backend):
                     busy += 1
                     await self._wait_while_busy(exc, model, busy, deadline)
                 except Dropped as exc:
+                    tokens = resumed_chunks + attempt.chunks
                     # What was generated before the break sits in the server's cache all the same.
                     self._history.remember(model, text + "".join(emitted), tokens=sent - 1)
                     drops += 1

@@ -216,12 +216,15 @@ _USAGE_FIELDS = (
 class StreamAttempt:
     """POSTs one raw, streamed `/api/generate` and yields `TextChunk`s, then one `Final`.
 
-    The hot path: aiohttp and orjson directly, one `await` per network read (`_stream.Lines`),
-    a dict per line and no model. Raises `ollama.ResponseError` for an error status or an
-    in-band error line (the caller decides about 503), `Dropped` when the connection broke,
-    `BackendTimeoutError` when a deadline passed, `StreamError` for an answer Ollama would not
-    send. More than `num_predict` chunks (a chunk is a token), or more text than the caps
-    allow, ends the attempt as `length` whatever the server does.
+    The hot path: aiohttp and orjson directly, one `await` per network read (`_wire.Lines`),
+    a dict per line and no model, and one `TextChunk` per read: the lines that arrived together
+    are joined, so each layer above (this generator, the backend's, the loop's) pays once per
+    read, not once per token (`chunks` counts the tokens handed over). Raises
+    `ollama.ResponseError` for an error status or an in-band error line (the caller decides
+    about 503), `Dropped` when the connection broke, `BackendTimeoutError` when a deadline
+    passed, `StreamError` for an answer Ollama would not send. More than `num_predict` tokens
+    (a line is a token), or more text than the caps allow, ends the attempt as `length`
+    whatever the server does.
     """
 
     def __init__(
@@ -242,6 +245,8 @@ class StreamAttempt:
         note: str = "",
     ) -> None:
         self._session = session
+        self.chunks = 0
+        """Tokens (NDJSON lines with text) yielded so far: a `TextChunk` may hold several."""
         self._note = note  # what came before this attempt, for a timeout's message
         self._url = url
         self._model = model
@@ -301,9 +306,10 @@ class StreamAttempt:
                 total_at=total_at,
                 max_line=self._caps.line_bytes,
             )
-            pieces: list[str] = []
+            pieces: list[str] = []  # this attempt's text, a token each
             chars = 0
             limit = self._num_predict if self._num_predict >= 0 else float("inf")
+            cap = self._caps.completion_chars
             while True:
                 try:
                     batch = await lines.batch()
@@ -315,33 +321,49 @@ class StreamAttempt:
                     raise self._transport_error(exc) from exc
                 if not batch:
                     raise Dropped("the stream ended without its final line")
+                shown = len(pieces)  # the batch's text goes up in one chunk, from here
+                final: Final | None = None
+                failure: Exception | None = None
                 for raw in batch:
                     if not raw:
                         continue
                     try:
                         part = loads(raw)
                     except orjson.JSONDecodeError as exc:
-                        raise self._garbled(f"a line that is not JSON ({exc})") from None
+                        failure = self._garbled(f"a line that is not JSON ({exc})")
+                        break
                     if type(part) is not dict:
-                        raise self._garbled(f"a line that is not a JSON object: {raw[:80]!r}")
+                        failure = self._garbled(f"a line that is not a JSON object: {raw[:80]!r}")
+                        break
                     text = part.get("response")
                     if part.get("done") is True:
                         if await lines.drain():
                             response.release()  # the connection serves the next request
-                        yield Final(done=self._done(part), text="".join(pieces))
-                        return
+                        final = Final(done=self._done(part), text="".join(pieces))
+                        break
                     if "error" in part:
-                        raise ollama.ResponseError(str(part["error"]), -1)
+                        failure = ollama.ResponseError(str(part["error"]), -1)
+                        break
                     if not text:
                         continue
                     if type(text) is not str:
-                        raise self._garbled(f"a response that is not text: {raw[:80]!r}")
+                        failure = self._garbled(f"a response that is not text: {raw[:80]!r}")
+                        break
                     chars += len(text)
-                    if len(pieces) >= limit or chars > self._caps.completion_chars:
-                        yield Final(done=self._cut(len(pieces)), text="".join(pieces), cut=True)
-                        return
+                    if len(pieces) >= limit or chars > cap:
+                        final = Final(done=self._cut(len(pieces)), text="".join(pieces), cut=True)
+                        break
                     pieces.append(text)
-                    yield TextChunk(text=text)
+                if len(pieces) > shown:
+                    # What came before an error line reaches the caller too, as it would have
+                    # token by token (a resumed stream continues from all of it).
+                    self.chunks = len(pieces)
+                    yield TextChunk(text="".join(pieces[shown:]))
+                if failure is not None:
+                    raise failure
+                if final is not None:
+                    yield final
+                    return
         finally:
             if lines is not None:
                 lines.close()

@@ -42,6 +42,7 @@ from agent.llama3._scan import (
     Outcome,
     Scanner,
     decide_block,
+    lone_json,
     unknown_tool,
 )
 from agent.llama3._special import (
@@ -307,6 +308,10 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
     stripped = payload.strip()
     if not stripped:
         _malformed(outcome, "", "<|python_tag|> was followed by nothing; write the call after it")
+        return
+    block = lone_json(payload)  # the usual payload, read without the scanner (same block)
+    if block is not None:
+        decide_block(block, allowed, outcome, strong=True)
         return
     scanner = Scanner(allowed=allowed, tagged=True)
     scanner.feed(payload)

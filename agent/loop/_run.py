@@ -358,8 +358,10 @@ async def _step(
     backend = spec.backend
     # A backend that takes the deadline ends its stream by then itself (one timer per stream):
     # only the wait before the first chunk (connection gate, counting, connecting) needs a
-    # cancel scope here, not every chunk.
-    handed = deadline != math.inf and backend.takes_deadline
+    # cancel scope here, not every chunk; without a deadline, none does. Each chunk then costs
+    # one `__anext__` of the backend's generator, no coroutine of ours around it.
+    bounded = deadline != math.inf
+    handed = bounded and backend.takes_deadline
     # Which run asks, for a backend with several hosts (each step on the run's host); set only
     # around the call, as this generator may be resumed from other tasks and contexts.
     affinity = run_affinity.set(state.run_id)
@@ -372,26 +374,27 @@ async def _step(
             stream = backend.generate(prompt, model=spec.model, options=spec.options)
     finally:
         run_affinity.reset(affinity)
+    feed = parser.feed
     try:
-        started = False
+        bare = not bounded  # read with a plain await (else within the deadline's scope)
         while True:
-            if handed and started:
+            if bare:
                 try:
-                    item = await _traced(request, anext(stream))
+                    item = await _traced(request, stream.__anext__())
                 except BackendTimeoutError:
-                    if anyio.current_time() >= deadline:
+                    if bounded and anyio.current_time() >= deadline:
                         raise _Timeout from None
                     raise
             else:
-                item = await _traced(request, _within(deadline, anext(stream)))
-                started = True
+                item = await _traced(request, _within(deadline, stream.__anext__()))
+                bare = handed
             if isinstance(item, Done):
                 if handed and anyio.current_time() >= deadline:
                     raise _Timeout  # its closing checks ran past the deadline, unbounded
                 done = item
                 break
             pieces.append(item.text)
-            delta = parser.feed(item.text)
+            delta = feed(item.text)
             if delta:
                 yield TextDelta(step=step, text=delta)
     except StopAsyncIteration as exc:

@@ -145,8 +145,10 @@ async def test_silence_after_a_line_is_the_next_chunk_deadline() -> None:
 
 async def test_num_predict_is_enforced_on_the_client() -> None:
     async with fake_ollama({"/api/generate": endless(TOKEN)}) as url, OllamaBackend(url) as b:
-        chunks, _, done = await collect(b, GenerateOptions(num_predict=50))
-    assert chunks == 50
+        _, chars, done = await collect(b, GenerateOptions(num_predict=50))
+    # Fifty tokens, a line each (chunks join the lines that arrived together).
+    assert chars == 50 * len(orjson.loads(TOKEN)["response"])
+    assert done.usage.eval_count == 50
     assert done.done_reason == "length"
     assert "past its num_predict" in " ".join(done.warnings)
 
@@ -173,9 +175,8 @@ async def test_the_completion_size_is_capped() -> None:
     big = orjson.dumps({"response": "y" * 100_000, "done": False}) + b"\n"
     routes = {"/api/generate": streamer(*[big] * 300)}
     async with fake_ollama(routes) as url, OllamaBackend(url, max_completion_chars=10**6) as b:
-        chunks, chars, done = await collect(b)
-    assert chars <= 1_000_000
-    assert chunks == 10
+        _, chars, done = await collect(b)
+    assert chars == 1_000_000  # ten whole lines: the eleventh would pass the cap
     assert done.done_reason == "length"
     assert "the size cap" in " ".join(done.warnings)
 
@@ -225,3 +226,46 @@ async def test_idle_keep_alive_connections_close() -> None:
         while emu.open_connections and time.monotonic() < deadline:  # noqa: ASYNC110
             await anyio.sleep(0.05)
         assert emu.open_connections == 0
+
+
+# --- lines that arrive together -------------------------------------------------------------------
+
+
+def _line(text: str, **more: object) -> bytes:
+    return orjson.dumps({"model": "llama3.1", "response": text, "done": False, **more}) + b"\n"
+
+
+async def test_lines_that_arrive_together_are_one_chunk_and_still_count_as_tokens() -> None:
+    """A read's lines go up as one `TextChunk`; a resumed stream still asks for the tokens
+    left (`num_predict`) and counts the ones it had, not the chunks."""
+    bodies: list[dict[str, object]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        bodies.append(orjson.loads(await request.read()))
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        if len(bodies) == 1:
+            await response.write(_line("a") + _line("b") + _line("c"))  # one write, one read
+            await anyio.sleep(0.2)
+            assert request.transport is not None
+            request.transport.close()  # the stream breaks off: resumed after "abc"
+            return response
+        final = {"done": True, "done_reason": "length", "eval_count": 2, "prompt_eval_count": 3}
+        await response.write(_line("d") + _line("e") + _line("", **final))
+        return response
+
+    async with fake_ollama({"/api/generate": handler}) as url, OllamaBackend(url) as b:
+        chunks: list[str] = []
+        done: Done | None = None
+        events = b.generate(PROMPT, model="llama3.1", options=GenerateOptions(num_predict=5))
+        async for event in events:
+            if isinstance(event, TextChunk):
+                chunks.append(event.text)
+            else:
+                done = event
+    assert chunks == ["abc", "de"]
+    assert done is not None
+    assert done.done_reason == "length"
+    assert done.usage.eval_count == 5  # two generated now, three before the break
+    assert [body["options"]["num_predict"] for body in bodies] == [5, 2]  # type: ignore[index]
+    assert str(bodies[1]["prompt"]).endswith("abc")

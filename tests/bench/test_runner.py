@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bench import _streaming
+from bench import _load, _streaming
 from bench._common import percentile
-from bench.run import DEFAULT_OUTPUT, SECTIONS, main, output_directory
+from bench.run import DEFAULT_OUTPUT, ON_REQUEST, SECTIONS, main, output_directory
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def _results(directory: Path) -> dict[str, Any]:
 
 def test_every_section_writes_its_tables(output: Path) -> None:
     data = _results(output)
-    assert list(data["sections"]) == list(SECTIONS)
+    assert list(data["sections"]) == [key for key in SECTIONS if key not in ON_REQUEST]
     for key, section in data["sections"].items():
         assert section["tables"], key
         for table in section["tables"]:
@@ -86,7 +86,7 @@ def test_only_reruns_one_section_and_keeps_the_others(output: Path) -> None:
     before = _results(output)["sections"]
     assert main(["--quick", "--only", "3", "--output", str(output)]) == 0
     after = _results(output)["sections"]
-    assert list(after) == list(SECTIONS)
+    assert list(after) == [key for key in SECTIONS if key not in ON_REQUEST]
     assert after["tools"] == before["tools"]
     assert after["cache"]["data"] == before["cache"]["data"]  # deterministic token counts
 
@@ -128,3 +128,15 @@ def test_a_quick_run_never_overwrites_the_committed_results(tmp_path: Path) -> N
     assert output_directory(tmp_path, quick=True) == tmp_path
     ignored = (DEFAULT_OUTPUT.parent / ".gitignore").read_text().splitlines()
     assert "bench/quick/" in ignored
+
+
+def test_the_load_and_soak_parts_count_every_run() -> None:
+    load = _load.run_part("load", 12, latency=0.01)
+    assert load["right"] == 12, load["failed"]
+    assert set(load["rss"]) == {"start", "middle", "end"}
+    assert load["rss_peak"] >= max(load["rss"].values())
+    soak = _load.run_part("soak", 12, wave=4, latency=0.01)
+    assert soak["right"] == 12, soak["failed"]
+    assert soak["waves"] == 3
+    assert [done for done, _ in soak["rss_after"]] == [4, 8, 12]
+    assert soak["rss"]["middle"] == soak["rss_after"][1][1]
