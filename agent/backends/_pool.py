@@ -58,6 +58,7 @@ from agent.errors import (
     ServerBusyError,
     StreamError,
 )
+from agent.llama3 import count_tokens
 
 logger = logging.getLogger("agent.backends.pool")
 
@@ -399,10 +400,12 @@ class PoolBackend(Backend):
         try:
             while True:
                 streamed = False
-                before = len(emitted)  # chunks streamed by hosts that failed (one is a token)
+                # Tokens streamed by hosts that failed (a chunk may hold several: count them;
+                # without the tokenizer extra the estimate over-counts, the safe side here).
+                before = count_tokens("".join(emitted)) if emitted else 0
                 left = options.num_predict
                 if left is not None:
-                    left -= len(emitted)  # one chunk is one token
+                    left -= before
                     if left <= 0:
                         yield Done(done_reason="length", warnings=tuple(warnings))
                         return
