@@ -60,6 +60,7 @@ CMAKE_OPTIONS = (
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
     "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",  # no web UI download at build time: the tests need none
 )
 
 BOS, EOM, EOT, PYTHON_TAG = 128000, 128008, 128009, 128010
