@@ -59,7 +59,7 @@ from agent.backends._llamacpp_api import (
     transport_error,
 )
 from agent.backends._ollama_api import Caps
-from agent.backends._wire import TRANSPORT_ERRORS, Connections, Dropped, LoopState
+from agent.backends._wire import TRANSPORT_ERRORS, Connections, Dropped, LoopState, http_session
 from agent.errors import (
     BackendResponseError,
     BackendTimeoutError,
@@ -71,7 +71,6 @@ from agent.llama3 import BEGIN_OF_TEXT
 
 logger = logging.getLogger("agent.backends.llamacpp")
 
-USER_AGENT = f"llama-agent/0.1 (aiohttp/{aiohttp.__version__})"
 DEFAULT_PORT = 8080
 _RETRIED = frozenset({429, 503})
 
@@ -132,18 +131,13 @@ class LlamaCppBackend(Backend):
         self.completion_reserve = completion_reserve
         self._rng = rng or random.Random()
         self._caps = Caps(line_bytes=max_line_bytes, completion_chars=max_completion_chars)
-        headers = {"User-Agent": USER_AGENT}
-        if api_key is not None:
-            headers["Authorization"] = f"Bearer {api_key}"
 
         def make_session() -> aiohttp.ClientSession:
-            return aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=max_connections, keepalive_timeout=keepalive_expiry
-                ),
-                # Reads are bounded by `_wire.Watchdog`; here only connecting.
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
-                headers=headers,
+            return http_session(
+                connect=self.timeouts.connect,
+                max_connections=max_connections,
+                keepalive_expiry=keepalive_expiry,
+                api_key=api_key,
             )
 
         self._connections: Connections[aiohttp.ClientSession] = Connections(

@@ -39,7 +39,6 @@ import random
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-import aiohttp
 import anyio
 import httpx
 import ollama
@@ -74,13 +73,11 @@ from agent.backends._ollama_api import (
     timeout_error,
     wire_options,
 )
-from agent.backends._wire import Connections, Dropped, LoopState
+from agent.backends._wire import Connections, Dropped, LoopState, http_session
 from agent.errors import OllamaBusyError, StreamError
 from agent.llama3 import BEGIN_OF_TEXT, tokenizer_is_exact
 
 logger = logging.getLogger("agent.backends.ollama")
-
-USER_AGENT = f"llama-agent/0.1 (aiohttp/{aiohttp.__version__})"
 
 
 class OllamaBackend(Backend):
@@ -157,13 +154,10 @@ class OllamaBackend(Backend):
         self._caps = Caps(line_bytes=max_line_bytes, completion_chars=max_completion_chars)
 
         def make_clients() -> Clients:
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=max_connections, keepalive_timeout=keepalive_expiry
-                ),
-                # Reads are bounded by `_stream.Watchdog`; here only connecting.
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
-                headers={"User-Agent": USER_AGENT},
+            session = http_session(
+                connect=self.timeouts.connect,
+                max_connections=max_connections,
+                keepalive_expiry=keepalive_expiry,
             )
             management = ollama.AsyncClient(
                 self.url,

@@ -32,7 +32,6 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import aiohttp
 import anyio
 
 from agent.backends._base import (
@@ -59,7 +58,7 @@ from agent.backends._sglang_api import (
     status_error,
     timeout_error,
 )
-from agent.backends._wire import Connections, Dropped, LoopState
+from agent.backends._wire import Connections, Dropped, LoopState, http_session
 from agent.errors import (
     BackendResponseError,
     ContextOverflowError,
@@ -70,8 +69,6 @@ from agent.errors import (
 from agent.llama3 import BEGIN_OF_TEXT, tokenizer_is_exact
 
 logger = logging.getLogger("agent.backends.sglang")
-
-USER_AGENT = f"llama-agent/0.1 (aiohttp/{aiohttp.__version__})"
 
 
 class SGLangBackend(Backend):
@@ -120,18 +117,13 @@ class SGLangBackend(Backend):
         self.completion_reserve = completion_reserve
         self._rng = rng or random.Random()
         self._caps = Caps(line_bytes=max_line_bytes, completion_chars=max_completion_chars)
-        headers = {"User-Agent": USER_AGENT}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
 
         def make_clients() -> Clients:
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=max_connections, keepalive_timeout=keepalive_expiry
-                ),
-                # Reads are bounded by the stream's watchdog and Timeouts.request: here connecting.
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
-                headers=headers,
+            session = http_session(
+                connect=self.timeouts.connect,
+                max_connections=max_connections,
+                keepalive_expiry=keepalive_expiry,
+                api_key=api_key,
             )
             return Clients(session=session)
 

@@ -64,7 +64,7 @@ from agent.backends._vllm_api import (
     translate_transport,
     unauthorized,
 )
-from agent.backends._wire import TRANSPORT_ERRORS, Connections, Dropped, LoopState
+from agent.backends._wire import TRANSPORT_ERRORS, Connections, Dropped, LoopState, http_session
 from agent.errors import (
     BackendError,
     BackendResponseError,
@@ -76,8 +76,6 @@ from agent.errors import (
 from agent.llama3 import BEGIN_OF_TEXT
 
 logger = logging.getLogger("agent.backends.vllm")
-
-USER_AGENT = f"llama-agent/0.1 (aiohttp/{aiohttp.__version__})"
 
 
 # --- the small calls ----------------------------------------------------------------------------
@@ -264,18 +262,13 @@ class VLLMBackend(Backend):
         self._rng = rng or random.Random()
         self._caps = Caps(line_bytes=max_line_bytes, completion_chars=max_completion_chars)
         key = api_key if api_key is not None else os.environ.get("VLLM_API_KEY") or None
-        headers = {"User-Agent": USER_AGENT}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
 
         def make_session() -> aiohttp.ClientSession:
-            return aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=max_connections, keepalive_timeout=keepalive_expiry
-                ),
-                # Reads are bounded by `_wire.Watchdog` and `Timeouts.request`; here connecting.
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeouts.connect),
-                headers=headers,
+            return http_session(
+                connect=self.timeouts.connect,
+                max_connections=max_connections,
+                keepalive_expiry=keepalive_expiry,
+                api_key=key,
             )
 
         self._connections = Connections(make_session, concurrency=concurrency)

@@ -41,6 +41,31 @@ import httpx
 _ids = itertools.count()
 
 
+USER_AGENT = f"llama-agent/0.1 (aiohttp/{aiohttp.__version__})"
+
+
+def http_session(
+    *,
+    connect: float | None,
+    max_connections: int,
+    keepalive_expiry: float,
+    api_key: str | None = None,
+) -> aiohttp.ClientSession:
+    """The aiohttp session a backend streams on (one per event loop, see `Connections`).
+
+    Only connecting has an aiohttp timeout: reads are bounded by `Watchdog` (streams) and
+    `Timeouts.request` (small calls). `api_key`: sent as `Authorization: Bearer` when not empty.
+    """
+    headers = {"User-Agent": USER_AGENT}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=keepalive_expiry),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect),
+        headers=headers,
+    )
+
+
 class Client(Protocol):
     """What `Connections` needs of a client: that it can be closed."""
 
