@@ -85,13 +85,26 @@ def _broken(hint: Any, value: Any) -> str | None:
 _NOT_SUMMED = frozenset({"num_ctx"})
 
 
+_USAGE_FIELDS = tuple(f.name for f in fields(Usage))
+
+
+def _plus(total: Usage, usage: Usage) -> Usage:
+    """`total` with one more request: counts and durations added, `num_ctx` the larger."""
+    return Usage(
+        **{
+            name: max(getattr(total, name), getattr(usage, name))
+            if name in _NOT_SUMMED
+            else getattr(total, name) + getattr(usage, name)
+            for name in _USAGE_FIELDS
+        }
+    )
+
+
 def _total(steps: Iterable[Usage]) -> Usage:
-    totals: dict[str, int] = {f.name: 0 for f in fields(Usage)}
+    total = Usage()
     for usage in steps:
-        for name in totals:
-            value = getattr(usage, name)
-            totals[name] = max(totals[name], value) if name in _NOT_SUMMED else totals[name] + value
-    return Usage(**totals)
+        total = _plus(total, usage)
+    return total
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,8 +129,12 @@ class RunUsage:
         return self.total.prompt_eval_count + self.total.eval_count
 
     def add(self, usage: Usage) -> RunUsage:
-        """A copy with one more request."""
-        return RunUsage(steps=(*self.steps, usage))
+        """A copy with one more request (its total updated, not summed again: runs add a step
+        at a time)."""
+        grown = object.__new__(RunUsage)
+        object.__setattr__(grown, "steps", (*self.steps, usage))
+        object.__setattr__(grown, "total", _plus(self.total, usage))
+        return grown
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form."""

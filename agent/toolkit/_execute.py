@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from agent.toolkit._tool import Tool
 
 DepsT = TypeVar("DepsT")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -468,7 +471,9 @@ async def in_task(
 ) -> Outcome:
     """Run an async function in a task of its own (on asyncio) that the caller can walk away from.
 
-    At `time_limit` the task is cancelled and the outcome is a timeout; when the caller is
+    The task starts eagerly: it runs in this call up to its first real wait, so a tool that
+    returns without waiting for anything costs no timer and no trip through the event loop. At
+    `time_limit` the task is cancelled and the outcome is a timeout; when the caller is
     cancelled, so is the task, and the cancellation goes on. Either way the task gets
     `ABANDON_AFTER` seconds to end; one that swallows its cancellation is abandoned
     (`on_abandon` is told when the caller was cancelled). Other backends await the function in
@@ -481,7 +486,7 @@ async def in_task(
     ticket = _Ticket(name)
     ticket.start()
     outcome = Outcome()
-    done = anyio.Event()
+    done = asyncio.Event()
     # Stopping the task cancels `stop` (not `task.cancel()`: see `_stop`); abandoning it shields
     # `unwatched`, or anyio would cancel the tool at every await for as long as it runs on.
     stop, unwatched = anyio.CancelScope(), anyio.CancelScope()
@@ -496,7 +501,9 @@ async def in_task(
             ticket.finish()
             done.set()
 
-    task = loop.create_task(run(), name=f"tool {name}")
+    task = start_eagerly(loop, run(), name=f"tool {name}")
+    if done.is_set():
+        return outcome
     _tasks.add(task)  # the loop keeps weak references only; an abandoned task must live on
     task.add_done_callback(_tasks.discard)
     try:
@@ -512,10 +519,87 @@ async def in_task(
     return outcome
 
 
+def start_eagerly(
+    loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T], *, name: str
+) -> asyncio.Task[T]:
+    """A task for `coroutine` that has already run, in this call, up to its first suspension.
+
+    What Python 3.12's `eager_start=True` does; on 3.11 the task is made first and the step is
+    run in its context as the current task (so `asyncio.current_task()`, and the cancel scopes
+    anyio binds to it, are the task's own), then the task drives the coroutine on from there.
+    """
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)
+    caller = asyncio.current_task(loop)
+    if caller is None:  # not called from a task: nothing to step in the place of
+        return loop.create_task(coroutine, name=name)
+    resumed = _Resumed(coroutine)
+    context = contextvars.copy_context()
+    task = loop.create_task(resumed, name=name, context=context)
+    asyncio.tasks._leave_task(loop, caller)
+    asyncio.tasks._enter_task(loop, task)
+    try:
+        context.run(resumed.first_step)
+    finally:
+        asyncio.tasks._leave_task(loop, task)
+        asyncio.tasks._enter_task(loop, caller)
+    return task
+
+
+class _Resumed(Coroutine[Any, Any, T]):
+    """A coroutine whose first step ran before its task started: the task's first `send` gets
+    what that step yielded (or its return), and everything after goes to the coroutine."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, T]) -> None:
+        self._coroutine = coroutine
+        self._first: Any = None  # what the first step yielded, until the task takes it
+        self._pending = False
+        self._ended: tuple[T] | None = None
+        self._error: BaseException | None = None
+
+    def first_step(self) -> None:
+        try:
+            self._first = self._coroutine.send(None)
+            self._pending = True
+        except StopIteration as stop:
+            self._ended = (stop.value,)
+        except BaseException as exc:  # raised again in the task, where it belongs
+            self._error = exc
+
+    def send(self, value: Any) -> Any:
+        if self._pending:
+            self._pending = False
+            first, self._first = self._first, None
+            return first
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._ended is not None:
+            raise StopIteration(self._ended[0])
+        return self._coroutine.send(value)
+
+    def throw(self, typ: Any, value: Any = None, traceback: Any = None) -> Any:
+        # Thrown before the task took the first step's yield (cancelled at once): the
+        # coroutine waits where that step left it, so it gets the exception there.
+        self._pending = False
+        self._first = None
+        if self._ended is not None or self._error is not None:
+            raise typ if value is None else value
+        if value is None and traceback is None:
+            return self._coroutine.throw(typ)
+        return self._coroutine.throw(typ, value, traceback)  # pragma: no cover - old form
+
+    def close(self) -> None:
+        self._coroutine.close()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        raise TypeError("a _Resumed coroutine is driven by its task only")
+
+
 _tasks: set[asyncio.Task[None]] = set()
 
 
-async def _stop(stop: anyio.CancelScope, unwatched: anyio.CancelScope, done: anyio.Event) -> bool:
+async def _stop(stop: anyio.CancelScope, unwatched: anyio.CancelScope, done: asyncio.Event) -> bool:
     """Cancel the task's `stop` scope and give it `ABANDON_AFTER` seconds to end; True when it
     did. Otherwise shield its `unwatched` scope: the task is no longer cancelled.
 

@@ -61,6 +61,76 @@ async def test_a_returned_value_passes_through_many_steps() -> None:
     assert (await steps.execute(steps.validate({}))).text == "4950"
 
 
+async def test_a_tool_starts_eagerly_in_its_own_task() -> None:
+    """The first step runs before `execute` waits, already as the tool's task: what it sets in
+    its context stays there, and `current_task` is not the caller's."""
+    import asyncio
+
+    caller = asyncio.current_task()
+    seen: list[object] = []
+
+    @tool
+    async def quick() -> str:
+        """Return at once."""
+        seen.append(asyncio.current_task())
+        user.set("tool")
+        return "done"
+
+    user.set("caller")
+    assert (await quick.execute(quick.validate({}))).text == "done"
+    assert seen[0] is not None and seen[0] is not caller
+    assert user.get() == "caller"
+
+
+async def test_a_cancel_scope_opened_in_the_first_step_closes_in_the_task() -> None:
+    """A scope entered before the first wait (in the eager step) is exited after it, in the
+    task that drives the tool on: both must be the same task for anyio."""
+
+    @tool
+    async def scoped() -> str:
+        """Wait a little under a deadline of its own."""
+        with anyio.move_on_after(30) as scope:
+            await anyio.sleep(0.01)
+        with anyio.fail_after(30):
+            await anyio.lowlevel.checkpoint()
+        return f"cancelled={scope.cancelled_caught}"
+
+    assert (await scoped.execute(scoped.validate({}))).text == "cancelled=False"
+
+
+async def test_a_tool_cancelled_at_its_first_wait_gets_the_cancellation() -> None:
+    """Cancelled before its task ever ran: the tool still sees the cancellation where it
+    waits, and the caller's cancellation goes on."""
+    seen: list[str] = []
+
+    @tool
+    async def waiting() -> str:
+        """Wait."""
+        try:
+            await anyio.sleep(30)
+        except BaseException as exc:
+            seen.append(type(exc).__name__)
+            raise
+        return "never"
+
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await waiting.execute(waiting.validate({}))
+    assert scope.cancelled_caught
+    assert seen == ["CancelledError"]
+    assert abandoned_calls() == {}
+
+
+async def test_an_error_in_the_first_step_is_the_calls_error() -> None:
+    @tool
+    async def broken() -> str:
+        """Fail at once."""
+        raise ValueError("bad input")
+
+    result = await broken.execute(broken.validate({}))
+    assert result.is_error and result.text == "broken failed: ValueError: bad input"
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
 def test_set_abandoned_limit_wants_positive_integers(bad: object) -> None:
     with pytest.raises(DeveloperError, match=r"set_abandoned_limit\(per_tool="):
