@@ -78,7 +78,8 @@ async def test_a_tool_starts_eagerly_in_its_own_task() -> None:
 
     user.set("caller")
     assert (await quick.execute(quick.validate({}))).text == "done"
-    assert seen[0] is not None and seen[0] is not caller
+    assert seen[0] is not None
+    assert seen[0] is not caller
     assert user.get() == "caller"
 
 
@@ -128,7 +129,8 @@ async def test_an_error_in_the_first_step_is_the_calls_error() -> None:
         raise ValueError("bad input")
 
     result = await broken.execute(broken.validate({}))
-    assert result.is_error and result.text == "broken failed: ValueError: bad input"
+    assert result.is_error
+    assert result.text == "broken failed: ValueError: bad input"
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
