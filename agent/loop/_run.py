@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Sequence
+import types
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Generator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -240,8 +241,10 @@ class RunStream:
     def __aiter__(self) -> RunStream:
         return self
 
-    async def __anext__(self) -> Event:
-        return await self._events.__anext__()
+    def __anext__(self) -> Awaitable[Event]:
+        # The generator's own awaitable, not a coroutine around it: every chunk's wait passes
+        # through each level of this chain, twice.
+        return self._events.__anext__()
 
     async def aclose(self) -> None:
         """Stop the run if it is still going; waits until its stream and tools have stopped."""
@@ -296,7 +299,7 @@ async def run_events(
                 spec = replace(spec, toolbox=await _within(deadline, spec.live.current()))
             state.family = await _family(spec, state, deadline)
             while not state.finished:
-                if anyio.current_time() >= deadline:
+                if deadline != math.inf and anyio.current_time() >= deadline:
                     raise _Timeout
                 # aclosing: if the consumer closes us mid-step, the step (and its HTTP stream)
                 # closes now, in this task, not whenever the garbage collector gets to it.
@@ -405,9 +408,7 @@ async def _step(
         request.fail(exc, timeout=isinstance(exc, _Timeout))
         raise
     finally:
-        # Shielded from the caller's cancellation, bounded by its own deadline: one scope.
-        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _CLOSE_TIMEOUT):
-            await _close(stream)
+        await _close(stream)
     parsed = parser.finish()
     if parsed.wants_tools and not spec.toolbox:
         # An agent without tools takes what the model wrote as its answer (llama-stack does the
@@ -563,8 +564,37 @@ async def _within(deadline: float, awaitable: Awaitable[T]) -> T:
 
 
 async def _close(stream: AsyncIterator[GenerateEvent]) -> None:
-    if isinstance(stream, AsyncGenerator):
-        await stream.aclose()
+    """Close the backend's stream, shielded from the caller's cancellation and bounded by its
+    own deadline once it has to wait (to return a connection, say). A stream that has ended
+    closes without waiting, so it needs no scope: its first step runs here, bare."""
+    if not isinstance(stream, AsyncGenerator):
+        return
+    closing = stream.aclose()
+    try:
+        waits_for = closing.send(None)
+    except StopIteration:
+        return
+    with anyio.CancelScope(shield=True, deadline=anyio.current_time() + _CLOSE_TIMEOUT):
+        await _go_on(closing, waits_for)
+
+
+@types.coroutine
+def _go_on(steps: Coroutine[Any, Any, None], first: Any) -> Generator[Any, Any, None]:
+    """Await the rest of an awaitable whose first step (which yielded `first`) already ran."""
+    value = first
+    while True:
+        try:
+            sent = yield value
+        except BaseException as exc:  # thrown in (cancellation): passed on, as `await` does
+            try:
+                value = steps.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                value = steps.send(sent)
+            except StopIteration:
+                return
 
 
 # --- what of the completion is prose ------------------------------------------------------
