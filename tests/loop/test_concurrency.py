@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import CodeType, FrameType
 
@@ -16,7 +16,9 @@ import anyio
 import anyio.from_thread
 import pytest
 
-from agent import TextDelta, ToolCallFinished, ToolCallStarted, tool
+from agent import Agent, TextDelta, ToolCallFinished, ToolCallStarted, tool
+from agent.backends import Backend, Done, GenerateEvent, GenerateOptions, ModelInfo, TextChunk
+from agent.loop import _run as run_module
 from agent.testing import ScriptRequest, answer
 
 from .helpers import add, by_results, calls, running
@@ -342,3 +344,57 @@ async def test_closing_a_stream_early_cancels_the_run_and_keeps_its_state() -> N
     assert result.status == "cancelled"
     assert result.steps == 1
     assert [m.role for m in result.messages] == ["user", "assistant", "tool"]
+
+
+class _SlowToClose(Backend):
+    """A backend whose stream must wait to close (returning a connection, say)."""
+
+    def __init__(self, *, close_for: float) -> None:
+        self.close_for = close_for
+        self.closed: list[str] = []
+
+    async def model_info(self, model: str) -> ModelInfo:
+        return ModelInfo(name=model, context_length=8192, family="3.1")
+
+    async def generate(
+        self, prompt: str, *, model: str, options: GenerateOptions
+    ) -> AsyncIterator[GenerateEvent]:
+        try:
+            yield TextChunk(text="Hello, world. ")
+            await anyio.sleep(30)  # the run is cancelled here
+            yield Done(done_reason="stop")
+        finally:
+            try:
+                await anyio.sleep(self.close_for)
+                self.closed.append("done")
+            except BaseException:
+                self.closed.append("cancelled")
+                raise
+
+
+async def _cancel_at_the_first_text(agent: Agent) -> None:
+    """Read the run's events; at the first text, cancel and close the stream (its backend
+    stream then closes under that cancellation)."""
+    with anyio.CancelScope() as scope:
+        async with agent.stream("Hi") as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    scope.cancel()
+                    break
+
+
+async def test_a_stream_that_waits_to_close_closes_shielded_from_the_cancellation() -> None:
+    backend = _SlowToClose(close_for=0.05)
+    await _cancel_at_the_first_text(Agent("llama3.1", backend=backend))
+    assert backend.closed == ["done"]  # the cancellation did not cut its cleanup short
+
+
+async def test_closing_a_stream_is_bounded_by_its_own_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(run_module, "_CLOSE_TIMEOUT", 0.1)
+    backend = _SlowToClose(close_for=30)
+    began = time.perf_counter()
+    await _cancel_at_the_first_text(Agent("llama3.1", backend=backend))
+    assert time.perf_counter() - began < 10  # not the 30 s the cleanup would take
+    assert backend.closed == ["cancelled"]
