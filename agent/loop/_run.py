@@ -11,6 +11,7 @@ may close the generator, cancel it or drop it from any task, and nothing keeps r
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import types
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Coroutine, Generator, Sequence
@@ -85,9 +86,10 @@ class RunSpec:
     name: str = "llama-agent"
     approve: Approver | None = None
 
-    @property
+    @functools.cached_property
     def call_names(self) -> tuple[str, ...]:
-        """The names the model may call: tool names, and the built-ins the tools serve."""
+        """The names the model may call: tool names, and the built-ins the tools serve (a spec
+        is frozen and a toolbox fixed: asked every step, made once)."""
         return (*self.toolbox.names, *self.toolbox.callable_names)
 
     def render(

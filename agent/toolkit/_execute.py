@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import itertools
 import logging
 import sys
 import threading
@@ -635,12 +636,16 @@ async def _in_place(
 # --- a blocked event loop -------------------------------------------------------------------
 
 
+_keys = itertools.count()
+
+
 class _Watched:
     """Awaits a coroutine step by step (as `await` would), timing each step: a step is the
     tool's own code between two awaits, which holds the event loop until it yields."""
 
     def __init__(self, name: str, coroutine: Awaitable[Any]) -> None:
         self._name = name
+        self._key = next(_keys)  # never reused, unlike id(): a stale entry matches nothing
         self._coroutine = coroutine
 
     def __await__(self) -> Generator[Any, Any, Any]:
@@ -649,13 +654,13 @@ class _Watched:
         throw: BaseException | None = None
         while True:
             began = time.monotonic()
-            _watchdog.enter(self, self._name, began)
+            _watchdog.enter(self._key, self._name, began)
             try:
                 yielded = steps.throw(throw) if throw is not None else steps.send(send)
             except StopIteration as stop:
                 return stop.value
             finally:
-                _watchdog.leave(self)
+                _watchdog.leave(self._key)
                 held = time.monotonic() - began
                 if held > BLOCKED_LOOP_WARNING:
                     logger.warning(_blocked_text(self._name, held, ended=True))
@@ -682,39 +687,44 @@ def _blocked_text(name: str, held: float, *, ended: bool) -> str:
 
 
 class _Watchdog:
-    """A daemon thread that names an async tool while it holds the event loop too long."""
+    """A daemon thread that names an async tool while it holds the event loop too long.
+
+    `enter` and `leave` run at every step of every async tool, so they take no lock: each is
+    one dict or set operation, atomic under the GIL, and the thread reads a copy of the dict
+    (made in one C call, so it never sees the dict change size under it).
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # only to start the thread once
         self._steps: dict[int, tuple[str, float]] = {}
         self._warned: set[int] = set()
         self._thread: threading.Thread | None = None
 
-    def enter(self, owner: object, name: str, began: float) -> None:
-        with self._lock:
-            self._steps[id(owner)] = (name, began)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._watch, name="llama-agent loop watchdog", daemon=True
-                )
-                self._thread.start()
+    def enter(self, key: int, name: str, began: float) -> None:
+        self._steps[key] = (name, began)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._watch, name="llama-agent loop watchdog", daemon=True
+                    )
+                    self._thread.start()
 
-    def leave(self, owner: object) -> None:
-        with self._lock:
-            self._steps.pop(id(owner), None)
-            self._warned.discard(id(owner))
+    def leave(self, key: int) -> None:
+        self._steps.pop(key, None)
+        if self._warned:
+            self._warned.discard(key)
 
     def _watch(self) -> None:
         while True:
             time.sleep(BLOCKED_LOOP_WARNING / 4)
             now = time.monotonic()
-            with self._lock:
-                late = [
-                    (key, name, now - began)
-                    for key, (name, began) in self._steps.items()
-                    if now - began > BLOCKED_LOOP_WARNING and key not in self._warned
-                ]
-                self._warned.update(key for key, _, _ in late)
+            late = [
+                (key, name, now - began)
+                for key, (name, began) in self._steps.copy().items()
+                if now - began > BLOCKED_LOOP_WARNING and key not in self._warned
+            ]
+            self._warned.update(key for key, _, _ in late)
             for _, name, held in late:
                 logger.warning(_blocked_text(name, held, ended=False))
 
