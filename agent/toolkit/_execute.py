@@ -490,7 +490,8 @@ async def in_task(
     done = asyncio.Event()
     # Stopping the task cancels `stop` (not `task.cancel()`: see `_stop`); abandoning it shields
     # `unwatched`, or anyio would cancel the tool at every await for as long as it runs on.
-    stop, unwatched = anyio.CancelScope(), anyio.CancelScope()
+    scope = _scope_class()
+    stop, unwatched = scope(), scope()
 
     async def run() -> None:
         try:
@@ -518,6 +519,13 @@ async def in_task(
         outcome = Outcome(timed_out=True)
         outcome.abandoned = not await _stop(stop, unwatched, done) and ticket.abandon()
     return outcome
+
+
+@functools.cache
+def _scope_class() -> type[anyio.CancelScope]:
+    """The asyncio backend's own cancel scope class (`in_task` runs on asyncio only): made
+    directly, a scope skips `anyio.CancelScope`'s look-up of the running backend."""
+    return type(anyio.CancelScope())
 
 
 def start_eagerly(
