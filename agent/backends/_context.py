@@ -125,22 +125,53 @@ class Remembered:
     tokens: int
 
 
+_EXTENDED_MARKS = 16  # special tokens looked back for a remembered prefix (a step adds ~6)
+
+
 class PromptHistory:
     """The last few prompt+completion texts per model: what Ollama's cache may still hold."""
 
-    def __init__(self, count_tokens: Callable[[str], Awaitable[int]], *, depth: int = 8) -> None:
+    def __init__(
+        self,
+        count_tokens: Callable[[str], Awaitable[int]],
+        *,
+        depth: int = 8,
+        index_size: int = 4096,
+    ) -> None:
         self._count = count_tokens
         self._depth = depth
         self._texts: dict[str, deque[Remembered]] = {}
+        # Every recent text by (model, length, hash), no text kept: with many runs at once the
+        # `depth` newest texts are other runs', and a run's own previous step, which its next
+        # prompt extends, is found here instead of by the costly common-prefix search.
+        self._index: OrderedDict[tuple[str, int, int], int] = OrderedDict()
+        self._index_size = index_size
 
     def remember(self, model: str, text: str, *, tokens: int) -> None:
         """Note that the server may now hold `text`; `tokens` is at most its token count."""
+        key = (model, len(text), hash(text))
+        self._index[key] = max(tokens, self._index.pop(key, 0))
+        if len(self._index) > self._index_size:
+            self._index.popitem(last=False)
         texts = self._texts.setdefault(model, deque(maxlen=self._depth))
         if texts and texts[-1].text == text:
             if tokens > texts[-1].tokens:
                 texts[-1] = Remembered(text=text, tokens=tokens)
             return
         texts.append(Remembered(text=text, tokens=tokens))
+
+    def _extended(self, model: str, text: str) -> int | None:
+        """The tokens of a remembered text that `text` extends at one of its last special
+        tokens (where a completion ends and the next message starts), or None."""
+        position = len(text)
+        for _ in range(_EXTENDED_MARKS):
+            position = text.rfind("<|", 0, position)
+            if position <= 0:
+                return None
+            tokens = self._index.get((model, position, hash(text[:position])))
+            if tokens is not None:
+                return tokens
+        return None
 
     def snapshot(self, model: str) -> tuple[Remembered, ...]:
         """The texts remembered so far (taken when a request starts, before it is remembered)."""
@@ -183,6 +214,12 @@ class PromptHistory:
                 if reported >= _floor(sent - min(1 + previous.tokens, sent), sent, exact=exact):
                     return None
                 break
+        else:
+            known = self._extended(model, text)
+            if known is not None and reported >= _floor(
+                sent - min(1 + known, sent), sent, exact=exact
+            ):
+                return None
         cached = min(await self.cacheable_tokens(history, text, sent=sent), sent)
         if reported >= _floor(sent - cached, sent, exact=exact):
             return None

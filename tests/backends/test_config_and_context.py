@@ -203,6 +203,41 @@ async def test_a_cache_hit_on_the_previous_step_is_decided_without_counting() ->
     assert count.chars > 0
 
 
+@pytest.mark.anyio
+async def test_a_step_pushed_out_by_many_other_runs_is_still_found_without_counting() -> None:
+    """A thousand runs at once: the newest texts are other runs', and a run's previous step
+    has left the history's `depth`; its next prompt still extends it, found by its index."""
+    count = _CountingCounter()
+    history = PromptHistory(count, depth=3)
+    step = "<|start_header_id|>user<|end_header_id|>\n\n" + "Add the numbers. " * 500
+    history.remember("m", step, tokens=count_tokens(step))
+    for i in range(50):  # concurrent runs remembered since
+        other = f"another conversation {i} " * 40
+        history.remember("m", other, tokens=count_tokens(other))
+    assert all(r.text != step for r in history.snapshot("m"))
+    text = step + "<|eom_id|><|start_header_id|>ipython<|end_header_id|>\n\n42<|eot_id|>"
+    sent = 1 + count_tokens(text)
+    evaluated = sent - 1 - count_tokens(step)
+
+    async def warn(reported: int, model: str = "m") -> str | None:
+        return await history.shortfall_warning(
+            model=model,
+            history=history.snapshot(model),
+            text=text,
+            sent=sent,
+            reported=reported,
+            num_ctx=8192,
+            exact=True,
+        )
+
+    count.chars = 0
+    assert await warn(evaluated) is None
+    assert count.chars == 0
+    # Remembered for another model only: no evidence for this one.
+    assert await warn(evaluated, model="other") is not None
+    assert await warn(evaluated - 200) is not None  # more missing than the step explains
+
+
 def test_history_keeps_the_best_count_of_a_text_and_a_bounded_depth() -> None:
     async def count(text: str) -> int:
         return count_tokens(text)
