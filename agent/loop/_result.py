@@ -81,22 +81,20 @@ def _broken(hint: Any, value: Any) -> str | None:
 
 # --- usage ----------------------------------------------------------------------------------------
 
-# Fields of `Usage` that describe one request rather than add up over a run.
-_NOT_SUMMED = frozenset({"num_ctx"})
-
-
-_USAGE_FIELDS = tuple(f.name for f in fields(Usage))
-
 
 def _plus(total: Usage, usage: Usage) -> Usage:
-    """`total` with one more request: counts and durations added, `num_ctx` the larger."""
+    """`total` with one more request: counts and durations added, `num_ctx` the larger (spelled
+    out: a step does this; `tests/loop/test_values.py` checks that no field is left out)."""
     return Usage(
-        **{
-            name: max(getattr(total, name), getattr(usage, name))
-            if name in _NOT_SUMMED
-            else getattr(total, name) + getattr(usage, name)
-            for name in _USAGE_FIELDS
-        }
+        prompt_eval_count=total.prompt_eval_count + usage.prompt_eval_count,
+        eval_count=total.eval_count + usage.eval_count,
+        total_duration=total.total_duration + usage.total_duration,
+        load_duration=total.load_duration + usage.load_duration,
+        prompt_eval_duration=total.prompt_eval_duration + usage.prompt_eval_duration,
+        eval_duration=total.eval_duration + usage.eval_duration,
+        prompt_tokens_sent=total.prompt_tokens_sent + usage.prompt_tokens_sent,
+        num_ctx=max(total.num_ctx, usage.num_ctx),
+        cached_tokens=total.cached_tokens + usage.cached_tokens,
     )
 
 

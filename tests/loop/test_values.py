@@ -1,5 +1,6 @@
 """The loop's plain values: limits, usage totals, results and events as JSON."""
 
+import dataclasses
 import datetime
 import json
 
@@ -40,6 +41,19 @@ def test_usage_sums_counts_and_durations_and_keeps_the_largest_context() -> None
     assert usage.total.num_ctx == 8192
     assert usage.tokens == 137
     assert len(usage.steps) == 2
+
+
+def test_every_usage_field_adds_up_over_steps() -> None:
+    """Each field of `Usage` is summed (num_ctx: the largest), whether the total is made by
+    adding a step at a time or from the steps at once (a session loaded from its store)."""
+    names = [f.name for f in dataclasses.fields(Usage)]
+    first = Usage(**{name: 10 + i for i, name in enumerate(names)})
+    second = Usage(**{name: 100 * (i + 1) for i, name in enumerate(names)})
+    grown = RunUsage().add(first).add(second)
+    for i, name in enumerate(names):
+        expected = max(10 + i, 100 * (i + 1)) if name == "num_ctx" else 10 + i + 100 * (i + 1)
+        assert getattr(grown.total, name) == expected, name
+    assert RunUsage(steps=(first, second)).total == grown.total
 
 
 def _conversation() -> tuple[Message, ...]:
