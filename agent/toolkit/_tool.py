@@ -28,6 +28,7 @@ from agent.toolkit._schema import (
     check_name,
     json_schema_of,
     make_converter,
+    make_direct,
     read_function,
 )
 from agent.toolkit._validate import ArgumentChecker, schema_problems
@@ -265,7 +266,12 @@ class Tool(Generic[P, R]):
             function=function,
             calling=Calling.of(info),
             is_async=info.is_async,
-            _checker=ArgumentChecker(tool_name, parameters, make_converter(model, names, info)),
+            _checker=ArgumentChecker(
+                tool_name,
+                parameters,
+                make_converter(model, names, info),
+                direct=make_direct(info, parameters),
+            ),
             builtin=builtin,
             approval=approval,
             **_given(timeout=timeout, retries=retries, max_output=max_output),
