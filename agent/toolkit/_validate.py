@@ -67,7 +67,9 @@ class ArgumentChecker:
 
     def check(self, arguments: Mapping[str, Any]) -> Checked:
         """Validate, coerce, convert; raise `InvalidArgumentsError` listing every problem."""
-        current: Any = dict(arguments) if isinstance(arguments, Mapping) else arguments
+        current: Any = arguments
+        if type(arguments) is dict or isinstance(arguments, Mapping):  # a dict: no ABC check
+            current = dict(arguments)
         if self._direct is not None and type(current) is dict:
             values = self._direct(current)
             if values is not None:  # valid as it is: the values are what pydantic would make
