@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
-import orjson
 from anyio.abc import TaskGroup
 
 from agent import llama3
@@ -83,6 +82,8 @@ def call_key(arguments: Any) -> bytes | str:
     its text is then read back and keyed like the plain value it stands for, if it stands for one
     (a tuple is the list json.dumps writes), so that both routes agree on every value.
     """
+    import orjson  # here, not at the top: `import agent` does not load it (a fraction of a µs)
+
     if _plain(arguments):
         try:
             return orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
