@@ -394,15 +394,31 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     if isinstance(event, RunFinished):
         return {"type": event.type, "result": event.result.to_dict()}
     data: dict[str, Any] = {}
-    for f in dataclasses.fields(event):
-        if f.name == "pending":  # an approval's decision, for the program: not data
-            continue
-        value = getattr(event, f.name)
-        if isinstance(value, BaseException):
+    for name in _data_fields(type(event)):
+        value = getattr(event, name)
+        if type(value) in _AS_IS:
+            pass
+        elif isinstance(value, BaseException):
             value = f"{type(value).__name__}: {value}"
         elif isinstance(value, Usage):
             value = dataclasses.asdict(value)
         else:
             value = plain_data(value)
-        data[f.name] = value
+        data[name] = value
     return data
+
+
+_AS_IS = frozenset({str, int, bool, type(None)})  # what plain_data returns unchanged
+
+
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _data_fields(cls: type[Any]) -> tuple[str, ...]:
+    """An event class's fields, in order, but an approval's decision (for the program: not
+    data); read once per class."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name != "pending")
+        _FIELDS[cls] = names
+    return names
