@@ -529,35 +529,42 @@ def make_converter(model: type[BaseModel], names: dict[str, str], info: Function
 
 # --- the direct route: flat signatures checked and converted in one pass -------------------------
 #
-# Most tools take a few strings, numbers, booleans and string choices. For those, the schema and
-# the pydantic conversion can be done by one loop over the arguments: the usual call is valid as
-# written, and then both would only confirm the JSON types. The route answers only "valid, these
-# are the values" (exactly what the fast check and pydantic would give) or "not known": anything
-# else (a wrong type, a missing argument, 1.0 for an integer, NaN) takes the full route, which
-# makes the coercions and words the problems.
+# Most tools take a few strings, numbers, booleans, string choices and lists of those. For them,
+# the schema and the pydantic conversion can be done by one loop over the arguments: the usual
+# call is valid as written, and then both would only confirm the JSON types. The route answers
+# only "valid, these are the values" (exactly what the fast check and pydantic would give) or "not
+# known": anything else (a wrong type, a missing argument, 1.0 for an integer, NaN) takes the full
+# route, which makes the coercions and words the problems.
 
 Direct = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 _EXACT = 2**53  # integers up to this are floats exactly: pydantic's float(n) cannot differ
 _JSON_TYPE = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _SCHEMA_NOTES = frozenset({"description", "default"})  # annotations only: they check nothing
+_NO: Any = object()  # not taken: the full route decides
 
 
 @dataclass(frozen=True, slots=True)
 class _Accept:
-    """What one parameter takes on the direct route: values of `types` as they are (a string
-    only among `choices`, when set), and, for a float parameter, JSON numbers made floats."""
+    """What a parameter (or a list's item) takes on the direct route: values of `types` as they
+    are (a string only among `choices`, when set); for a float, JSON numbers made floats; for a
+    list, a list of what `items` takes."""
 
     types: frozenset[type]
     choices: frozenset[str] | None = None
     number: bool = False
+    items: _Accept | None = None
+
+    def optional(self) -> _Accept:
+        return _Accept(self.types | {type(None)}, self.choices, self.number, self.items)
 
 
 def make_direct(info: FunctionInfo, schema: Mapping[str, Any]) -> Direct | None:
     """The one-pass check and conversion of a flat signature (parameters `str`, `int`,
-    `float`, `bool`, `Literal` of strings, each possibly `| None`, no `Field(...)` defaults), or
-    None for any other. It returns the values pydantic would, or None when the full route must
-    decide. The schema made from the signature is checked to say the same, or there is no route.
+    `float`, `bool`, `Literal` of strings, lists of those, each possibly `| None`, no
+    `Field(...)` defaults), or None for any other. It returns the values pydantic would, or None
+    when the full route must decide. The schema made from the signature is checked to say the
+    same, or there is no route.
     """
     if not set(schema) <= {"type", "properties", "required", "additionalProperties"} or (
         schema.get("type") != "object" or schema.get("additionalProperties") is not False
@@ -582,18 +589,8 @@ def make_direct(info: FunctionInfo, schema: Mapping[str, Any]) -> Direct | None:
             accept = accepts.get(name)
             if accept is None:
                 return None
-            kind = type(value)
-            if accept.number and (kind is float or kind is int):
-                if kind is float:
-                    if not math.isfinite(value):  # the full route says why not
-                        return None
-                elif -_EXACT <= value <= _EXACT:
-                    value = float(value)
-                else:
-                    return None
-            elif kind not in accept.types or (
-                kind is str and accept.choices is not None and value not in accept.choices
-            ):
+            value = _taken(value, accept)
+            if value is _NO:
                 return None
             values[name] = value
         for name in required:
@@ -602,6 +599,28 @@ def make_direct(info: FunctionInfo, schema: Mapping[str, Any]) -> Direct | None:
         return values
 
     return direct
+
+
+def _taken(value: Any, accept: _Accept) -> Any:
+    """The value pydantic makes of `value`, or `_NO` when the full route must decide."""
+    kind = type(value)
+    if accept.number and (kind is float or kind is int):
+        if kind is float:
+            return value if math.isfinite(value) else _NO  # the full route says why not
+        return float(value) if -_EXACT <= value <= _EXACT else _NO
+    if kind is list and accept.items is not None:
+        taken = []
+        for item in value:
+            item = _taken(item, accept.items)
+            if item is _NO:
+                return _NO
+            taken.append(item)
+        return taken  # a new list, as pydantic's
+    if kind not in accept.types or (
+        kind is str and accept.choices is not None and value not in accept.choices
+    ):
+        return _NO
+    return value
 
 
 def _accept_of(annotation: Any) -> _Accept | None:
@@ -613,9 +632,11 @@ def _accept_of(annotation: Any) -> _Accept | None:
             return None
         (inner,) = [m for m in members if m is not type(None)]
         accept = _accept_of(inner)
-        if accept is None:
-            return None
-        return _Accept(accept.types | {type(None)}, accept.choices, accept.number)
+        return accept.optional() if accept is not None else None
+    if origin is list:
+        (item,) = get_args(annotation)
+        items = _accept_of(item)
+        return _Accept(frozenset(), items=items) if items is not None else None
     if origin is typing.Literal:
         choices = get_args(annotation)
         if not choices or any(type(c) is not str for c in choices):
@@ -639,7 +660,10 @@ def _accept_in(prop: Any) -> _Accept | None:
         inner = _accept_in(first)
         if second != {"type": "null"} or inner is None:
             return None
-        return _Accept(inner.types | {type(None)}, inner.choices, inner.number)
+        return inner.optional()
+    if set(core) == {"type", "items"} and core["type"] == "array":
+        items = _accept_in(core["items"])
+        return _Accept(frozenset(), items=items) if items is not None else None
     if set(core) == {"type", "enum"} and core["type"] == "string":
         choices = core["enum"]
         if not isinstance(choices, list) or any(type(c) is not str for c in choices):

@@ -28,6 +28,10 @@ def flat(
     note: str | None = None,
     mode: Optional[Literal["fast", "slow"]] = None,  # noqa: UP045 - the old spelling works too
     ratio: float | None = None,
+    tags: list[str] | None = None,
+    weights: list[float] | None = None,
+    grid: list[list[int]] | None = None,
+    picks: list[Literal["a", "b"] | None] | None = None,
 ) -> str:
     return ""
 
@@ -56,7 +60,13 @@ def _typed(outcome: Any) -> Any:
     """The outcome with each value's type beside it (3 == 3.0, but a float was asked for)."""
     if outcome[0] != "valid":
         return outcome
-    return (*outcome[:3], {k: (v, type(v)) for k, v in outcome[3].items()})
+    return (*outcome[:3], {k: _with_types(v) for k, v in outcome[3].items()})
+
+
+def _with_types(value: Any) -> Any:
+    if isinstance(value, list):
+        return ([_with_types(v) for v in value], list)
+    return (value, type(value))
 
 
 BASE = {"a": 1, "x": 2.5, "s": "q", "b": True}
@@ -94,6 +104,24 @@ CASES = [
     {**BASE, "ratio": 3},
     {**BASE, "ratio": 0.5},
     {**BASE, "extra": 1},
+    {**BASE, "tags": []},
+    {**BASE, "tags": ["x", "y"]},
+    {**BASE, "tags": ("x", "y")},
+    {**BASE, "tags": ["x", 1]},
+    {**BASE, "tags": [None]},
+    {**BASE, "tags": None},
+    {**BASE, "tags": "x"},
+    {**BASE, "tags": '["x"]'},
+    {**BASE, "weights": [1, 2.5, -0.0, 2**53]},
+    {**BASE, "weights": [2**53 + 1]},
+    {**BASE, "weights": [float("nan")]},
+    {**BASE, "weights": [True]},
+    {**BASE, "grid": [[1, 2], [], [3]]},
+    {**BASE, "grid": [[1.0]]},
+    {**BASE, "grid": [1]},
+    {**BASE, "grid": [[[1]]]},
+    {**BASE, "picks": ["a", None, "b"]},
+    {**BASE, "picks": ["c"]},
     {"a": 1, "x": 2.5, "s": "q"},
     {},
     {**BASE, 1: 2},
@@ -108,13 +136,15 @@ def test_the_direct_route_ends_as_the_full_route(arguments: dict[str, Any]) -> N
 
 
 def test_the_direct_route_leaves_the_arguments_given_alone() -> None:
-    arguments = {**BASE, "x": 2}
+    arguments = {**BASE, "x": 2, "weights": [1, 2.5]}
     bound = flat.validate(arguments)
     assert bound.arguments == arguments
     assert bound.arguments is not arguments
-    assert bound.values == {**BASE, "x": 2.0}
+    assert bound.values == {**BASE, "x": 2.0, "weights": [1.0, 2.5]}
     assert arguments["x"] == 2
     assert type(arguments["x"]) is int
+    assert [type(w) for w in arguments["weights"]] == [int, float]
+    assert bound.values["weights"] is not arguments["weights"]  # a new list, as pydantic's
 
 
 @tool
@@ -154,7 +184,17 @@ def int_choices(level: Literal[1, 2]) -> str:
 
 
 @tool
-def listed(tags: list[str]) -> str:
+def listed(tags: Annotated[list[str], Field(max_length=3)]) -> str:
+    return ""
+
+
+@tool
+def bare_list(items: list) -> str:  # type: ignore[type-arg]
+    return ""
+
+
+@tool
+def list_of_models(items: list[dict[str, int]]) -> str:
     return ""
 
 
