@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import math
 import re
 import types
 import typing
@@ -524,3 +525,152 @@ def make_converter(model: type[BaseModel], names: dict[str, str], info: Function
         return {aliases[f]: values[f] for f in instance.model_fields_set | always}
 
     return convert
+
+
+# --- the direct route: flat signatures checked and converted in one pass -------------------------
+#
+# Most tools take a few strings, numbers, booleans, string choices and lists of those. For them,
+# the schema and the pydantic conversion can be done by one loop over the arguments: the usual
+# call is valid as written, and then both would only confirm the JSON types. The route answers
+# only "valid, these are the values" (exactly what the fast check and pydantic would give) or "not
+# known": anything else (a wrong type, a missing argument, 1.0 for an integer, NaN) takes the full
+# route, which makes the coercions and words the problems.
+
+Direct = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+_EXACT = 2**53  # integers up to this are floats exactly: pydantic's float(n) cannot differ
+_JSON_TYPE = {str: "string", int: "integer", float: "number", bool: "boolean"}
+_SCHEMA_NOTES = frozenset({"description", "default"})  # annotations only: they check nothing
+_NO: Any = object()  # not taken: the full route decides
+
+
+@dataclass(frozen=True, slots=True)
+class _Accept:
+    """What a parameter (or a list's item) takes on the direct route: values of `types` as they
+    are (a string only among `choices`, when set); for a float, JSON numbers made floats; for a
+    list, a list of what `items` takes."""
+
+    types: frozenset[type]
+    choices: frozenset[str] | None = None
+    number: bool = False
+    items: _Accept | None = None
+
+    def optional(self) -> _Accept:
+        return _Accept(self.types | {type(None)}, self.choices, self.number, self.items)
+
+
+def make_direct(info: FunctionInfo, schema: Mapping[str, Any]) -> Direct | None:
+    """The one-pass check and conversion of a flat signature (parameters `str`, `int`,
+    `float`, `bool`, `Literal` of strings, lists of those, each possibly `| None`, no
+    `Field(...)` defaults), or None for any other. It returns the values pydantic would, or None
+    when the full route must decide. The schema made from the signature is checked to say the
+    same, or there is no route.
+    """
+    if not set(schema) <= {"type", "properties", "required", "additionalProperties"} or (
+        schema.get("type") != "object" or schema.get("additionalProperties") is not False
+    ):
+        return None
+    properties = schema.get("properties", {})
+    accepts: dict[str, _Accept] = {}
+    for param in info.params:
+        if isinstance(param.default, FieldInfo):
+            return None
+        accept = _accept_of(param.annotation)
+        if accept is None or _accept_in(properties.get(param.name)) != accept:
+            return None
+        accepts[param.name] = accept
+    required = tuple(p.name for p in info.params if p.default is EMPTY)
+    if set(properties) != set(accepts) or set(schema.get("required", ())) != set(required):
+        return None
+
+    def direct(arguments: dict[str, Any]) -> dict[str, Any] | None:
+        values: dict[str, Any] = {}
+        for name, value in arguments.items():
+            accept = accepts.get(name)
+            if accept is None:
+                return None
+            value = _taken(value, accept)
+            if value is _NO:
+                return None
+            values[name] = value
+        for name in required:
+            if name not in values:
+                return None
+        return values
+
+    return direct
+
+
+def _taken(value: Any, accept: _Accept) -> Any:
+    """The value pydantic makes of `value`, or `_NO` when the full route must decide."""
+    kind = type(value)
+    if accept.number and (kind is float or kind is int):
+        if kind is float:
+            return value if math.isfinite(value) else _NO  # the full route says why not
+        return float(value) if -_EXACT <= value <= _EXACT else _NO
+    if kind is list and accept.items is not None:
+        taken = []
+        for item in value:
+            item = _taken(item, accept.items)
+            if item is _NO:
+                return _NO
+            taken.append(item)
+        return taken  # a new list, as pydantic's
+    if kind not in accept.types or (
+        kind is str and accept.choices is not None and value not in accept.choices
+    ):
+        return _NO
+    return value
+
+
+def _accept_of(annotation: Any) -> _Accept | None:
+    """What a parameter of this annotation takes, if it is one the direct route knows."""
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        members = get_args(annotation)
+        if len(members) != 2 or type(None) not in members:
+            return None
+        (inner,) = [m for m in members if m is not type(None)]
+        accept = _accept_of(inner)
+        return accept.optional() if accept is not None else None
+    if origin is list:
+        (item,) = get_args(annotation)
+        items = _accept_of(item)
+        return _Accept(frozenset(), items=items) if items is not None else None
+    if origin is typing.Literal:
+        choices = get_args(annotation)
+        if not choices or any(type(c) is not str for c in choices):
+            return None
+        return _Accept(frozenset({str}), frozenset(choices))
+    if annotation is float:
+        return _Accept(frozenset(), number=True)
+    if annotation is str or annotation is int or annotation is bool:
+        return _Accept(frozenset({annotation}))
+    return None
+
+
+def _accept_in(prop: Any) -> _Accept | None:
+    """What a property's schema takes, read the same way (None: a shape the route does not know),
+    so that the route never trusts an annotation whose schema says more."""
+    if not isinstance(prop, dict):
+        return None
+    core = {k: v for k, v in prop.items() if k not in _SCHEMA_NOTES}
+    if set(core) == {"anyOf"} and isinstance(core["anyOf"], list) and len(core["anyOf"]) == 2:
+        first, second = core["anyOf"]
+        inner = _accept_in(first)
+        if second != {"type": "null"} or inner is None:
+            return None
+        return inner.optional()
+    if set(core) == {"type", "items"} and core["type"] == "array":
+        items = _accept_in(core["items"])
+        return _Accept(frozenset(), items=items) if items is not None else None
+    if set(core) == {"type", "enum"} and core["type"] == "string":
+        choices = core["enum"]
+        if not isinstance(choices, list) or any(type(c) is not str for c in choices):
+            return None
+        return _Accept(frozenset({str}), frozenset(choices))
+    if set(core) == {"type"}:
+        for kind, name in _JSON_TYPE.items():
+            if core["type"] == name:
+                return _accept_of(kind)
+    return None

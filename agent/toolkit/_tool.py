@@ -28,6 +28,7 @@ from agent.toolkit._schema import (
     check_name,
     json_schema_of,
     make_converter,
+    make_direct,
     read_function,
 )
 from agent.toolkit._validate import ArgumentChecker, schema_problems
@@ -265,7 +266,12 @@ class Tool(Generic[P, R]):
             function=function,
             calling=Calling.of(info),
             is_async=info.is_async,
-            _checker=ArgumentChecker(tool_name, parameters, make_converter(model, names, info)),
+            _checker=ArgumentChecker(
+                tool_name,
+                parameters,
+                make_converter(model, names, info),
+                direct=make_direct(info, parameters),
+            ),
             builtin=builtin,
             approval=approval,
             **_given(timeout=timeout, retries=retries, max_output=max_output),
@@ -477,6 +483,9 @@ class Toolbox:
         self._by_name = by_name
         self._by_builtin = by_builtin
         self._specs = tuple(t.spec for t in self._tools)
+        # Asked for on every step (the parser's names, unknown-tool errors): made once.
+        self._names = tuple(by_name)
+        self._callable_names = tuple(t.builtin or t.name for t in self._tools)
 
     def resolve(self, name: str) -> Tool[..., Any]:
         """The tool a call named `name` goes to: by tool name, else by the built-in it serves.
@@ -494,12 +503,12 @@ class Toolbox:
     @property
     def names(self) -> tuple[str, ...]:
         """The tools' names, in order."""
-        return tuple(self._by_name)
+        return self._names
 
     @property
     def callable_names(self) -> tuple[str, ...]:
         """The names the model calls them by: the built-in's name for tools serving one."""
-        return tuple(t.builtin or t.name for t in self._tools)
+        return self._callable_names
 
     @property
     def specs(self) -> tuple[ToolSpec, ...]:

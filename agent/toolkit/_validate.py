@@ -22,9 +22,8 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema_rs
 from jsonschema import Draft202012Validator
@@ -38,9 +37,9 @@ _DECIMAL = re.compile(r"-?[0-9]{1,30}\.[0-9]{1,30}")
 _ROUNDS = 4  # a JSON string may hold digit strings: parse it, then coerce inside
 
 
-@dataclass(frozen=True, kw_only=True)
-class Checked:
-    """Arguments that passed: the JSON-level dict, the coercions made, the Python values."""
+class Checked(NamedTuple):
+    """Arguments that passed: the JSON-level dict, the coercions made, the Python values (a
+    tuple: one is made per call)."""
 
     arguments: dict[str, Any]
     coercions: tuple[str, ...]
@@ -55,16 +54,26 @@ class ArgumentChecker:
         tool: str,
         schema: Mapping[str, Any],
         convert: Callable[[dict[str, Any]], dict[str, Any]] | None,
+        *,
+        direct: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
     ) -> None:
         self._tool = tool
         self._schema = schema
         self._validator = Draft202012Validator(schema)
         self._fast = fast_check(schema)  # None: a schema it does not cover, python-only
         self._convert = convert
+        # A flat signature's one-pass check and conversion (see `_schema.make_direct`).
+        self._direct = direct
 
     def check(self, arguments: Mapping[str, Any]) -> Checked:
         """Validate, coerce, convert; raise `InvalidArgumentsError` listing every problem."""
-        current: Any = dict(arguments) if isinstance(arguments, Mapping) else arguments
+        current: Any = arguments
+        if type(arguments) is dict or isinstance(arguments, Mapping):  # a dict: no ABC check
+            current = dict(arguments)
+        if self._direct is not None and type(current) is dict:
+            values = self._direct(current)
+            if values is not None:  # valid as it is: the values are what pydantic would make
+                return Checked(current, (), values)
         if self._fast is not None and self._fast(current):
             # The usual case, one pass: valid as it is, nothing to coerce.
             return self._converted(current, ())
@@ -98,7 +107,7 @@ class ArgumentChecker:
                 values = self._convert(arguments)
             except PydanticError as exc:
                 raise InvalidArgumentsError(self._tool, pydantic_problems(exc)) from exc
-        return Checked(arguments=arguments, coercions=coercions, values=values)
+        return Checked(arguments, coercions, values)
 
     def _errors(self, instance: Any, *, fast: bool = True) -> list[SchemaError]:
         """python-jsonschema's errors, unless the fast check (`fast`) knows there are none."""

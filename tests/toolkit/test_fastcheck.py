@@ -253,10 +253,11 @@ def test_fast_check_agrees_with_python_jsonschema(name: str, data: st.DataObject
 
 @functools.cache
 def _checkers(name: str) -> tuple[Any, Any]:
-    """The tool's checker, and a copy of it without the fast check."""
+    """The tool's checker, and a copy of it without the fast check and the direct route."""
     checker = make(name)._checker
     slow = copy.copy(checker)
     slow._fast = None
+    slow._direct = None
     return checker, slow
 
 
