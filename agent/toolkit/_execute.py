@@ -334,6 +334,8 @@ class _Registry:
 
     def refusal(self, name: str) -> str | None:
         """Why a new call of `name` is refused, or None."""
+        if not self.counts:  # nothing abandoned (the usual case): no lock, no sum
+            return None
         with self.lock:
             mine, everyone = self.counts.get(name, 0), sum(self.counts.values())
         if mine >= self.per_tool:
