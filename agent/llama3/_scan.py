@@ -19,8 +19,17 @@ streaming parser and the one-shot parser agree by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from agent.llama3._calls import CALL_NAMES, NAME_RE, Call, Reading, json_end, read_json
+from agent.llama3._calls import (
+    CALL_NAMES,
+    MISSING,
+    NAME_RE,
+    Call,
+    Reading,
+    json_reading,
+    json_value,
+)
 from agent.llama3._candidates import (
     BARE,
     BARE_PARTIAL,
@@ -35,6 +44,7 @@ from agent.llama3._candidates import (
     Kind,
     Prose,
     Span,
+    Triggers,
     advance,
     end_of,
     is_word,
@@ -124,6 +134,19 @@ def decide_block(
     and names an offered tool. `strong` (after the python tag) makes every form count as meant.
     """
 
+    if strong and len(block.found) == 1:
+        # The usual python-tag payload: one reading whose calls all name tools.
+        r = block.found[0].reading
+        if (
+            r.calls
+            and not r.broken
+            and not r.bad
+            and (allowed is None or all(c.name in allowed for c in r.calls))
+        ):
+            outcome.calls.extend(r.calls)
+            outcome.forms.add(r.form)
+            return
+
     def known(name: str) -> bool:
         return allowed is None or name in allowed
 
@@ -190,10 +213,14 @@ def lone_json(payload: str) -> Block | None:
     text = payload.strip(" \t\r\n")  # the scanner commits these as prose, and only these
     if text[:1] != "{" or text[-1:] != "}":
         return None
-    # The scanner's head check (a quoted key within `HEAD_WINDOW`), then its span: the whole.
-    if text[1 : 1 + HEAD_WINDOW].lstrip(" \t\r\n")[:1] != '"' or json_end(text, 0) != len(text):
+    # The scanner's head check (a quoted key within `HEAD_WINDOW`), then its span: the whole
+    # (`json_end`), then `read_json` of that span: one decoding does for both.
+    if text[1 : 1 + HEAD_WINDOW].lstrip(" \t\r\n")[:1] != '"':
         return None
-    reading = read_json(text, complete=True)
+    value = json_value(text)
+    if value is MISSING:
+        return None
+    reading = json_reading(value)
     if reading is None:
         return None  # data, which the scanner hands back to prose
     block = Block(before=False, bare=False, leading=True, alone=True, last_end=len(text))
@@ -221,6 +248,12 @@ TOO_MANY_CALLS = (
 )
 
 
+@lru_cache(maxsize=64)
+def _triggers(allowed: frozenset[str] | None) -> Triggers:
+    # Per set of tools: a parser is built for every completion, always with the same tools.
+    return triggers(CALL_NAMES | {n for n in allowed or () if NAME_RE.fullmatch(n)})
+
+
 class Scanner:
     """Incremental scanner for one segment of text (special tokens already removed).
 
@@ -233,8 +266,7 @@ class Scanner:
     def __init__(self, *, allowed: frozenset[str] | None, tagged: bool = False) -> None:
         self.tagged = tagged
         self.allowed = allowed
-        dotted = CALL_NAMES | {n for n in allowed or () if NAME_RE.fullmatch(n)}
-        self._t = triggers(frozenset(dotted))
+        self._t = _triggers(allowed)
         self.records: list[str | Block] = []
         self.outcome = Outcome()
         self._buf = ""
