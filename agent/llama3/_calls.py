@@ -359,9 +359,7 @@ def read_json(span: str, *, complete: bool) -> Reading | None:
 
 def json_reading(value: Any) -> Reading | None:
     """`read_json` of a span whose value is already decoded (`value`, never `MISSING`)."""
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list) and len(value) == 1:
-        items = value["tool_calls"]
+    items = _items(value)
     if not items:
         return None
     calls: list[Call] = []
@@ -384,6 +382,26 @@ def json_reading(value: Any) -> Reading | None:
         shape=shape,
         listed=listed,
     )
+
+
+def json_calls(value: Any) -> list[Call] | None:
+    """The calls of `json_reading(value)` when it reads as calls with nothing botched; else
+    None (then only `json_reading` knows). Builds no `Reading`: after the python tag, the
+    usual payload needs its calls and nothing else."""
+    calls: list[Call] = []
+    for item in _items(value):
+        got = call_from_object(item)
+        if not isinstance(got, Call):
+            return None
+        calls.append(got)
+    return calls or None
+
+
+def _items(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        inner = value.get("tool_calls")
+        return inner if isinstance(inner, list) and len(value) == 1 else [value]
+    return value if isinstance(value, list) else [value]
 
 
 def _has_arguments(obj: Any) -> bool:

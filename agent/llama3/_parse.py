@@ -43,6 +43,7 @@ from agent.llama3._scan import (
     Outcome,
     Scanner,
     decide_block,
+    lone_calls,
     lone_json,
     unknown_tool,
 )
@@ -321,7 +322,12 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
     if not stripped:
         _malformed(outcome, "", "<|python_tag|> was followed by nothing; write the call after it")
         return
-    block = lone_json(payload)  # the usual payload, read without the scanner (same block)
+    calls = lone_calls(payload)  # the usual payload: one JSON call to a tool
+    if calls is not None and (allowed is None or all(c.name in allowed for c in calls)):
+        outcome.calls.extend(calls)  # what `decide_block` makes of its `lone_json` block
+        outcome.forms.add("json")
+        return
+    block = lone_json(payload)  # read without the scanner (the same block)
     if block is not None:
         decide_block(block, allowed, outcome, strong=True)
         return

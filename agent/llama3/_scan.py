@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from agent.llama3._calls import (
     CALL_NAMES,
@@ -27,6 +28,7 @@ from agent.llama3._calls import (
     NAME_RE,
     Call,
     Reading,
+    json_calls,
     json_reading,
     json_value,
 )
@@ -210,6 +212,29 @@ def lone_json(payload: str) -> Block | None:
     "parameters": {...}}`. The scanner's way to the same block (a candidate at the brace, its
     end found by `json_end`, then `read_json`) costs several times the reading itself.
     """
+    lone = _lone_value(payload)
+    if lone is None:
+        return None
+    text, value = lone
+    reading = json_reading(value)
+    if reading is None:
+        return None  # data, which the scanner hands back to prose
+    block = Block(before=False, bare=False, leading=True, alone=True, last_end=len(text))
+    block.add(Found(text=text, reading=reading))
+    block.text = text
+    return block
+
+
+def lone_calls(payload: str) -> list[Call] | None:
+    """The calls of the `lone_json` block of `payload` when it reads as calls with nothing
+    botched (the usual payload); else None. Builds no block: `decide_block` would only take
+    its calls."""
+    lone = _lone_value(payload)
+    return None if lone is None else json_calls(lone[1])
+
+
+def _lone_value(payload: str) -> tuple[str, Any] | None:
+    """The text of a payload that is one JSON object, blanks aside, and its value."""
     text = payload.strip(" \t\r\n")  # the scanner commits these as prose, and only these
     if text[:1] != "{" or text[-1:] != "}":
         return None
@@ -218,15 +243,7 @@ def lone_json(payload: str) -> Block | None:
     if text[1 : 1 + HEAD_WINDOW].lstrip(" \t\r\n")[:1] != '"':
         return None
     value = json_value(text)
-    if value is MISSING:
-        return None
-    reading = json_reading(value)
-    if reading is None:
-        return None  # data, which the scanner hands back to prose
-    block = Block(before=False, bare=False, leading=True, alone=True, last_end=len(text))
-    block.add(Found(text=text, reading=reading))
-    block.text = text
-    return block
+    return None if value is MISSING else (text, value)
 
 
 # --- the scanner ------------------------------------------------------------------------------
