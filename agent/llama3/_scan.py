@@ -49,7 +49,6 @@ from agent.llama3._candidates import (
     Triggers,
     advance,
     end_of,
-    is_word,
     open_candidate,
     read_span,
     triggers,
@@ -323,7 +322,9 @@ class Scanner:
 
     def finish(self) -> None:
         """The segment is complete: decide everything that is left."""
-        if not self._final:
+        if not self._buf and not self._parked:
+            self._final = True  # nothing was fed (the usual prose before a python tag)
+        elif not self._final:
             if self._parked:
                 self._add(self._unpark())
             self._final = True
@@ -433,11 +434,8 @@ class Scanner:
         # No trigger holds a blank, so none can start before the last one (most chunks end in
         # a word or two: this leaves a few characters to look at instead of `longest`).
         start = max(start, buf.rfind(" ", start) + 1, buf.rfind("\n", start) + 1)
-        for k in range(start, len(buf)):
-            tail = buf[k:]
-            if tail in self._t.prefixes and (tail[0] in "<`" or k == 0 or not is_word(buf[k - 1])):
-                return k
-        return len(buf)
+        m = self._t.held.search(buf, start)
+        return len(buf) if m is None else m.start()
 
     def _step_fence(self) -> bool:
         buf, cur = self._buf, self._cursor
