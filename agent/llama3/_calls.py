@@ -419,10 +419,10 @@ def call_from_object(obj: Any) -> Call | str | None:
         return None
     inner = obj.get("function")
     if isinstance(inner, dict):
-        if set(obj) - _ENVELOPE_KEYS or obj.get("type", "function") != "function":
+        if not _ENVELOPE_KEYS.issuperset(obj) or obj.get("type", "function") != "function":
             return None
         obj = inner
-    if set(obj) - _CALL_KEYS or obj.get("type", "function") != "function":
+    if not _CALL_KEYS.issuperset(obj) or obj.get("type", "function") != "function":
         return None
     name = obj.get("name", obj.get("function"))
     if not isinstance(name, str) or not NAME_RE.fullmatch(name.strip()):

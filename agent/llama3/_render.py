@@ -15,7 +15,8 @@ arguments of calls in assistant messages. System messages come from the program 
 they are; so is `raw`, which is the model's own output.
 
 A run renders the same messages and tools at every step, so the text of each message is kept
-per message object while it lives, and the tool blocks per set of tools (below).
+per message object while it lives, the head (system prompt and tool block) by what it is made
+of, and the tool blocks per set of tools (below).
 """
 
 from __future__ import annotations
@@ -279,8 +280,7 @@ def _tool_choice(choice: str, specs: Sequence[ToolSpec]) -> str:
 def _split_system(msgs: list[Message]) -> Message | None:
     """The system message the conversation starts with, if any (Meta's format has one)."""
     system = msgs[0] if msgs and msgs[0].role == "system" else None
-    rest = msgs[1:2] if system else msgs[:1]
-    if rest and rest[0].role == "system":
+    if system is not None and len(msgs) > 1 and msgs[1].role == "system":
         raise RenderError(
             "two system messages in a row at the start: Meta's format has one; merge them"
         )
