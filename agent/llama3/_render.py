@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from string import Template
-from typing import Any, Generic, Literal, TypeVar, cast, get_args
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from agent.errors import RenderError
 from agent.llama3._special import (
@@ -141,7 +141,9 @@ def render_prompt(
     known: list[tuple[str, ...] | None] = []  # each message's remembered text, if any
     for message in messages:
         remembered = _PARTS.get(message)  # then a Message, read at an earlier step
-        msgs.append(_coerce_message(message) if remembered is None else cast(Message, message))
+        if remembered is None or not isinstance(message, Message):
+            message = _coerce_message(message)
+        msgs.append(message)
         known.append(remembered)
     specs = [_coerce_tool(t) for t in tools]
     fmt = tool_format or default_tool_format(model)
