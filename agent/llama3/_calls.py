@@ -16,11 +16,11 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
 
-from agent.llama3._types import BUILTIN_NAMES
+from agent.llama3._types import BUILTIN_NAMES, ToolCall
 
 # --- lenient literals and bracket balancing ---------------------------------------------------
 #
@@ -123,6 +123,16 @@ def json_end(text: str, at: int) -> int | None:
         return _DECODER.raw_decode(text, at)[1]
     except (ValueError, RecursionError):
         return None
+
+
+def json_value(text: str) -> Any:
+    """The JSON value that is all of `text` (no blanks around it), or `MISSING`: what `loads`
+    answers for such text when it is JSON, decoded once."""
+    try:
+        value, end = _DECODER.raw_decode(text)
+    except (ValueError, RecursionError):
+        return MISSING
+    return value if end == len(text) else MISSING
 
 
 def _previous(text: str, j: int) -> str:
@@ -290,12 +300,9 @@ _NAME_IN_TEXT = re.compile(r"""["']?(?:name|function)["']?\s*[:=]\s*["']\s*([A-Z
 _UNESCAPED_QUERY = re.compile(r"""^\s*(\w+)\s*=\s*(["'])(.*)\2\s*$""", re.DOTALL)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Call:
-    """A call as read, before the tool list is consulted."""
-
-    name: str
-    arguments: dict[str, Any]
+Call = ToolCall
+"""A call as read (before the tool list is consulted) is already the `ToolCall` a parse
+returns, its id left empty: nothing is copied into a new object at the end of a parse."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -347,9 +354,12 @@ def read_json(span: str, *, complete: bool) -> Reading | None:
             why = "is cut off" if not complete else "is not valid JSON"
             return botched("json", f"the JSON tool call {why}", name)
         return None
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list) and len(value) == 1:
-        items = value["tool_calls"]
+    return json_reading(value)
+
+
+def json_reading(value: Any) -> Reading | None:
+    """`read_json` of a span whose value is already decoded (`value`, never `MISSING`)."""
+    items = _items(value)
     if not items:
         return None
     calls: list[Call] = []
@@ -365,7 +375,33 @@ def read_json(span: str, *, complete: bool) -> Reading | None:
         "call" if with_arguments == len(items) else "mixed" if with_arguments else "name_only"
     )
     listed = not (isinstance(value, dict) and items[0] is value)
-    return replace(calls_of("json", calls), shape=shape, listed=listed)
+    return Reading(
+        form="json",
+        calls=tuple(calls),
+        names=tuple(c.name for c in calls),
+        shape=shape,
+        listed=listed,
+    )
+
+
+def json_calls(value: Any) -> list[Call] | None:
+    """The calls of `json_reading(value)` when it reads as calls with nothing botched; else
+    None (then only `json_reading` knows). Builds no `Reading`: after the python tag, the
+    usual payload needs its calls and nothing else."""
+    calls: list[Call] = []
+    for item in _items(value):
+        got = call_from_object(item)
+        if not isinstance(got, Call):
+            return None
+        calls.append(got)
+    return calls or None
+
+
+def _items(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        inner = value.get("tool_calls")
+        return inner if isinstance(inner, list) and len(value) == 1 else [value]
+    return value if isinstance(value, list) else [value]
 
 
 def _has_arguments(obj: Any) -> bool:
@@ -383,10 +419,10 @@ def call_from_object(obj: Any) -> Call | str | None:
         return None
     inner = obj.get("function")
     if isinstance(inner, dict):
-        if set(obj) - _ENVELOPE_KEYS or obj.get("type", "function") != "function":
+        if not _ENVELOPE_KEYS.issuperset(obj) or obj.get("type", "function") != "function":
             return None
         obj = inner
-    if set(obj) - _CALL_KEYS or obj.get("type", "function") != "function":
+    if not _CALL_KEYS.issuperset(obj) or obj.get("type", "function") != "function":
         return None
     name = obj.get("name", obj.get("function"))
     if not isinstance(name, str) or not NAME_RE.fullmatch(name.strip()):

@@ -49,6 +49,9 @@ class Triggers:
     named: re.Pattern[str]
     prefixes: frozenset[str]
     longest: int
+    held: re.Pattern[str]
+    """Searched from a position, finds the first one where the rest of the text is one of
+    `prefixes`, a name's only after no word (what streaming must hold back)."""
 
     def find(self, buf: str, pos: int) -> tuple[int, str] | None:
         """The first trigger at or after `pos`: (where, what); None when there is none.
@@ -98,7 +101,19 @@ def triggers(names: frozenset[str]) -> Triggers:
     )
     literals = (*_FIXED, *dotted)
     prefixes = frozenset(lit[:k] for lit in literals for k in range(1, len(lit)))
-    return Triggers(regex, quick, named, prefixes, max(map(len, literals)))
+    held = "|".join(_prefixes_of(lit) for lit in _FIXED)
+    if dotted:
+        held += r"|(?<![\w.])(?:" + "|".join(_prefixes_of(d) for d in dotted) + ")"
+    held_re = re.compile(rf"(?:{held})\Z")
+    return Triggers(regex, quick, named, prefixes, max(map(len, literals)), held_re)
+
+
+def _prefixes_of(literal: str) -> str:
+    """A pattern matching the proper prefixes of `literal`: `a(?:b(?:c)?)?` for `abcd`."""
+    pattern = ""
+    for ch in reversed(literal[:-1]):
+        pattern = re.escape(ch) + (f"(?:{pattern})?" if pattern else "")
+    return pattern
 
 
 # Tool names are short: a longer word is prose (and is not re-matched on every chunk).

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from agent.llama3._calls import CALL_NAMES, Call, is_python, read_builtin
@@ -42,6 +43,7 @@ from agent.llama3._scan import (
     Outcome,
     Scanner,
     decide_block,
+    lone_calls,
     lone_json,
     unknown_tool,
 )
@@ -57,7 +59,7 @@ from agent.llama3._special import (
     START_HEADER,
     STOP_TOKENS,
 )
-from agent.llama3._types import MalformedCall, ParsedCompletion, StopReason, ToolCall, ToolSpec
+from agent.llama3._types import MalformedCall, ParsedCompletion, StopReason, ToolSpec
 
 _log = logging.getLogger("agent.llama3")
 
@@ -67,6 +69,8 @@ def allowed_names(tools: Iterable[Any] | None) -> frozenset[str] | None:
     `.spec`, or a neutral dict) gives its built-in name when it serves a built-in."""
     if tools is None:
         return None
+    if type(tools) is tuple and all(type(t) is str for t in tools):
+        return _names(tools)
     names: set[str] = set()
     for tool in tools:
         if isinstance(tool, str):
@@ -77,6 +81,13 @@ def allowed_names(tools: Iterable[Any] | None) -> frozenset[str] | None:
             names.add(spec.builtin or spec.name)
         elif isinstance(tool, Mapping) and isinstance(tool.get("name"), str):
             names.add(tool["name"])
+    return frozenset(names)
+
+
+@lru_cache(maxsize=64)
+def _names(names: tuple[str, ...]) -> frozenset[str]:
+    # The loop names its tools the same way for every completion: one set (its hash computed
+    # once) serves them all, and the scanner's triggers are found by it.
     return frozenset(names)
 
 
@@ -114,10 +125,12 @@ class _Machine:
         end = len(text)
         if not final:
             # Hold back the unfinished start of a special token the text may end in.
-            for k in range(max(i, end - LONGEST_SPECIAL + 1), end):
-                if text[k] == "<" and text[k:] in SPECIAL_PREFIXES:
+            k = text.find("<", max(i, end - LONGEST_SPECIAL + 1))
+            while k >= 0:
+                if text[k:] in SPECIAL_PREFIXES:
                     end = k
                     break
+                k = text.find("<", k + 1)
         self._plain(text[i:end])
         self._pending = text[end:]
 
@@ -156,7 +169,7 @@ class _Machine:
             read_payload("".join(payload), self.allowed, outcome)
         return ParsedCompletion(
             content="".join(outcome.content).strip(),
-            tool_calls=tuple(ToolCall(name=c.name, arguments=c.arguments) for c in outcome.calls),
+            tool_calls=tuple(outcome.calls),
             malformed=tuple(outcome.malformed),
             stop_reason=self._stop_reason(outcome),
         )
@@ -218,8 +231,8 @@ class StreamParser:
     """
 
     def __init__(self, *, tools: Iterable[Any] | None = None) -> None:
-        self._tools = allowed_names(tools)
-        self._machine = _Machine(self._tools)
+        self._machine = _Machine(tools)
+        self._tools = self._machine.allowed
         self._content = self._machine.prose.outcome.content  # only ever appended to
         self._chunks: list[str] = []
         self._seen = 0
@@ -309,7 +322,12 @@ def read_payload(payload: str, allowed: frozenset[str] | None, outcome: Outcome)
     if not stripped:
         _malformed(outcome, "", "<|python_tag|> was followed by nothing; write the call after it")
         return
-    block = lone_json(payload)  # the usual payload, read without the scanner (same block)
+    calls = lone_calls(payload)  # the usual payload: one JSON call to a tool
+    if calls is not None and (allowed is None or all(c.name in allowed for c in calls)):
+        outcome.calls.extend(calls)  # what `decide_block` makes of its `lone_json` block
+        outcome.forms.add("json")
+        return
+    block = lone_json(payload)  # read without the scanner (the same block)
     if block is not None:
         decide_block(block, allowed, outcome, strong=True)
         return

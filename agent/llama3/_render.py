@@ -15,7 +15,8 @@ arguments of calls in assistant messages. System messages come from the program 
 they are; so is `raw`, which is the model's own output.
 
 A run renders the same messages and tools at every step, so the text of each message is kept
-per message object while it lives, and the tool blocks per set of tools (below).
+per message object while it lives, the head (system prompt and tool block) by what it is made
+of, and the tool blocks per set of tools (below).
 """
 
 from __future__ import annotations
@@ -136,7 +137,14 @@ def render_prompt(
       message says `{{ function_description }}` instead of using Meta's preamble.
     - `add_system_prompt=False`: the messages exactly as given, no system prompt or tool block.
     """
-    msgs = [_coerce_message(m) for m in messages]
+    msgs: list[Message] = []
+    known: list[tuple[str, ...] | None] = []  # each message's remembered text, if any
+    for message in messages:
+        remembered = _PARTS.get(message)  # then a Message, read at an earlier step
+        if remembered is None or not isinstance(message, Message):
+            message = _coerce_message(message)
+        msgs.append(message)
+        known.append(remembered)
     specs = [_coerce_tool(t) for t in tools]
     fmt = tool_format or default_tool_format(model)
     if fmt not in _FORMATS:
@@ -147,23 +155,58 @@ def render_prompt(
             "use 'append' or 'replace'"
         )
     choice = _tool_choice(tool_choice, specs)
-    custom_names = frozenset(s.name for s in specs if s.builtin is None)
-    head: list[Message] = []
-    if add_system_prompt:
-        offered = [] if tool_choice == "none" else specs
-        if model_family(model) == "3.1":
-            head, msgs = _augment_3_1(msgs, offered, fmt=fmt, today=today, choice=choice)
-        else:
-            head, msgs = _augment_3_2(
-                msgs, offered, fmt=fmt, choice=choice, behavior=system_message_behavior
-            )
+    toolset = Toolset.of(specs)
     parts = [BEGIN_OF_TEXT]
-    for msg in head:
-        parts.extend(_encode_message(msg, fmt, custom_names))
-    for msg in msgs:
-        parts.extend(_message_parts(msg, fmt, custom_names))
+    start = 0
+    if add_system_prompt:
+        system = _split_system(msgs)
+        start = 0 if system is None else 1
+        parts.append(
+            _head(
+                toolset,
+                offered=tool_choice != "none",
+                system=None if system is None else system.content,
+                family=model_family(model),
+                fmt=fmt,
+                today=today or dt.date.today(),
+                choice=choice,
+                behavior=system_message_behavior,
+            )
+        )
+    for i in range(start, len(msgs)):
+        parts.extend(known[i] or _message_parts(msgs[i], fmt, _custom_names(toolset)))
     parts.append(_HEADERS["assistant"])
     return "".join(parts)
+
+
+@lru_cache(maxsize=64)
+def _head(
+    toolset: Toolset,
+    *,
+    offered: bool,
+    system: str | None,
+    family: str,
+    fmt: str,
+    today: dt.date,
+    choice: str,
+    behavior: str,
+) -> str:
+    """The text of the messages Meta puts first (the system prompt, the tool block).
+
+    A run renders the same head at every step: it is kept by what it is made of (the tools by
+    content, like the tool blocks below).
+    """
+    specs = list(toolset.specs) if offered else []
+    if family == "3.1":
+        head = _augment_3_1(system, specs, fmt=fmt, today=today, choice=choice)
+    else:
+        head = _augment_3_2(system, specs, fmt=fmt, choice=choice, behavior=behavior)
+    return "".join(part for msg in head for part in _encode_message(msg, fmt, frozenset()))
+
+
+@lru_cache(maxsize=64)
+def _custom_names(toolset: Toolset) -> frozenset[str]:
+    return frozenset(s.name for s in toolset.specs if s.builtin is None)
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -236,28 +279,27 @@ def _tool_choice(choice: str, specs: Sequence[ToolSpec]) -> str:
 # --- Meta's system-prompt assembly (llama-stack prompt_adapter) ------------------------------
 
 
-def _split_system(msgs: list[Message]) -> tuple[Message | None, list[Message]]:
+def _split_system(msgs: list[Message]) -> Message | None:
+    """The system message the conversation starts with, if any (Meta's format has one)."""
     system = msgs[0] if msgs and msgs[0].role == "system" else None
-    rest = msgs[1:] if system else msgs
-    if rest and rest[0].role == "system":
+    if system is not None and len(msgs) > 1 and msgs[1].role == "system":
         raise RenderError(
             "two system messages in a row at the start: Meta's format has one; merge them"
         )
-    return system, rest
+    return system
 
 
 def _augment_3_1(
-    msgs: list[Message], specs: list[ToolSpec], *, fmt: str, today: dt.date | None, choice: str
-) -> tuple[list[Message], list[Message]]:
-    """The messages Meta puts first (the system prompt, the tool block), and the rest."""
-    system, rest = _split_system(msgs)
+    system: str | None, specs: list[ToolSpec], *, fmt: str, today: dt.date, choice: str
+) -> list[Message]:
+    """The messages Meta puts first: the system prompt, the tool block."""
     custom = [s for s in specs if s.builtin is None]
     content = ""
     if specs:
         content += builtin_block(_builtins(specs)) + "\n"
-    content += system_default(today or dt.date.today())
+    content += system_default(today)
     if system is not None:
-        content += "\n" + system.content
+        content += "\n" + system
     if choice:
         content += "\n" + choice
     out = [Message(role="system", content=content, trusted=True)]
@@ -272,13 +314,12 @@ def _augment_3_1(
                 "it too); use 'json' or 'function_tag', or a llama3.2 / llama3.3 model"
             )
         out.append(Message(role="user", content=block, trusted=True))
-    return out, rest
+    return out
 
 
 def _augment_3_2(
-    msgs: list[Message], specs: list[ToolSpec], *, fmt: str, choice: str, behavior: str
-) -> tuple[list[Message], list[Message]]:
-    system, rest = _split_system(msgs)
+    system: str | None, specs: list[ToolSpec], *, fmt: str, choice: str, behavior: str
+) -> list[Message]:
     custom = [s for s in specs if s.builtin is None]
     builtins = _builtins(specs)
     content = ""
@@ -290,13 +331,13 @@ def _augment_3_2(
                 f"tool_format {fmt!r} does not work with Llama 3.2 / 3.3 custom tools (Meta "
                 "refuses it too); use 'python_list', or a llama3.1 model"
             )
-        replacement = system.content if system and behavior == "replace" else None
+        replacement = system if system is not None and behavior == "replace" else None
         content += python_list_system(python_list_functions(custom), replacement) + "\n"
     if system is not None and (behavior == "append" or not custom):
-        content += system.content
+        content += system
     if choice:
         content += "\n" + choice
-    return [Message(role="system", content=content.strip("\n"), trusted=True)], rest
+    return [Message(role="system", content=content.strip("\n"), trusted=True)]
 
 
 def _builtins(specs: Sequence[ToolSpec]) -> tuple[str, ...]:

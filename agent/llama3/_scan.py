@@ -19,8 +19,19 @@ streaming parser and the one-shot parser agree by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
-from agent.llama3._calls import CALL_NAMES, NAME_RE, Call, Reading, json_end, read_json
+from agent.llama3._calls import (
+    CALL_NAMES,
+    MISSING,
+    NAME_RE,
+    Call,
+    Reading,
+    json_calls,
+    json_reading,
+    json_value,
+)
 from agent.llama3._candidates import (
     BARE,
     BARE_PARTIAL,
@@ -35,9 +46,9 @@ from agent.llama3._candidates import (
     Kind,
     Prose,
     Span,
+    Triggers,
     advance,
     end_of,
-    is_word,
     open_candidate,
     read_span,
     triggers,
@@ -124,6 +135,19 @@ def decide_block(
     and names an offered tool. `strong` (after the python tag) makes every form count as meant.
     """
 
+    if strong and len(block.found) == 1:
+        # The usual python-tag payload: one reading whose calls all name tools.
+        r = block.found[0].reading
+        if (
+            r.calls
+            and not r.broken
+            and not r.bad
+            and (allowed is None or all(c.name in allowed for c in r.calls))
+        ):
+            outcome.calls.extend(r.calls)
+            outcome.forms.add(r.form)
+            return
+
     def known(name: str) -> bool:
         return allowed is None or name in allowed
 
@@ -187,19 +211,38 @@ def lone_json(payload: str) -> Block | None:
     "parameters": {...}}`. The scanner's way to the same block (a candidate at the brace, its
     end found by `json_end`, then `read_json`) costs several times the reading itself.
     """
-    text = payload.strip(" \t\r\n")  # the scanner commits these as prose, and only these
-    if text[:1] != "{" or text[-1:] != "}":
+    lone = _lone_value(payload)
+    if lone is None:
         return None
-    # The scanner's head check (a quoted key within `HEAD_WINDOW`), then its span: the whole.
-    if text[1 : 1 + HEAD_WINDOW].lstrip(" \t\r\n")[:1] != '"' or json_end(text, 0) != len(text):
-        return None
-    reading = read_json(text, complete=True)
+    text, value = lone
+    reading = json_reading(value)
     if reading is None:
         return None  # data, which the scanner hands back to prose
     block = Block(before=False, bare=False, leading=True, alone=True, last_end=len(text))
     block.add(Found(text=text, reading=reading))
     block.text = text
     return block
+
+
+def lone_calls(payload: str) -> list[Call] | None:
+    """The calls of the `lone_json` block of `payload` when it reads as calls with nothing
+    botched (the usual payload); else None. Builds no block: `decide_block` would only take
+    its calls."""
+    lone = _lone_value(payload)
+    return None if lone is None else json_calls(lone[1])
+
+
+def _lone_value(payload: str) -> tuple[str, Any] | None:
+    """The text of a payload that is one JSON object, blanks aside, and its value."""
+    text = payload.strip(" \t\r\n")  # the scanner commits these as prose, and only these
+    if text[:1] != "{" or text[-1:] != "}":
+        return None
+    # The scanner's head check (a quoted key within `HEAD_WINDOW`), then its span: the whole
+    # (`json_end`), then `read_json` of that span: one decoding does for both.
+    if text[1 : 1 + HEAD_WINDOW].lstrip(" \t\r\n")[:1] != '"':
+        return None
+    value = json_value(text)
+    return None if value is MISSING else (text, value)
 
 
 # --- the scanner ------------------------------------------------------------------------------
@@ -221,6 +264,12 @@ TOO_MANY_CALLS = (
 )
 
 
+@lru_cache(maxsize=64)
+def _triggers(allowed: frozenset[str] | None) -> Triggers:
+    # Per set of tools: a parser is built for every completion, always with the same tools.
+    return triggers(CALL_NAMES | {n for n in allowed or () if NAME_RE.fullmatch(n)})
+
+
 class Scanner:
     """Incremental scanner for one segment of text (special tokens already removed).
 
@@ -233,8 +282,7 @@ class Scanner:
     def __init__(self, *, allowed: frozenset[str] | None, tagged: bool = False) -> None:
         self.tagged = tagged
         self.allowed = allowed
-        dotted = CALL_NAMES | {n for n in allowed or () if NAME_RE.fullmatch(n)}
-        self._t = triggers(frozenset(dotted))
+        self._t = _triggers(allowed)
         self.records: list[str | Block] = []
         self.outcome = Outcome()
         self._buf = ""
@@ -274,7 +322,9 @@ class Scanner:
 
     def finish(self) -> None:
         """The segment is complete: decide everything that is left."""
-        if not self._final:
+        if not self._buf and not self._parked:
+            self._final = True  # nothing was fed (the usual prose before a python tag)
+        elif not self._final:
             if self._parked:
                 self._add(self._unpark())
             self._final = True
@@ -384,11 +434,8 @@ class Scanner:
         # No trigger holds a blank, so none can start before the last one (most chunks end in
         # a word or two: this leaves a few characters to look at instead of `longest`).
         start = max(start, buf.rfind(" ", start) + 1, buf.rfind("\n", start) + 1)
-        for k in range(start, len(buf)):
-            tail = buf[k:]
-            if tail in self._t.prefixes and (tail[0] in "<`" or k == 0 or not is_word(buf[k - 1])):
-                return k
-        return len(buf)
+        m = self._t.held.search(buf, start)
+        return len(buf) if m is None else m.start()
 
     def _step_fence(self) -> bool:
         buf, cur = self._buf, self._cursor

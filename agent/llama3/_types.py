@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -134,6 +135,7 @@ _VERSION = re.compile(r"llama[\s_-]*3(?:[._-]([0-9]))?(?![0-9])", re.IGNORECASE)
 _VISION = re.compile(r"vision|\b(?:11|90)b\b", re.IGNORECASE)
 
 
+@lru_cache(maxsize=64)
 def model_family(model: str) -> Family:
     """The prompt-format family of a model name.
 

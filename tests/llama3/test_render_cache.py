@@ -26,6 +26,7 @@ def spec(properties: dict[str, Any], name: str = "f") -> ToolSpec:
 
 def forget_everything() -> None:
     for cached in (
+        _render._head,
         _render._json_tools,
         _render._function_tag_tools,
         _render._python_list_functions,
@@ -88,8 +89,35 @@ def test_equal_specs_built_anew_share_the_block() -> None:
         ],
         today=DAY,
     )
-    info = _render._json_tools.cache_info()
+    info = _render._head.cache_info()  # the whole head, tool block included
     assert (info.hits, info.misses) == (1, 1)
+    assert _render._json_tools.cache_info().misses == 1
+
+
+def test_the_head_follows_what_it_is_made_of() -> None:
+    # The head (system prompt, tool block) is kept by what it is made of: any change shows.
+    system = Message(role="system", content="Be brief. {{ function_description }}", trusted=True)
+    messages = [system, Message(role="user", content="Hi")]
+    tools = [spec({"a": A})]
+    seen = set()
+    for options in (
+        {},
+        {"tool_choice": "required"},
+        {"tool_choice": "f"},
+        {"tool_choice": "none"},
+        {"tool_format": "function_tag"},
+        {"model": "llama3.2"},
+        {"model": "llama3.2", "system_message_behavior": "replace"},
+    ):
+        once = render_prompt(messages, tools, today=DAY, **options)
+        assert once == uncached(messages, tools, **options)
+        seen.add(once)
+    seen.add(render_prompt(messages, tools, today=dt.date(2024, 9, 22)))
+    other = [Message(role="system", content="Be long.", trusted=True), messages[1]]
+    seen.add(render_prompt(other, tools, today=DAY))
+    seen.add(render_prompt(messages[1:], tools, today=DAY))
+    seen.add(render_prompt(messages, [spec({"a": B})], today=DAY))
+    assert len(seen) == 11
 
 
 @pytest.mark.parametrize("options", MODELS, ids=lambda o: "-".join(o.values()))

@@ -1,12 +1,12 @@
-"""`lone_json`: the shortcut for a python-tag payload that is one JSON object must decide
-exactly what the scanner decides, and step aside whenever it is anything else."""
+"""`lone_calls` and `lone_json`: the shortcuts for a python-tag payload that is one JSON object
+must decide exactly what the scanner decides, and step aside whenever it is anything else."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.llama3 import _parse
-from agent.llama3._scan import Outcome, lone_json
+from agent.llama3 import ToolCall, _parse
+from agent.llama3._scan import Outcome, lone_calls, lone_json
 
 ALLOWED = frozenset({"add", "get_weather"})
 
@@ -38,9 +38,11 @@ REFUSED = [
 ]
 
 
-def _read(payload: str, *, shortcut: bool, monkeypatch: pytest.MonkeyPatch) -> Outcome:
-    if not shortcut:
-        monkeypatch.setattr(_parse, "lone_json", lambda payload: None)
+def _read(payload: str, *, shortcut: str | None, monkeypatch: pytest.MonkeyPatch) -> Outcome:
+    """`read_payload` with one shortcut (`lone_calls`, `lone_json`) or none: the scanner's."""
+    for name in ("lone_calls", "lone_json"):
+        if name != shortcut:
+            monkeypatch.setattr(_parse, name, lambda payload: None)
     outcome = Outcome()
     _parse.read_payload(payload, ALLOWED, outcome)
     monkeypatch.undo()
@@ -52,11 +54,23 @@ def test_the_shortcut_decides_what_the_scanner_decides(
     payload: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert lone_json(payload) is not None
-    assert _read(payload, shortcut=True, monkeypatch=monkeypatch) == _read(
-        payload, shortcut=False, monkeypatch=monkeypatch
-    )
+    scanned = _read(payload, shortcut=None, monkeypatch=monkeypatch)
+    assert _read(payload, shortcut="lone_json", monkeypatch=monkeypatch) == scanned
+    assert _read(payload, shortcut="lone_calls", monkeypatch=monkeypatch) == scanned
 
 
 @pytest.mark.parametrize("payload", REFUSED)
 def test_anything_else_goes_to_the_scanner(payload: str) -> None:
     assert lone_json(payload) is None
+    assert lone_calls(payload) is None
+
+
+def test_the_calls_shortcut_takes_good_calls_only() -> None:
+    # Botched arguments, data and unknown names are `lone_json`'s (and `decide_block`'s).
+    assert lone_calls('{"name": "add", "arguments": "[1]"}') is None
+    assert lone_calls('{"name": "add", "id": 7, "x": 1}') is None
+    calls = lone_calls('{"name": "nope", "parameters": {"a": 1}}')
+    assert calls == [ToolCall(name="nope", arguments={"a": 1})]
+    assert _parse.parse_completion(
+        '<|python_tag|>{"name": "nope", "parameters": {}}', tools=["add"]
+    ).malformed
