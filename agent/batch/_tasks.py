@@ -54,7 +54,9 @@ class Task:
 
 def id_key(task_id: TaskId) -> bytes:
     """The id's canonical bytes (its JSON), for hashing and for the set of ids done."""
-    return orjson.dumps(task_id)
+    # Copied to its size: orjson's own bytes object keeps the 4 KiB buffer it wrote into, and
+    # a resume keeps one key per task done (a million tasks: 4 GB instead of ~60 MB).
+    return bytes(memoryview(orjson.dumps(task_id)))
 
 
 def _task(data: Any, line: int) -> Task | list[str]:

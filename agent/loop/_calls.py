@@ -86,17 +86,23 @@ def call_key(arguments: Any) -> bytes | str:
 
     if _plain(arguments):
         try:
-            return orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS)
+            return _kept(orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS))
         except orjson.JSONEncodeError:  # an integer past 64 bits, a lone surrogate
             pass
     text = json.dumps(arguments, sort_keys=True, default=repr)
     read = json.loads(text)
     if _plain(read) and json.dumps(read, sort_keys=True, default=repr) == text:
         try:
-            return orjson.dumps(read, option=orjson.OPT_SORT_KEYS)
+            return _kept(orjson.dumps(read, option=orjson.OPT_SORT_KEYS))
         except orjson.JSONEncodeError:
             pass
     return text
+
+
+def _kept(data: bytes) -> bytes:
+    """A copy of orjson's output the size of its content: orjson's own bytes object keeps the
+    4 KiB buffer it wrote into, and a run keeps a key per call (1,000 runs: +20 MB)."""
+    return bytes(memoryview(data))
 
 
 _SCALARS = frozenset({str, int, bool, type(None)})

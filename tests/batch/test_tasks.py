@@ -191,3 +191,17 @@ def test_runs_that_ended_in_error_are_taken_out_to_run_again(tmp_path: Path) -> 
     assert resumed.retried == 1
     assert path.read_bytes() == _record(1) + _record(3, "step_limit")
     assert [p.name for p in tmp_path.iterdir()] == ["runs.jsonl"]  # no temporary left
+
+
+def test_an_id_key_holds_no_more_memory_than_its_json() -> None:
+    """A resume keeps one key per task done: orjson's bytes kept its 4 KiB buffer (a million
+    tasks would have held 4 GB)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        keys = [id_key(f"task-{i}") for i in range(2000)]
+        held = tracemalloc.get_traced_memory()[0] / len(keys)
+    finally:
+        tracemalloc.stop()
+    assert held < 200, f"{held:.0f} bytes per key"

@@ -222,3 +222,17 @@ async def test_calls_run_the_same_with_or_without_a_deadline(deadline: float, co
         str(2 * i) for i in range(count)
     ]
     assert [s.elapsed for s in slots] == [0.0] * count
+
+
+def test_a_key_holds_no_more_memory_than_its_text() -> None:
+    """A run keeps one key per call: orjson's bytes kept its 4 KiB buffer (1,000 runs of five
+    calls held 20 MB more at their peak)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        keys = [call_key({"a": i, "b": 1}) for i in range(2000)]
+        held = tracemalloc.get_traced_memory()[0] / len(keys)
+    finally:
+        tracemalloc.stop()
+    assert held < 200, f"{held:.0f} bytes per key"
