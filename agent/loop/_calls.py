@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup
 from agent import llama3
 from agent.errors import InvalidArgumentsError, UnknownToolError
 from agent.llama3 import Message, ToolCall
-from agent.toolkit import BoundCall, RunContext, Tool, Toolbox, ToolResult
+from agent.toolkit import BoundCall, RunContext, Tool, Toolbox, ToolResult, is_plain_json
 
 from ._events import (
     CallMalformed,
@@ -84,14 +84,14 @@ def call_key(arguments: Any) -> bytes | str:
     """
     import orjson  # here, not at the top: `import agent` does not load it (a fraction of a µs)
 
-    if _plain(arguments):
+    if is_plain_json(arguments):
         try:
             return _kept(orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS))
         except orjson.JSONEncodeError:  # an integer past 64 bits, a lone surrogate
             pass
     text = json.dumps(arguments, sort_keys=True, default=repr)
     read = json.loads(text)
-    if _plain(read) and json.dumps(read, sort_keys=True, default=repr) == text:
+    if is_plain_json(read) and json.dumps(read, sort_keys=True, default=repr) == text:
         try:
             return _kept(orjson.dumps(read, option=orjson.OPT_SORT_KEYS))
         except orjson.JSONEncodeError:
@@ -103,28 +103,6 @@ def _kept(data: bytes) -> bytes:
     """A copy of orjson's output the size of its content: orjson's own bytes object keeps the
     4 KiB buffer it wrote into, and a run keeps a key per call (1,000 runs: +20 MB)."""
     return bytes(memoryview(data))
-
-
-_SCALARS = frozenset({str, int, bool, type(None)})
-
-
-def _plain(value: Any) -> bool:
-    """True for the values `json.loads` makes, exactly those types, floats finite (as in
-    `agent.toolkit`'s fast check: orjson writes these as json.dumps does, other types not)."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return True
-    if kind is dict:
-        for key, item in value.items():  # noqa: SIM110 - loops: this runs on every call
-            if type(key) is not str or not _plain(item):
-                return False
-        return True
-    if kind is list:
-        for item in value:  # noqa: SIM110
-            if not _plain(item):
-                return False
-        return True
-    return kind is float and math.isfinite(value)
 
 
 @dataclass(kw_only=True)

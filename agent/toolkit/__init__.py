@@ -52,6 +52,7 @@ from agent.toolkit._toolsets import (
     find_toolsets,
     split_sources,
 )
+from agent.toolkit._validate import is_plain_json
 
 __all__ = [
     "ABANDON_AFTER",
@@ -77,6 +78,7 @@ __all__ = [
     "abandoned_calls",
     "check_settings",
     "find_toolsets",
+    "is_plain_json",
     "mcp_available",
     "set_abandoned_limit",
     "set_thread_limit",
