@@ -145,7 +145,8 @@ class Agent:
         one session wait for each other. A call that needs approval is decided by the agent's
         `approve` callback; without one it is refused.
         """
-        stream = self.stream(task, history=history, deps=deps, session=session)
+        # No TextDeltas: nothing reads them here, and each would climb every level per chunk.
+        stream = self._stream(task, history=history, deps=deps, session=session, deltas=False)
         async with stream:
             async for _ in stream:
                 pass
@@ -180,12 +181,28 @@ class Agent:
         calls then run in that group, and the run still stops and waits for them when the
         stream is closed or cancelled. `history`, `deps`, `session`: as for `run()`.
         """
+        return self._stream(
+            task, history=history, deps=deps, task_group=task_group, session=session, deltas=True
+        )
+
+    def _stream(
+        self,
+        task: str | Message,
+        *,
+        history: History,
+        deps: Any,
+        session: str | None,
+        deltas: bool,
+        task_group: TaskGroup | None = None,
+    ) -> RunStream:
         if session is not None:
             if history is not None:
                 raise DeveloperError(
                     "give history= or session=, not both: a session is its own history"
                 )
-            return self._session_stream(task, session, deps=deps, task_group=task_group)
+            return self._session_stream(
+                task, session, deps=deps, task_group=task_group, deltas=deltas
+            )
         messages, new_from = opening_messages(task, system=self._system, history=history)
         state = RunState(
             run_id=uuid.uuid4().hex,
@@ -196,11 +213,17 @@ class Agent:
             today=self._run_date(history),
             history=len(history.messages if isinstance(history, RunResult) else history or ()),
         )
-        events = run_events(self._spec, state, deps=deps, task_group=task_group)
+        events = run_events(self._spec, state, deps=deps, task_group=task_group, deltas=deltas)
         return RunStream(events, state)
 
     def _session_stream(
-        self, task: str | Message, name: str, *, deps: Any, task_group: TaskGroup | None
+        self,
+        task: str | Message,
+        name: str,
+        *,
+        deps: Any,
+        task_group: TaskGroup | None,
+        deltas: bool,
     ) -> RunStream:
         check_session_name(name)
         # The session fills in the messages and the date once it is loaded, as the run starts.
@@ -219,7 +242,9 @@ class Agent:
             task=task,
             system=self._system,
             today=self._today,
-            events=lambda: run_events(self._spec, state, deps=deps, task_group=task_group),
+            events=lambda: run_events(
+                self._spec, state, deps=deps, task_group=task_group, deltas=deltas
+            ),
         )
         return RunStream(events, state)
 

@@ -39,6 +39,7 @@ from agent.llama3 import (
     StreamParser,
     ToolFormat,
     model_family,
+    parse_completion,
     plain_text,
     render_prompt,
 )
@@ -281,12 +282,19 @@ class _Timeout(Exception):
 
 
 async def run_events(
-    spec: RunSpec, state: RunState, *, deps: Any, task_group: TaskGroup | None = None
+    spec: RunSpec,
+    state: RunState,
+    *,
+    deps: Any,
+    task_group: TaskGroup | None = None,
+    deltas: bool = True,
 ) -> AsyncGenerator[Event, None]:
     """Drive one run, yielding its events; `state` holds the outcome at every moment.
 
     `task_group`: where a step's calls run, so that each `ToolCallFinished` is yielded as its
     call ends; without it, a step's finished events come once all its calls are done.
+    `deltas=False`: no `TextDelta`s (`Agent.run`, which reads none): each completion is parsed
+    once it is whole, and a chunk goes no further up than the step.
     """
     timeout = spec.limits.run_timeout
     deadline = anyio.current_time() + timeout if timeout is not None else math.inf
@@ -307,7 +315,13 @@ async def run_events(
                 # closes now, in this task, not whenever the garbage collector gets to it.
                 async with aclosing(
                     _step(
-                        spec, state, deps=deps, deadline=deadline, group=task_group, trace=run_trace
+                        spec,
+                        state,
+                        deps=deps,
+                        deadline=deadline,
+                        group=task_group,
+                        trace=run_trace,
+                        deltas=deltas,
                     )
                 ) as events:
                     async for event in events:
@@ -354,10 +368,12 @@ async def _step(
     deadline: float,
     group: TaskGroup | None,
     trace: RunTrace,
+    deltas: bool,
 ) -> AsyncGenerator[Event, None]:
     step = state.steps + 1
     prompt = spec.render(state.messages, today=state.today, family=state.family)
-    parser = StreamParser(tools=spec.call_names)
+    # Without deltas the text is parsed once it is whole (the parse is the same, by contract).
+    parser = StreamParser(tools=spec.call_names) if deltas else None
     pieces: list[str] = []
     request = trace.request(spec, state.messages)
     backend = spec.backend
@@ -379,7 +395,7 @@ async def _step(
             stream = backend.generate(prompt, model=spec.model, options=spec.options)
     finally:
         run_affinity.reset(affinity)
-    feed = parser.feed
+    feed = parser.feed if parser is not None else None
     try:
         bare = not bounded  # read with a plain await (else within the deadline's scope)
         while True:
@@ -399,9 +415,10 @@ async def _step(
                 done = item
                 break
             pieces.append(item.text)
-            delta = feed(item.text)
-            if delta:
-                yield TextDelta(step=step, text=delta)
+            if feed is not None:
+                delta = feed(item.text)
+                if delta:
+                    yield TextDelta(step=step, text=delta)
     except StopAsyncIteration as exc:
         error = StreamError("the model server's stream ended without a final chunk; retry the run")
         request.fail(error)
@@ -411,16 +428,20 @@ async def _step(
         raise
     finally:
         await _close(stream)
-    parsed = parser.finish()
+    if parser is not None:
+        parsed = parser.finish()
+    else:
+        parsed = parse_completion("".join(pieces), tools=spec.call_names)
     if parsed.wants_tools and not spec.toolbox:
         # An agent without tools takes what the model wrote as its answer (llama-stack does the
         # same): a call-shaped reply cannot run, and "unknown tool" would send the model round
         # in circles until the retry budget ends the run.
         parsed = ParsedCompletion(content=plain_text("".join(pieces)))
     spans = _botched(parsed)
-    rest = _unshown(parsed.content, spans, shown=parser.shown)
-    if rest:
-        yield TextDelta(step=step, text=rest)
+    if parser is not None:
+        rest = _unshown(parsed.content, spans, shown=parser.shown)
+        if rest:
+            yield TextDelta(step=step, text=rest)
     prose = _without(parsed.content, spans).strip()
 
     state.record_step(done)

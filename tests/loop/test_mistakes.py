@@ -3,12 +3,15 @@ and what happened so far is kept."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
 from agent import CallMalformed, Limits, TextDelta, ToolCallRejected, ToolCallValidated, tool
 from agent.backends import GenerateOptions
-from agent.testing import ScriptRequest, sequence
+from agent.llama3 import Message
+from agent.testing import Script, ScriptRequest, sequence
 
 from .helpers import add, by_results, call, collect, divide, running
 
@@ -116,6 +119,40 @@ async def test_a_botched_call_is_never_shown_as_answer_text(completion: str, pro
     assert first.raw == completion.removesuffix("<|eom_id|>")
     assert result.status == "answered"
     assert result.answer == "3."
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        f"<|python_tag|>{BROKEN_JSON}<|eom_id|>",
+        'Let me add.\n<|python_tag|>{"name": "add", "parameters": {"a": 1<|eom_id|>',
+        'I will add. <function=add>{"a": 1, "b": 2',
+        'Sure. <function=add>{"a": 1, "b": 2}</function><|eom_id|>',
+        "  The answer, in prose.  <|eot_id|>",
+    ],
+)
+async def test_run_parses_each_completion_whole_as_the_stream_does(completion: str) -> None:
+    # `Agent.run` reads no TextDeltas, so it parses a completion once it is whole instead of
+    # as it streams: the conversation must come out the same.
+    def script() -> Script:
+        return sequence(completion, call("add", a=1, b=2), "3.<|eot_id|>")
+
+    async with running(script(), tools=[add]) as (_, agent):
+        streamed = await collect(agent.stream("1 + 2?"))
+    async with running(script(), tools=[add]) as (_, agent):
+        result = await agent.run("1 + 2?")
+    expected = streamed[-1].result  # type: ignore[union-attr]
+
+    def seen(message: Message) -> tuple[Any, ...]:  # call ids name the run: left out
+        calls = [(c.name, c.arguments) for c in message.tool_calls]
+        return (message.role, message.content, message.raw, message.stop_reason, calls)
+
+    assert [seen(m) for m in result.messages] == [seen(m) for m in expected.messages]
+    assert (result.status, result.answer, result.steps) == (
+        expected.status,
+        expected.answer,
+        expected.steps,
+    )
 
 
 async def test_a_call_cut_off_by_the_length_limit_is_not_the_answer() -> None:
