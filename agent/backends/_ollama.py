@@ -31,7 +31,6 @@ Retries and their limits:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -73,7 +72,7 @@ from agent.backends._ollama_api import (
     timeout_error,
     wire_options,
 )
-from agent.backends._wire import Connections, Dropped, LoopState, http_session
+from agent.backends._wire import READ_ERRORS, Connections, Dropped, LoopState, http_session
 from agent.errors import OllamaBusyError, StreamError
 from agent.llama3 import BEGIN_OF_TEXT, tokenizer_is_exact
 
@@ -261,8 +260,8 @@ class OllamaBackend(Backend):
         `deadline`: an `anyio.current_time()` by which the stream ends (`BackendTimeoutError`),
         as `Timeouts.total` does; the earlier of the two holds.
         """
-        # Two async generators between the client and the caller (this one and the attempt's):
-        # every layer costs every chunk, so the loop of attempts lives here, not in a third.
+        # One async generator between the socket and the caller, this one: every layer costs
+        # every read, so the loop of attempts and the reading of each live here, not in three.
         info = await self.model_info(model)
         state = await self._connections.current()
         # Ollama adds the BOS itself; sending its text too would give the model two (§1.5).
@@ -272,6 +271,7 @@ class OllamaBackend(Backend):
         gate = state.gate
         if gate is not None:
             await gate.acquire()
+        done: Done | None = None
         try:
             total = anyio.current_time() + (self.timeouts.total or float("inf"))
             deadline = total if deadline is None else min(total, deadline)
@@ -279,7 +279,7 @@ class OllamaBackend(Backend):
             tokens = 0  # the tokens that text holds (a chunk may hold several: `StreamAttempt`)
             warnings: list[str] = []
             busy = drops = 0
-            while True:
+            while done is None:
                 continuation = "".join(emitted)
                 resumed_chunks = tokens
                 # What the server may have cached before this attempt; then this prompt, which
@@ -288,8 +288,8 @@ class OllamaBackend(Backend):
                 self._history.remember(model, text + continuation, tokens=sent - 1)
                 left = num_predict - tokens
                 if tokens and left <= 0:
-                    yield Done(done_reason="length", warnings=tuple(warnings))
-                    return
+                    done = Done(done_reason="length", warnings=tuple(warnings))
+                    break
                 attempt = StreamAttempt(
                     state.client.session,
                     url=self.url,
@@ -306,23 +306,20 @@ class OllamaBackend(Backend):
                     note=f", with Ollama busy (503) {busy} times" if busy else "",
                 )
                 try:
-                    async with contextlib.aclosing(attempt.events()) as events:
-                        async for event in events:
-                            if isinstance(event, TextChunk):
-                                emitted.append(event.text)
-                                yield event
-                                continue
-                            yield await self._finish(
-                                event,
-                                model,
-                                text,
-                                continuation,
-                                sent,
-                                warnings,
-                                resumed_chunks,
-                                history,
-                            )
-                            return
+                    lines = await attempt.open()
+                    while not attempt.ended:
+                        try:
+                            batch = await lines.batch()
+                        except READ_ERRORS as exc:
+                            raise attempt.read_error(exc)  # noqa: B904 - its cause is set
+                        piece = attempt.take(batch)
+                        if piece:
+                            emitted.append(piece)
+                            yield TextChunk(text=piece)
+                    final = await attempt.end()
+                    done = await self._finish(
+                        final, model, text, continuation, sent, warnings, resumed_chunks, history
+                    )
                 except ollama.ResponseError as exc:
                     if exc.status_code == 404:
                         self._server.info.pop(model, None)  # deleted since it was described
@@ -338,9 +335,14 @@ class OllamaBackend(Backend):
                     self._history.remember(model, text + "".join(emitted), tokens=sent - 1)
                     drops += 1
                     self._after_drop(exc, model, drops, emitted, warnings)
+                finally:
+                    attempt.close()
         finally:
             if gate is not None:
                 gate.release()
+        # Last, outside every block: the connection and the gate are free before the caller
+        # sees the end, and closing this generator here has nothing left to unwind.
+        yield done
 
     def _after_drop(
         self, exc: Dropped, model: str, drops: int, emitted: list[str], warnings: list[str]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,7 +31,6 @@ from agent.backends._base import (
     DoneReason,
     GenerateOptions,
     ModelInfo,
-    TextChunk,
     Timeouts,
     Usage,
 )
@@ -214,17 +213,19 @@ _USAGE_FIELDS = (
 
 
 class StreamAttempt:
-    """POSTs one raw, streamed `/api/generate` and yields `TextChunk`s, then one `Final`.
+    """One raw, streamed `/api/generate`: `open()` POSTs it, then the caller reads
+    `lines.batch()` and hands each batch to `take()` until `ended`, and `end()` gives the `Final`.
 
-    The hot path: aiohttp and orjson directly, one `await` per network read (`_wire.Lines`),
-    a dict per line and no model, and one `TextChunk` per read: the lines that arrived together
-    are joined, so each layer above (this generator, the backend's, the loop's) pays once per
-    read, not once per token (`chunks` counts the tokens handed over). Raises
-    `ollama.ResponseError` for an error status or an in-band error line (the caller decides
-    about 503), `Dropped` when the connection broke, `BackendTimeoutError` when a deadline
-    passed, `StreamError` for an answer Ollama would not send. More than `num_predict` tokens
-    (a line is a token), or more text than the caps allow, ends the attempt as `length`
-    whatever the server does.
+    The hot path: aiohttp and orjson directly, one `await` per network read (`_wire.Lines`), a
+    dict per line and no model. It is driven from the backend's own generator rather than being
+    one: every generator between the socket and the loop costs every read, so there is one. The
+    lines that arrived together are joined into one text (`chunks` counts the tokens handed
+    over). `open()` and `end()` raise `ollama.ResponseError` for an error status or an in-band
+    error line (the caller decides about 503), `Dropped` when the connection broke,
+    `BackendTimeoutError` when a deadline passed, `StreamError` for an answer Ollama would not
+    send (`read_error()` words what `lines.batch()` raised). More than `num_predict` tokens (a
+    line is a token), or more text than the caps allow, ends the attempt as `length` whatever
+    the server does. `close()` always, at the end: it stops the generation if it still runs.
     """
 
     def __init__(
@@ -246,7 +247,9 @@ class StreamAttempt:
     ) -> None:
         self._session = session
         self.chunks = 0
-        """Tokens (NDJSON lines with text) yielded so far: a `TextChunk` may hold several."""
+        """Tokens (NDJSON lines with text) taken so far: a text handed over may hold several."""
+        self.ended = False
+        """`take()` met the end: the final line, an error, or a cap (then call `end()`)."""
         self._note = note  # what came before this attempt, for a timeout's message
         self._url = url
         self._model = model
@@ -260,13 +263,22 @@ class StreamAttempt:
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
         self._body = orjson.dumps(body)
-        self._num_predict = int(options.get("num_predict", -1))
+        num_predict = int(options.get("num_predict", -1))
+        self._num_predict = num_predict
+        self._limit = num_predict if num_predict >= 0 else float("inf")
         self._timeouts = timeouts
         self._deadline = deadline
         self._sent = sent
         self._num_ctx = num_ctx
         self._caps = caps
         self._translate_other = translate_other
+        self._response: aiohttp.ClientResponse | None = None
+        self._lines: Lines | None = None
+        self._pieces: list[str] = []  # this attempt's text, a token each
+        self._chars = 0
+        self._final: Final | None = None
+        self._final_line = False  # the final came as Ollama's last line (the body may end)
+        self._failure: Exception | None = None
 
     def _timeout(self, which: Deadline) -> BackendTimeoutError:
         return timeout_error(
@@ -279,7 +291,8 @@ class StreamAttempt:
             "Is OLLAMA_HOST pointing at Ollama, and not at a proxy or another service?"
         )
 
-    async def events(self) -> AsyncGenerator[TextChunk | Final, None]:
+    async def open(self) -> Lines:
+        """Send the request; the lines of a 200 answer (else `ollama.ResponseError`)."""
         total_at = self._deadline
         first = self._timeouts.first_chunk
         first_at = total_at if first is None else min(anyio.current_time() + first, total_at)
@@ -292,82 +305,98 @@ class StreamAttempt:
                 raise self._transport_error(exc) from exc
         if scope.cancelled_caught:
             raise self._timeout("first chunk" if first_at < total_at else "total")
-        lines: Lines | None = None
-        try:
-            if response.status != 200:
-                body = await response.content.read(self._caps.line_bytes)
-                if response.content.at_eof():
-                    response.release()  # a 503 is retried: keep the connection for it
-                raise ollama.ResponseError(body.decode(errors="replace"), response.status)
-            lines = Lines(
-                response.content,
-                first_at=first_at,
-                between=self._timeouts.between_chunks,
-                total_at=total_at,
-                max_line=self._caps.line_bytes,
-            )
-            pieces: list[str] = []  # this attempt's text, a token each
-            chars = 0
-            limit = self._num_predict if self._num_predict >= 0 else float("inf")
-            cap = self._caps.completion_chars
-            while True:
-                try:
-                    batch = await lines.batch()
-                except Expired as exc:
-                    raise self._timeout(exc.which) from None
-                except LineTooLong as exc:
-                    raise self._garbled(f"a line longer than {exc.limit} bytes") from None
-                except TRANSPORT_ERRORS as exc:
-                    raise self._transport_error(exc) from exc
-                if not batch:
-                    raise Dropped("the stream ended without its final line")
-                shown = len(pieces)  # the batch's text goes up in one chunk, from here
-                final: Final | None = None
-                failure: Exception | None = None
-                for raw in batch:
-                    if not raw:
-                        continue
-                    try:
-                        part = loads(raw)
-                    except orjson.JSONDecodeError as exc:
-                        failure = self._garbled(f"a line that is not JSON ({exc})")
-                        break
-                    if type(part) is not dict:
-                        failure = self._garbled(f"a line that is not a JSON object: {raw[:80]!r}")
-                        break
-                    text = part.get("response")
-                    if part.get("done") is True:
-                        if await lines.drain():
-                            response.release()  # the connection serves the next request
-                        final = Final(done=self._done(part), text="".join(pieces))
-                        break
-                    if "error" in part:
-                        failure = ollama.ResponseError(str(part["error"]), -1)
-                        break
-                    if not text:
-                        continue
-                    if type(text) is not str:
-                        failure = self._garbled(f"a response that is not text: {raw[:80]!r}")
-                        break
-                    chars += len(text)
-                    if len(pieces) >= limit or chars > cap:
-                        final = Final(done=self._cut(len(pieces)), text="".join(pieces), cut=True)
-                        break
-                    pieces.append(text)
-                if len(pieces) > shown:
-                    # What came before an error line reaches the caller too, as it would have
-                    # token by token (a resumed stream continues from all of it).
-                    self.chunks = len(pieces)
-                    yield TextChunk(text="".join(pieces[shown:]))
-                if failure is not None:
-                    raise failure
-                if final is not None:
-                    yield final
-                    return
-        finally:
-            if lines is not None:
-                lines.close()
-            response.close()  # a no-op after release(); else what stops the generation
+        self._response = response
+        if response.status != 200:
+            body = await response.content.read(self._caps.line_bytes)
+            if response.content.at_eof():
+                response.release()  # a 503 is retried: keep the connection for it
+            raise ollama.ResponseError(body.decode(errors="replace"), response.status)
+        self._lines = Lines(
+            response.content,
+            first_at=first_at,
+            between=self._timeouts.between_chunks,
+            total_at=total_at,
+            max_line=self._caps.line_bytes,
+        )
+        return self._lines
+
+    def read_error(self, exc: Exception) -> Exception:
+        """What to raise for what `lines.batch()` raised (its cause set as `raise` would)."""
+        error: Exception
+        if isinstance(exc, Expired):
+            error = self._timeout(exc.which)
+        elif isinstance(exc, LineTooLong):
+            error = self._garbled(f"a line longer than {exc.limit} bytes")
+        else:
+            error = self._transport_error(exc)
+            error.__cause__ = exc
+            return error
+        error.__suppress_context__ = True  # `from None`: the wording says it all
+        return error
+
+    def take(self, batch: list[bytes]) -> str:
+        """The text of the lines that came in one read (maybe ""); sets `ended` at the end.
+
+        The text before an error line is handed over too, as it would have been token by token
+        (a resumed stream continues from all of it).
+        """
+        if not batch:
+            self._failure = Dropped("the stream ended without its final line")
+            self.ended = True
+            return ""
+        pieces = self._pieces
+        shown = len(pieces)
+        for raw in batch:
+            if not raw:
+                continue
+            try:
+                part = loads(raw)
+            except orjson.JSONDecodeError as exc:
+                self._failure = self._garbled(f"a line that is not JSON ({exc})")
+                break
+            if type(part) is not dict:
+                self._failure = self._garbled(f"a line that is not a JSON object: {raw[:80]!r}")
+                break
+            text = part.get("response")
+            if part.get("done") is True:
+                self._final = Final(done=self._done(part), text="".join(pieces))
+                self._final_line = True
+                break
+            if "error" in part:
+                self._failure = ollama.ResponseError(str(part["error"]), -1)
+                break
+            if not text:
+                continue
+            if type(text) is not str:
+                self._failure = self._garbled(f"a response that is not text: {raw[:80]!r}")
+                break
+            self._chars += len(text)
+            if len(pieces) >= self._limit or self._chars > self._caps.completion_chars:
+                self._final = Final(done=self._cut(len(pieces)), text="".join(pieces), cut=True)
+                break
+            pieces.append(text)
+        self.ended = self._final is not None or self._failure is not None
+        if len(pieces) == shown:
+            return ""
+        self.chunks = len(pieces)
+        return "".join(pieces[shown:])
+
+    async def end(self) -> Final:
+        """The attempt's `Final` once `take()` set `ended`, or what ended it, raised."""
+        if self._failure is not None:
+            raise self._failure
+        assert self._final is not None
+        if self._final_line and self._lines is not None and await self._lines.drain():
+            assert self._response is not None
+            self._response.release()  # the connection serves the next request
+        return self._final
+
+    def close(self) -> None:
+        """Stop the timer, and the generation if the body was not read to its end."""
+        if self._lines is not None:
+            self._lines.close()
+        if self._response is not None:
+            self._response.close()  # a no-op after release(); else what stops the generation
 
     def _transport_error(self, exc: Exception) -> Exception:
         kind = transport_kind(exc)

@@ -247,6 +247,10 @@ class LineTooLong(Exception):
         self.limit = limit
 
 
+READ_ERRORS: tuple[type[Exception], ...] = (Expired, LineTooLong, *TRANSPORT_ERRORS)
+"""What `Lines.batch` raises."""
+
+
 class Watchdog:
     """One timer for a stream's deadlines (absolute loop times; `inf`: none).
 
