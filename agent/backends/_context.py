@@ -210,6 +210,8 @@ class PromptHistory:
         # step, and its count alone explains the report. A lower bound of what is cached gives
         # an upper bound of what had to be evaluated, so passing here means passing below.
         for previous in reversed(history):
+            if previous.text.startswith(text):
+                return None  # sent whole before (a shared opening prompt): all may be cached
             if text.startswith(previous.text):
                 if reported >= _floor(sent - min(1 + previous.tokens, sent), sent, exact=exact):
                     return None

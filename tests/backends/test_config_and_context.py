@@ -204,6 +204,35 @@ async def test_a_cache_hit_on_the_previous_step_is_decided_without_counting() ->
 
 
 @pytest.mark.anyio
+async def test_a_prompt_sent_whole_before_is_a_cache_hit_without_counting() -> None:
+    """Many runs open with the same prompt: the next run's first prompt was sent whole (within
+    a longer text: an earlier run's step), so the server may hold all of it."""
+    count = _CountingCounter()
+    history = PromptHistory(count)
+    opening = "<|start_header_id|>system<|end_header_id|>\n\n" + "Be brief. " * 500
+    step = opening + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nDone."
+    history.remember("m", step, tokens=count_tokens(step))
+    sent = 1 + count_tokens(opening)
+
+    async def warn(text: str, reported: int) -> str | None:
+        return await history.shortfall_warning(
+            model="m",
+            history=history.snapshot("m"),
+            text=text,
+            sent=sent,
+            reported=reported,
+            num_ctx=8192,
+            exact=True,
+        )
+
+    count.chars = 0
+    assert await warn(opening, 1) is None
+    assert count.chars == 0
+    # A text that was not sent before still gets its warning.
+    assert await warn("<|start_header_id|>user<|end_header_id|>\n\n" + "x " * 500, 1) is not None
+
+
+@pytest.mark.anyio
 async def test_a_step_pushed_out_by_many_other_runs_is_still_found_without_counting() -> None:
     """A thousand runs at once: the newest texts are other runs', and a run's previous step
     has left the history's `depth`; its next prompt still extends it, found by its index."""
