@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from annotated_types import Ge, Gt, Interval
 
+from agent._frozen import stored_at_once
+
 DoneReason = Literal["stop", "length", "unload", "other"]
 Family = Literal["3.1", "3.2", "3.3", "unknown"]  # the Llama 3.x prompt format a model speaks
 T = TypeVar("T")
@@ -107,6 +109,7 @@ class GenerateOptions:
         object.__setattr__(self, "stop", tuple(self.stop))
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class TextChunk:
     """A piece of completion text as it arrives."""
@@ -114,6 +117,7 @@ class TextChunk:
     text: str
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class Usage:
     """What the server reports for one request (durations in nanoseconds, as Ollama sends them)."""
@@ -129,6 +133,7 @@ class Usage:
     cached_tokens: int = 0  # prompt tokens the server reused from its cache (not evaluated)
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class Done:
     """The end of a completion. `done_reason == "length"` means the text was cut off."""

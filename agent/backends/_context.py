@@ -63,6 +63,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from agent._frozen import stored_at_once
 from agent.backends._base import Family, ModelInfo
 from agent.errors import ContextOverflowError, ModelCapabilityError
 from agent.llama3 import (
@@ -117,6 +118,7 @@ def size_context(
     return size, min(wanted_completion or room, room)
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class Remembered:
     """A text Ollama's cache may hold, and a lower bound of its tokens (BOS not included)."""
@@ -244,6 +246,7 @@ def _floor(evaluated: int, sent: int, *, exact: bool) -> int:
 _WINDOW = 256  # characters before a cut that key it (cheap to hash, distinct per conversation)
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class _Cut:
     digest: int  # hash of the whole prefix up to the cut

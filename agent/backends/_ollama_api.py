@@ -26,6 +26,7 @@ import ollama
 import orjson
 import pydantic
 
+from agent._frozen import stored_at_once
 from agent.backends._base import (
     Done,
     DoneReason,
@@ -183,6 +184,7 @@ def timeout_error(
 # --- generating -----------------------------------------------------------------------------------
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class Final:
     """The final line of an attempt, with the text that attempt produced."""

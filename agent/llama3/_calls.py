@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
 
+from agent._frozen import stored_at_once
 from agent.llama3._types import BUILTIN_NAMES, ToolCall
 
 # --- lenient literals and bracket balancing ---------------------------------------------------
@@ -305,6 +306,7 @@ Call = ToolCall
 returns, its id left empty: nothing is copied into a new object at the end of a parse."""
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class Reading:
     """What a span holds: calls, or one botched call."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
+from agent._frozen import stored_at_once
+
 Role = Literal["system", "user", "assistant", "tool"]
 StopReason = Literal["end_of_turn", "end_of_message"]
 Family = Literal["3.1", "3.2", "3.3"]
@@ -25,6 +27,7 @@ BUILTIN_NAMES: frozenset[str] = frozenset(
 )
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ToolCall:
     """One call the model made. Built-in calls carry the built-in's name (`brave_search`)."""
@@ -34,6 +37,7 @@ class ToolCall:
     id: str = ""
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class Message:
     """One message of a conversation.
@@ -102,6 +106,7 @@ class ToolSpec:
         )
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class MalformedCall:
     """Text that was meant as a tool call but cannot be used: cut off, garbled, or invalid JSON.
@@ -114,6 +119,7 @@ class MalformedCall:
     name: str | None = None
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ParsedCompletion:
     """What the model wrote: prose, the calls it made, and calls it botched."""

@@ -24,10 +24,11 @@ import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import anyio
 
+from agent._frozen import stored_at_once
 from agent.backends import DoneReason, Usage
 from agent.errors import DeveloperError
 
@@ -150,50 +151,8 @@ def denied_text(tool: str, reason: str | None) -> str:
 
 # --- events --------------------------------------------------------------------------------------
 
-E = TypeVar("E")
 
-
-def _stored_at_once(cls: type[E]) -> type[E]:
-    """Give a frozen dataclass an `__init__` that stores its fields with one `__dict__.update`.
-
-    The generated one must get past the frozen `__setattr__` with an `object.__setattr__` call
-    per field, which is most of what making an event costs (they are made per text chunk and per
-    call). This one has the same signature (its keyword-only parameters, annotations and
-    defaults are the generated one's), so calls, errors and `inspect.signature` do not change.
-    """
-    generated: Any = cls.__init__
-    defaults: dict[str, Any] = generated.__kwdefaults__ or {}
-    namespace: dict[str, Any] = {}
-    params: list[str] = []
-    stored: list[str] = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if not f.init:  # `type`: a class attribute, as with the generated __init__
-            if f.default_factory is not dataclasses.MISSING:
-                raise TypeError(f"{cls.__name__}.{f.name}: a factory needs init=True here")
-            continue
-        params.append(f.name)
-        if f.default_factory is not dataclasses.MISSING:
-            namespace[f"_{f.name}_factory"] = f.default_factory
-            namespace[f"_{f.name}_unset"] = defaults[f.name]
-            stored.append(
-                f"{f.name}=_{f.name}_factory() if {f.name} is _{f.name}_unset else {f.name}"
-            )
-        else:
-            stored.append(f"{f.name}={f.name}")
-    source = f"def __init__(self, *, {', '.join(params)}):\n"
-    source += f"    self.__dict__.update({', '.join(stored)})\n"
-    exec(source, namespace)  # as dataclasses makes __init__: from field names only
-    init = namespace["__init__"]
-    init.__kwdefaults__ = generated.__kwdefaults__
-    init.__annotations__ = dict(generated.__annotations__)
-    init.__qualname__ = generated.__qualname__
-    init.__module__ = generated.__module__
-    init.__doc__ = generated.__doc__
-    cls.__init__ = init  # type: ignore[method-assign]
-    return cls
-
-
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class RunStarted:
     """A run began. `history` is how many messages it continues from: those given as
@@ -207,7 +166,7 @@ class RunStarted:
     history: int = 0
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class TextDelta:
     """Answer text as it streams in. Text that may turn out to be a tool call is held back, and
@@ -218,7 +177,7 @@ class TextDelta:
     text: str
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ToolCallParsed:
     """The model made a call (`index` is its position in the step, from 0)."""
@@ -231,7 +190,7 @@ class ToolCallParsed:
     arguments: Mapping[str, Any]
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ToolCallValidated:
     """The call matches its tool's schema. `arguments` are after coercion; `coercions` lists
@@ -247,7 +206,7 @@ class ToolCallValidated:
     coercions: tuple[str, ...] = ()
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ToolCallRejected:
     """The call will not run; `error` is what the model is told as the call's result."""
@@ -262,7 +221,7 @@ class ToolCallRejected:
     error: str
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class CallMalformed:
     """Output meant as a call that cannot be used (cut off, garbled); the model is told why.
@@ -280,7 +239,7 @@ class CallMalformed:
     name: str | None = None
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ApprovalRequested:
     """A valid call to a tool that needs approval; the run waits until it is decided.
@@ -316,7 +275,7 @@ class ApprovalRequested:
         return self.pending.decision
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ToolCallStarted:
     """A validated call started running (all the calls of a step run concurrently)."""
@@ -330,7 +289,7 @@ class ToolCallStarted:
     arguments: Mapping[str, Any]
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ToolCallFinished:
     """A call ended. `result` is the text the model sees; `is_error` when the tool raised or timed
@@ -350,7 +309,7 @@ class ToolCallFinished:
     traceback: str | None = None
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class StepFinished:
     """A model request and its calls are done. `usage` is what the server reported for it;
@@ -365,7 +324,7 @@ class StepFinished:
     warnings: tuple[str, ...] = ()
 
 
-@_stored_at_once
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class RunFinished:
     """The run ended; `result.status` says how."""

@@ -38,6 +38,7 @@ import anyio.to_thread
 from anyio.lowlevel import RunVar
 from pydantic_core import PydanticSerializationError, to_json
 
+from agent._frozen import stored_at_once
 from agent.errors import DeveloperError, ModelError, ToolExecutionError
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ DepsT = TypeVar("DepsT")
 T = TypeVar("T")
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class RunContext(Generic[DepsT]):
     """What the runtime injects into a tool parameter annotated `RunContext[...]`.
@@ -61,6 +63,7 @@ class RunContext(Generic[DepsT]):
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class BoundCall:
     """Arguments that passed a tool's schema, made by `Tool.validate`.
@@ -77,6 +80,7 @@ class BoundCall:
     values: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
+@stored_at_once
 @dataclass(frozen=True, kw_only=True)
 class ToolResult:
     """What a tool call gave.

@@ -1,10 +1,8 @@
-"""The events are frozen, keyword-only dataclasses whose `__init__` stores the fields at once:
-the same signature, defaults, errors and values as the `__init__` dataclasses generates."""
+"""The events: frozen, keyword-only dataclasses made fast (`agent._frozen`), and their JSON."""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import typing
 from typing import Any
 
@@ -24,78 +22,13 @@ from agent.loop._result import plain_data
 EVENTS: list[type[Any]] = list(typing.get_args(Event))
 
 
-def _plain_twin(cls: type[Any]) -> type[Any]:
-    """The class as `@dataclass(frozen=True, kw_only=True)` alone makes it."""
-    namespace: dict[str, Any] = {"__annotations__": {}}
-    for f in dataclasses.fields(cls):
-        namespace["__annotations__"][f.name] = f.type
-        namespace[f.name] = dataclasses.field(
-            default=f.default,
-            default_factory=f.default_factory,
-            init=f.init,
-            repr=f.repr,
-            compare=f.compare,
-        )
-    twin = type(cls.__name__, (), namespace)
-    twin.__qualname__ = cls.__qualname__
-    twin.__module__ = cls.__module__
-    return dataclasses.dataclass(frozen=True, kw_only=True)(twin)
-
-
-def _sample(cls: type[Any]) -> dict[str, Any]:
-    values = {"int": 1, "str": "x", "float": 0.5, "bool": True}
-    out: dict[str, Any] = {}
-    for name, param in inspect.signature(cls).parameters.items():
-        if param.default is inspect.Parameter.empty:
-            out[name] = values.get(str(param.annotation), object())
-    return out
-
-
 def test_every_event_is_made_fast() -> None:
+    # How the fast `__init__` behaves like the generated one: tests/test_frozen.py.
     assert len(EVENTS) == 11
     for cls in EVENTS:
         assert cls.__init__.__code__.co_filename == "<string>"
         assert cls.__init__.__qualname__ == f"{cls.__qualname__}.__init__"
         assert cls.__init__.__module__ == _events.__name__
-
-
-@pytest.mark.parametrize("cls", EVENTS, ids=lambda c: c.__name__)
-def test_the_signature_is_the_generated_one(cls: type[Any]) -> None:
-    twin = _plain_twin(cls)
-    assert str(inspect.signature(cls)) == str(inspect.signature(twin))
-    assert cls.__init__.__kwdefaults__ == twin.__init__.__kwdefaults__
-
-
-@pytest.mark.parametrize("cls", EVENTS, ids=lambda c: c.__name__)
-def test_an_event_holds_what_the_generated_init_stores(cls: type[Any]) -> None:
-    twin = _plain_twin(cls)
-    given = _sample(cls)
-    event, plain = cls(**given), twin(**given)
-    made = {k: v for k, v in vars(event).items() if k != "pending"}
-    assert made == {k: v for k, v in vars(plain).items() if k != "pending"}
-    assert list(vars(event)) == list(vars(plain))  # the same order
-    assert repr(event) == repr(plain)
-    assert event == cls(**given)
-    assert hash(event) == hash(cls(**given)) if cls.__hash__ else True
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        event.type = "other"
-
-
-@pytest.mark.parametrize("cls", EVENTS, ids=lambda c: c.__name__)
-def test_wrong_calls_fail_with_the_generated_messages(cls: type[Any]) -> None:
-    twin = _plain_twin(cls)
-    given = _sample(cls)
-    for call in (
-        lambda c: c(1, **given),
-        lambda c: c(**given, nope=1),
-        lambda c: c(**given, type="x"),
-        lambda c: c(**dict(list(given.items())[1:])),
-    ):
-        with pytest.raises(TypeError) as ours:
-            call(cls)
-        with pytest.raises(TypeError) as theirs:
-            call(twin)
-        assert str(ours.value) == str(theirs.value)
 
 
 def test_a_default_factory_makes_one_value_per_event() -> None:
