@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import math
 import socket
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -118,15 +119,25 @@ class Connections(Generic[C]):
             f"backend-connections-{next(_ids)}", None
         )
         self.made = 0  # clients made so far (one per event loop that used this backend)
+        # The last loop asked and its state: a `RunVar` look-up costs microseconds, and the
+        # generate path asks every step. A weak reference: a loop closed without its shutdown
+        # (which clears this) is not kept alive.
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], LoopState[C]] | None = None
 
     async def current(self) -> LoopState[C]:
         """The state of the running event loop, made now if this loop has none yet."""
+        last = self._last
+        loop = asyncio._get_running_loop()  # None on trio: the RunVar alone then
+        if last is not None and loop is not None and last[0]() is loop:
+            return last[1]
         state = self._state.get()
         if state is not None:
+            self._remember(loop, state)
             return state
         client = self._make_client()
 
         def forget() -> None:
+            self._last = None
             if self._state.get() is state:
                 self._state.set(None)
 
@@ -138,9 +149,14 @@ class Connections(Generic[C]):
             closer=closer,
         )
         self._state.set(state)
+        self._remember(loop, state)
         self.made += 1
         await anext(closer)  # started in this loop, so this loop's shutdown finalizes it
         return state
+
+    def _remember(self, loop: asyncio.AbstractEventLoop | None, state: LoopState[C]) -> None:
+        if loop is not None:
+            self._last = (weakref.ref(loop), state)
 
     async def aclose(self) -> None:
         """Close the running loop's clients (another loop's close when that loop ends)."""
@@ -148,6 +164,7 @@ class Connections(Generic[C]):
         if state is None:
             return
         self._state.set(None)
+        self._last = None
         if state.closer is not None:
             await state.closer.aclose()  # its `finally` closes the client
         else:

@@ -6,16 +6,19 @@ import contextlib
 import gc
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
 import aiohttp
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 
 from agent.backends import GenerateOptions, OllamaBackend, TextChunk, Timeouts
 from agent.backends._context import describe
+from agent.backends._wire import Connections
 from agent.errors import BackendTimeoutError
 from agent.testing import OllamaEmulator, answer
 
@@ -68,6 +71,40 @@ def test_one_backend_serves_one_anyio_run_after_another() -> None:
         second = anyio.run(three_at_once, backend)
         assert wait_until_closed(emu) == 0
     assert first == second == ["Hello there."] * 3
+
+
+def test_event_loops_in_two_threads_each_keep_their_own_clients() -> None:
+    # The state of the last loop asked is kept for speed: loops taking turns must still each
+    # get their own (an aiohttp session used from another loop fails).
+    connections: Connections[_Client] = Connections(_Client, concurrency=None)
+    seen: dict[str, set[int]] = {"a": set(), "b": set()}
+    turns = [threading.Event(), threading.Event()]
+
+    async def ask(name: str, mine: threading.Event, theirs: threading.Event) -> None:
+        for _ in range(5):
+            await anyio.to_thread.run_sync(mine.wait)
+            mine.clear()
+            seen[name].add(id(await connections.current()))
+            seen[name].add(id(await connections.current()))
+            theirs.set()
+
+    threads = [
+        threading.Thread(target=anyio.run, args=(ask, "a", turns[0], turns[1])),
+        threading.Thread(target=anyio.run, args=(ask, "b", turns[1], turns[0])),
+    ]
+    for thread in threads:
+        thread.start()
+    turns[0].set()
+    for thread in threads:
+        thread.join(10)
+    assert len(seen["a"]) == len(seen["b"]) == 1
+    assert seen["a"] != seen["b"]
+    assert connections.made == 2
+
+
+class _Client:
+    async def close(self) -> None:
+        pass
 
 
 @pytest.mark.anyio
