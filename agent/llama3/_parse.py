@@ -49,7 +49,9 @@ from agent.llama3._scan import (
 )
 from agent.llama3._special import (
     END_HEADER,
+    END_OF_TEXT,
     EOM,
+    EOT,
     LONGEST_SPECIAL,
     PYTHON_TAG,
     SPECIAL_FIND,
@@ -190,11 +192,45 @@ def parse_completion(text: str, *, tools: Iterable[Any] | None = None) -> Parsed
     that names no tool is taken as an answer, not a call. Never raises.
     """
     try:
+        tagged = _tagged_calls(text, tools)
+        if tagged is not None:
+            return tagged
         machine = _Machine(tools)
         machine.feed(text)
         return machine.finish()
     except Exception:  # the promise is "never raises"; the fuzz tests keep this path unused
         return _fallback(text)
+
+
+_ENDS: dict[str, StopReason] = {
+    EOM: "end_of_message",
+    EOT: "end_of_turn",
+    END_OF_TEXT: "end_of_turn",
+}
+
+
+def _tagged_calls(text: str, tools: Iterable[Any] | None) -> ParsedCompletion | None:
+    """The usual completion, read without the machine: the python tag, then JSON calls to
+    offered tools, then maybe an end token and nothing else. None for anything else (the
+    machine reads it, and makes the same of this shape: the tests hold the two together)."""
+    if not text.startswith(PYTHON_TAG):
+        return None
+    payload = text[len(PYTHON_TAG) :]
+    stop_reason: StopReason = "end_of_message"  # a tagged call without its end token
+    if payload.endswith("|>"):
+        for token, reason in _ENDS.items():
+            if payload.endswith(token):
+                payload, stop_reason = payload[: -len(token)], reason
+                break
+    if "<|" in payload or not payload.strip():
+        return None
+    calls = lone_calls(payload)
+    allowed = allowed_names(tools)
+    if not calls or (allowed is not None and not all(c.name in allowed for c in calls)):
+        return None
+    return ParsedCompletion(
+        content="", tool_calls=tuple(calls), malformed=(), stop_reason=stop_reason
+    )
 
 
 def _fallback(text: str) -> ParsedCompletion:

@@ -63,3 +63,44 @@ def test_streamed_char_by_char(case: dict[str, Any]) -> None:
     whole = parse_completion(raw)
     assert parser.finish() == whole
     assert whole.content.startswith(shown)
+
+
+TAGGED = [
+    '{"name": "add", "parameters": {"a": 1, "b": 2}}',
+    ' {"name": "add", "arguments": {"a": 1}} \n',
+    '{"type": "function", "name": "add", "parameters": {}}',
+    '[{"name": "add", "parameters": {"a": 1}}, {"name": "sub", "parameters": {"a": 2}}]',
+    '{"name": "nope", "parameters": {"a": 1}}',
+    '{"name": "add"}',
+    '{"name": "add", "parameters": {"a": "<|eot_id|>"}}',
+    '{"name": "add", "parameters": {"a": "x<|y"}}',
+    '{"name": "add", "parameters": {"a": 1}',
+    "{}",
+    "",
+    "   ",
+    'brave_search.call(query="x")',
+    "print(1)",
+    '{"name": "add", "parameters": {"a": 1}} then prose',
+]
+ENDINGS = [
+    "",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|eom_id|>after",
+    "<|eom_id|><|eot_id|>",
+]
+
+
+@pytest.mark.parametrize("tools", [None, ["add", "sub"], ["add"], ["code_interpreter"]])
+@pytest.mark.parametrize("ending", ENDINGS)
+@pytest.mark.parametrize("payload", TAGGED)
+def test_a_tagged_call_reads_the_same_without_the_machine(
+    payload: str, ending: str, tools: list[str] | None
+) -> None:
+    # parse_completion reads the usual shape (tag, JSON calls, end token) by a shortcut; the
+    # machine (which StreamParser runs) must make the same of every text, that shape or not.
+    text = "<|python_tag|>" + payload + ending
+    parser = StreamParser(tools=tools)
+    parser.feed(text)
+    assert parse_completion(text, tools=tools) == parser.finish()
