@@ -244,6 +244,8 @@ def _floor(evaluated: int, sent: int, *, exact: bool) -> int:
 # --- counting tokens ------------------------------------------------------------------------------
 
 _WINDOW = 256  # characters before a cut that key it (cheap to hash, distinct per conversation)
+_SMALL = 32  # pieces this short have their counts remembered (`_SMALL_KEPT` of them at most)
+_SMALL_KEPT = 1024
 
 
 @stored_at_once
@@ -303,6 +305,7 @@ class TokenCounter:
         self._max_back = max_back
         self._cuts: OrderedDict[tuple[int, int], _Cut] = OrderedDict()
         self._lengths: dict[int, int] = {}  # cut position -> how many cuts end there
+        self._small: dict[str, int] = {}  # counts of short pieces
         self._lock = threading.Lock()  # one backend may serve event loops in several threads
         self._warm = False
         self.hits = 0
@@ -343,12 +346,24 @@ class TokenCounter:
         margin = 0 if self._exact() else 1  # see the module docstring
         total = known + counts[0] + (margin if start else 0)
         if cut is not None:
-            self._remember(text, cut, total)
+            if cut != start:  # else the look-up found this very cut (and kept it fresh)
+                self._remember(text, cut, total)
             total += counts[1] + margin
         return total
 
     def _count_all(self, pieces: list[str]) -> list[int]:
-        return [self._count(piece) for piece in pieces]
+        return [self._count_small(p) if len(p) <= _SMALL else self._count(p) for p in pieces]
+
+    def _count_small(self, piece: str) -> int:
+        # What follows a cut is mostly the same few characters (the "\n\n" after a header):
+        # remembered, they cost no call into the tokenizer, whose fixed cost is most of theirs.
+        tokens = self._small.get(piece)
+        if tokens is None:
+            tokens = self._count(piece)
+            if len(self._small) >= _SMALL_KEPT:
+                self._small.clear()
+            self._small[piece] = tokens
+        return tokens
 
     def _lookup(self, text: str) -> tuple[int, int]:
         """(cut, tokens before it) of the longest remembered prefix of `text`, else (0, 0).
