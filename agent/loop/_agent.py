@@ -145,8 +145,9 @@ class Agent:
         one session wait for each other. A call that needs approval is decided by the agent's
         `approve` callback; without one it is refused.
         """
-        # No TextDeltas: nothing reads them here, and each would climb every level per chunk.
-        stream = self._stream(task, history=history, deps=deps, session=session, deltas=False)
+        # Quiet: nothing reads the events here, and each would climb every level (per chunk,
+        # for the TextDeltas).
+        stream = self._stream(task, history=history, deps=deps, session=session, quiet=True)
         async with stream:
             async for _ in stream:
                 pass
@@ -182,7 +183,7 @@ class Agent:
         stream is closed or cancelled. `history`, `deps`, `session`: as for `run()`.
         """
         return self._stream(
-            task, history=history, deps=deps, task_group=task_group, session=session, deltas=True
+            task, history=history, deps=deps, task_group=task_group, session=session, quiet=False
         )
 
     def _stream(
@@ -192,7 +193,7 @@ class Agent:
         history: History,
         deps: Any,
         session: str | None,
-        deltas: bool,
+        quiet: bool,
         task_group: TaskGroup | None = None,
     ) -> RunStream:
         if session is not None:
@@ -201,7 +202,7 @@ class Agent:
                     "give history= or session=, not both: a session is its own history"
                 )
             return self._session_stream(
-                task, session, deps=deps, task_group=task_group, deltas=deltas
+                task, session, deps=deps, task_group=task_group, quiet=quiet
             )
         messages, new_from = opening_messages(task, system=self._system, history=history)
         state = RunState(
@@ -213,7 +214,7 @@ class Agent:
             today=self._run_date(history),
             history=len(history.messages if isinstance(history, RunResult) else history or ()),
         )
-        events = run_events(self._spec, state, deps=deps, task_group=task_group, deltas=deltas)
+        events = run_events(self._spec, state, deps=deps, task_group=task_group, quiet=quiet)
         return RunStream(events, state)
 
     def _session_stream(
@@ -223,7 +224,7 @@ class Agent:
         *,
         deps: Any,
         task_group: TaskGroup | None,
-        deltas: bool,
+        quiet: bool,
     ) -> RunStream:
         check_session_name(name)
         # The session fills in the messages and the date once it is loaded, as the run starts.
@@ -243,7 +244,7 @@ class Agent:
             system=self._system,
             today=self._today,
             events=lambda: run_events(
-                self._spec, state, deps=deps, task_group=task_group, deltas=deltas
+                self._spec, state, deps=deps, task_group=task_group, quiet=quiet
             ),
         )
         return RunStream(events, state)

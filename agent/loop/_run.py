@@ -287,14 +287,15 @@ async def run_events(
     *,
     deps: Any,
     task_group: TaskGroup | None = None,
-    deltas: bool = True,
+    quiet: bool = False,
 ) -> AsyncGenerator[Event, None]:
     """Drive one run, yielding its events; `state` holds the outcome at every moment.
 
     `task_group`: where a step's calls run, so that each `ToolCallFinished` is yielded as its
     call ends; without it, a step's finished events come once all its calls are done.
-    `deltas=False`: no `TextDelta`s (`Agent.run`, which reads none): each completion is parsed
-    once it is whole, and a chunk goes no further up than the step.
+    `quiet`: only `RunStarted`, each `StepFinished` (a session commits there) and `RunFinished`
+    (`Agent.run` reads no others); each completion is then parsed once it is whole, not as it
+    streams, so a chunk goes no further up than the step.
     """
     timeout = spec.limits.run_timeout
     deadline = anyio.current_time() + timeout if timeout is not None else math.inf
@@ -321,11 +322,12 @@ async def run_events(
                         deadline=deadline,
                         group=task_group,
                         trace=run_trace,
-                        deltas=deltas,
+                        deltas=not quiet,
                     )
                 ) as events:
                     async for event in events:
-                        yield event
+                        if not quiet or type(event) is StepFinished:
+                            yield event
         except _Timeout:
             state.finish("timeout")
         except RunError as exc:

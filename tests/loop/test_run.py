@@ -104,6 +104,18 @@ async def test_events_come_in_order_and_serialize() -> None:
         json.dumps(event_to_dict(event))
 
 
+async def test_a_quiet_run_yields_only_its_start_its_steps_and_its_end() -> None:
+    # What `Agent.run` reads (and a session under it commits on): nothing per chunk or call.
+    script = sequence(call("add", a=2, b="40"), "It is 42.<|eot_id|>")
+    async with running(script, tools=[add]) as (_, agent):
+        stream = agent._stream("What is 2 + 40?", history=None, deps=None, session=None, quiet=True)
+        events = await collect(stream)
+    assert types(events) == ["run_started", "step_finished", "step_finished", "run_finished"]
+    result = events[-1].result  # type: ignore[union-attr]
+    assert (result.status, result.answer, result.steps) == ("answered", "It is 42.", 2)
+    assert result.messages[2].content == "42"
+
+
 async def test_a_streamed_answer_reaches_the_caller_while_it_is_generated() -> None:
     words = " ".join(f"word{i}" for i in range(40))
     async with running(answer(words), emulator={"token_rate": 200.0}) as (emu, agent):
