@@ -502,7 +502,7 @@ async def _step(
                     slot.feedback = denied_text(asking.tool, verdict.reason)
                     slot.bound = None
                     yield _denied(slot, asking)
-        if anyio.current_time() >= deadline:
+        if deadline != math.inf and anyio.current_time() >= deadline:
             raise _Timeout  # spent deciding (or reading the events): no call starts
         for event in calls.started(slots, step=step):
             yield event

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dis
 import functools
 import itertools
 import logging
@@ -29,6 +30,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -485,11 +487,22 @@ async def in_task(
     `ABANDON_AFTER` seconds to end; one that swallows its cancellation is abandoned
     (`on_abandon` is told when the caller was cancelled). Other backends await the function in
     place, under the timeout.
+
+    A coroutine whose code cannot suspend (`cannot_suspend`: no `await` in it) runs to its end
+    here at once: no task, scope or timer could stop it sooner, so it gets none. It runs in a
+    context of its own all the same, and under the blocked-loop watchdog.
     """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # not asyncio (trio): no task to walk away from
         return await _in_place(name, function, time_limit=time_limit)
+    context = contextvars.copy_context()
+    try:
+        coroutine = context.run(function)
+    except BaseException as exc:  # the caller sorts it out, as an error raised in the task
+        return Outcome(error=exc)
+    if type(coroutine) is types.CoroutineType and cannot_suspend(coroutine.cr_code):
+        return _at_once(name, coroutine, context)
     ticket = _Ticket(name)
     ticket.start()
     outcome = Outcome()
@@ -502,14 +515,14 @@ async def in_task(
     async def run() -> None:
         try:
             with stop, unwatched:
-                outcome.value = await _Watched(name, function())
+                outcome.value = await _Watched(name, coroutine)
         except BaseException as exc:  # its own cancellation included: the caller sorts it out
             outcome.error = exc
         finally:
             ticket.finish()
             done.set()
 
-    task = start_eagerly(loop, run(), name=f"tool {name}")
+    task = start_eagerly(loop, run(), name=f"tool {name}", context=context)
     if done.is_set():
         return outcome
     _tasks.add(task)  # the loop keeps weak references only; an abandoned task must live on
@@ -535,21 +548,27 @@ def _scope_class() -> type[anyio.CancelScope]:
 
 
 def start_eagerly(
-    loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T], *, name: str
+    loop: asyncio.AbstractEventLoop,
+    coroutine: Coroutine[Any, Any, T],
+    *,
+    name: str,
+    context: contextvars.Context | None = None,
 ) -> asyncio.Task[T]:
     """A task for `coroutine` that has already run, in this call, up to its first suspension.
 
     What Python 3.12's `eager_start=True` does; on 3.11 the task is made first and the step is
     run in its context as the current task (so `asyncio.current_task()`, and the cancel scopes
     anyio binds to it, are the task's own), then the task drives the coroutine on from there.
+    `context`: the task's (default: a copy of the current one).
     """
+    if context is None:
+        context = contextvars.copy_context()
     if sys.version_info >= (3, 12):
-        return asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)
+        return asyncio.Task(coroutine, loop=loop, name=name, context=context, eager_start=True)
     caller = asyncio.current_task(loop)
     if caller is None:  # not called from a task: nothing to step in the place of
-        return loop.create_task(coroutine, name=name)
+        return loop.create_task(coroutine, name=name, context=context)
     resumed = _Resumed(coroutine)
-    context = contextvars.copy_context()
     task = loop.create_task(resumed, name=name, context=context)
     asyncio.tasks._leave_task(loop, caller)
     asyncio.tasks._enter_task(loop, task)
@@ -559,6 +578,35 @@ def start_eagerly(
         asyncio.tasks._leave_task(loop, task)
         asyncio.tasks._enter_task(loop, caller)
     return task
+
+
+@functools.lru_cache(maxsize=1024)
+def cannot_suspend(code: types.CodeType) -> bool:
+    """True when a coroutine running `code` can never suspend: a coroutine only suspends at a
+    yield of its own frame, and every `await`, `async for` and `async with` compiles to one."""
+    return not any(i.opname == "YIELD_VALUE" for i in dis.get_instructions(code))
+
+
+def _at_once(
+    name: str, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context
+) -> Outcome:
+    """Run a coroutine that cannot suspend to its end, in `context`, under the watchdog."""
+    key = next(_keys)
+    began = time.monotonic()
+    _watchdog.enter(key, name, began)
+    try:
+        context.run(coroutine.send, None)
+    except StopIteration as stop:
+        return Outcome(value=stop.value)
+    except BaseException as exc:  # the caller sorts it out, as an error raised in the task
+        return Outcome(error=exc)
+    finally:
+        _watchdog.leave(key)
+        held = time.monotonic() - began
+        if held > BLOCKED_LOOP_WARNING:
+            logger.warning(_blocked_text(name, held, ended=True))
+    coroutine.close()  # pragma: no cover - it yielded: `cannot_suspend` was wrong
+    raise AssertionError(f"tool {name} suspended, though its code has no yield")
 
 
 class _Resumed(Coroutine[Any, Any, T]):

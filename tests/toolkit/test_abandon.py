@@ -4,6 +4,7 @@ pass through `await` as they would, and the caps are checked."""
 from __future__ import annotations
 
 import contextvars
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -71,6 +72,31 @@ async def test_a_tool_starts_eagerly_in_its_own_task() -> None:
 
     @tool
     async def quick() -> str:
+        """Note the task, then wait once."""
+        seen.append(asyncio.current_task())
+        user.set("tool")
+        await anyio.lowlevel.checkpoint()
+        seen.append(asyncio.current_task())
+        return "done"
+
+    user.set("caller")
+    assert (await quick.execute(quick.validate({}))).text == "done"
+    assert seen[0] is not None
+    assert seen[0] is not caller
+    assert seen[1] is seen[0]
+    assert user.get() == "caller"
+
+
+async def test_a_tool_that_cannot_wait_runs_at_once_in_a_context_of_its_own() -> None:
+    """No `await` in its code: nothing could stop it before it returns, so it gets no task (no
+    scope, no timer); what it sets in its context still stays there."""
+    import asyncio
+
+    caller = asyncio.current_task()
+    seen: list[object] = []
+
+    @tool
+    async def quick() -> str:
         """Return at once."""
         seen.append(asyncio.current_task())
         user.set("tool")
@@ -78,9 +104,31 @@ async def test_a_tool_starts_eagerly_in_its_own_task() -> None:
 
     user.set("caller")
     assert (await quick.execute(quick.validate({}))).text == "done"
-    assert seen[0] is not None
-    assert seen[0] is not caller
+    assert seen == [caller]
     assert user.get() == "caller"
+
+
+def test_only_code_without_a_yield_cannot_suspend() -> None:
+    async def returns() -> int:
+        return 1
+
+    async def waits() -> None:
+        await anyio.lowlevel.checkpoint()
+
+    async def iterates(items: Any) -> None:
+        async for _ in items:
+            pass
+
+    async def enters(manager: Any) -> None:
+        async with manager:
+            pass
+
+    async def gathers(items: Any) -> list[Any]:
+        return [await item for item in items]
+
+    assert abandon.cannot_suspend(returns.__code__)
+    for suspends in (waits, iterates, enters, gathers):
+        assert not abandon.cannot_suspend(suspends.__code__), suspends.__name__
 
 
 async def test_a_cancel_scope_opened_in_the_first_step_closes_in_the_task() -> None:
