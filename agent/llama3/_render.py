@@ -145,7 +145,7 @@ def render_prompt(
             message = _coerce_message(message)
         msgs.append(message)
         known.append(remembered)
-    specs = [_coerce_tool(t) for t in tools]
+    specs, toolset = _toolset(tools)
     fmt = tool_format or default_tool_format(model)
     if fmt not in _FORMATS:
         raise RenderError(f"unknown tool_format {fmt!r}; use one of {sorted(_FORMATS)}")
@@ -155,7 +155,6 @@ def render_prompt(
             "use 'append' or 'replace'"
         )
     choice = _tool_choice(tool_choice, specs)
-    toolset = Toolset.of(specs)
     parts = [BEGIN_OF_TEXT]
     start = 0
     if add_system_prompt:
@@ -202,6 +201,25 @@ def _head(
     else:
         head = _augment_3_2(system, specs, fmt=fmt, choice=choice, behavior=behavior)
     return "".join(part for msg in head for part in _encode_message(msg, fmt, frozenset()))
+
+
+# The tools of the latest render, as given: a run passes the same tuple at every step.
+_last_tools: tuple[tuple[Any, ...], list[ToolSpec], Toolset] | None = None
+
+
+def _toolset(tools: Iterable[ToolSpec | Mapping[str, Any] | Any]) -> tuple[list[ToolSpec], Toolset]:
+    """The specs of `tools` and their `Toolset`. Those of the last tuple of `ToolSpec`s are
+    kept: neither the tuple nor the frozen specs in it change (a spec's key is already taken
+    once per object, `_spec_key`), unlike dicts, which may be edited between two renders."""
+    global _last_tools
+    last = _last_tools
+    if last is not None and last[0] is tools:
+        return last[1], last[2]
+    specs = [_coerce_tool(t) for t in tools]
+    toolset = Toolset.of(specs)
+    if type(tools) is tuple and all(type(t) is ToolSpec for t in tools):
+        _last_tools = (tools, specs, toolset)
+    return specs, toolset
 
 
 @lru_cache(maxsize=64)

@@ -25,6 +25,7 @@ def spec(properties: dict[str, Any], name: str = "f") -> ToolSpec:
 
 
 def forget_everything() -> None:
+    _render._last_tools = None
     for cached in (
         _render._head,
         _render._json_tools,
@@ -153,6 +154,20 @@ def test_an_assistant_turn_without_raw_follows_the_format_and_its_arguments() ->
     assert '<function=f>{"a": "Paris"}</function>' in as_tag
     arguments["a"] = "Rome"  # not cached: its text depends on a dict that may change
     assert '"parameters": {"a": "Rome"}' in render_prompt(messages, tools, today=DAY)
+
+
+def test_the_same_tuple_of_specs_renders_as_given_and_edited_dicts_are_read_again() -> None:
+    tools = (spec({"a": A}), spec({"b": B}, name="g"))
+    messages = [Message(role="user", content="Hi")]
+    first = render_prompt(messages, tools, today=DAY)
+    assert render_prompt(messages, tools, today=DAY) == first == uncached(messages, list(tools))
+    assert render_prompt(messages, tools[:1], today=DAY) == uncached(messages, list(tools[:1]))
+    # Dicts may change between two renders: never taken from the last render's tools.
+    raw = {"name": "h", "description": "Does h.", "parameters": {"type": "object"}}
+    given = (raw,)
+    assert '"name": "h"' in render_prompt(messages, given, today=DAY)
+    raw["name"] = "k"
+    assert '"name": "k"' in render_prompt(messages, given, today=DAY)
 
 
 def test_message_texts_are_forgotten_with_their_messages() -> None:
