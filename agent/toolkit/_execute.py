@@ -1,13 +1,14 @@
 """Run one validated call: the run context, deadline, results as text, errors as results.
 
 Sync tools run in worker threads under a capacity limiter, async tools in a task of their own
-(see `_abandon`), both under the tool's timeout. Cancellation (a deadline, or the run being
-cancelled) reaches an async tool at its next `await`. A thread cannot be interrupted from
-outside: the call is *abandoned*, so the caller gets its timeout result or its cancellation at
-once, the limiter slot is freed, and the thread runs on until the function returns, its result
-discarded. Sync tools that may run long should call `anyio.from_thread.check_cancelled()` now
-and then to stop early once abandoned. An async tool that ignores its cancellation is abandoned
-the same way, `ABANDON_AFTER` seconds later.
+(`in_task`), both under the tool's timeout; an async tool whose code has no `await` cannot be
+stopped before it returns anyway, and just runs (`cannot_suspend`). Cancellation (a deadline,
+or the run being cancelled) reaches an async tool at its next `await`. A thread cannot be
+interrupted from outside: the call is *abandoned*, so the caller gets its timeout result or its
+cancellation at once, the limiter slot is freed, and the thread runs on until the function
+returns, its result discarded. Sync tools that may run long should call
+`anyio.from_thread.check_cancelled()` now and then to stop early once abandoned. An async tool
+that ignores its cancellation is abandoned the same way, `ABANDON_AFTER` seconds later.
 
 Whatever a tool raises becomes the call's error result, `SystemExit` included; only
 cancellation and `KeyboardInterrupt` go through (`escapes` says why).
