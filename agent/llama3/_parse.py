@@ -73,6 +73,8 @@ def allowed_names(tools: Iterable[Any] | None) -> frozenset[str] | None:
         return None
     if type(tools) is tuple and all(type(t) is str for t in tools):
         return _names(tools)
+    if type(tools) is frozenset and all(type(t) is str for t in tools):
+        return tools  # already names (`parse_completion` reads them once)
     names: set[str] = set()
     for tool in tools:
         if isinstance(tool, str):
@@ -192,10 +194,11 @@ def parse_completion(text: str, *, tools: Iterable[Any] | None = None) -> Parsed
     that names no tool is taken as an answer, not a call. Never raises.
     """
     try:
-        tagged = _tagged_calls(text, tools)
+        allowed = allowed_names(tools)  # once: `tools` may be an iterator
+        tagged = _tagged_calls(text, allowed)
         if tagged is not None:
             return tagged
-        machine = _Machine(tools)
+        machine = _Machine(allowed)
         machine.feed(text)
         return machine.finish()
     except Exception:  # the promise is "never raises"; the fuzz tests keep this path unused
@@ -209,7 +212,7 @@ _ENDS: dict[str, StopReason] = {
 }
 
 
-def _tagged_calls(text: str, tools: Iterable[Any] | None) -> ParsedCompletion | None:
+def _tagged_calls(text: str, allowed: frozenset[str] | None) -> ParsedCompletion | None:
     """The usual completion, read without the machine: the python tag, then JSON calls to
     offered tools, then maybe an end token and nothing else. None for anything else (the
     machine reads it, and makes the same of this shape: the tests hold the two together)."""
@@ -225,7 +228,6 @@ def _tagged_calls(text: str, tools: Iterable[Any] | None) -> ParsedCompletion | 
     if "<|" in payload or not payload.strip():
         return None
     calls = lone_calls(payload)
-    allowed = allowed_names(tools)
     if not calls or (allowed is not None and not all(c.name in allowed for c in calls)):
         return None
     return ParsedCompletion(

@@ -104,3 +104,17 @@ def test_a_tagged_call_reads_the_same_without_the_machine(
     parser = StreamParser(tools=tools)
     parser.feed(text)
     assert parse_completion(text, tools=tools) == parser.finish()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<|python_tag|>{"name": "f", "parameters": {"a": 1}}<|eom_id|>',
+        '<|python_tag|>{"name": "f", "parameters": {"a": 1}} ok',
+        "<|python_tag|>print(1)",
+        'Sure. {"name": "f", "parameters": {"a": 1}}',
+    ],
+)
+def test_tools_given_as_an_iterator_are_read_once(text: str) -> None:
+    names = ["f", "code_interpreter"]
+    assert parse_completion(text, tools=iter(names)) == parse_completion(text, tools=names)
