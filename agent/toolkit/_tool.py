@@ -374,7 +374,8 @@ class Tool(Generic[P, R]):
         included), a timeout or a missing run context becomes `ToolResult(is_error=True, ...)`,
         with the exception and traceback kept for the program. Sync functions run in a worker
         thread under `limiter` (default: the event loop's tool limiter, see
-        `set_thread_limit`), async ones in a task of their own; on timeout or cancellation the
+        `set_thread_limit`), async ones in a task of their own (but one whose code has no
+        `await`, which runs at once in the caller's task); on timeout or cancellation the
         thread is abandoned, and so is a task that does not end within `ABANDON_AFTER` seconds
         of being cancelled (`on_abandon` is called when that happens on cancellation). Past
         `set_abandoned_limit`'s caps, the tool's calls are refused.
