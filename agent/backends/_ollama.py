@@ -313,10 +313,12 @@ class OllamaBackend(Backend):
                         except READ_ERRORS as exc:
                             raise attempt.read_error(exc)  # noqa: B904 - its cause is set
                         piece = attempt.take(batch)
+                        if attempt.ended:  # the connection is free before the last text goes
+                            await attempt.release()
                         if piece:
                             emitted.append(piece)
                             yield TextChunk(text=piece)
-                    final = await attempt.end()
+                    final = attempt.end()
                     done = await self._finish(
                         final, model, text, continuation, sent, warnings, resumed_chunks, history
                     )

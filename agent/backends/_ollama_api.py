@@ -216,7 +216,8 @@ _USAGE_FIELDS = (
 
 class StreamAttempt:
     """One raw, streamed `/api/generate`: `open()` POSTs it, then the caller reads
-    `lines.batch()` and hands each batch to `take()` until `ended`, and `end()` gives the `Final`.
+    `lines.batch()` and hands each batch to `take()` until `ended`, then `release()`s the
+    connection, and `end()` gives the `Final`.
 
     The hot path: aiohttp and orjson directly, one `await` per network read (`_wire.Lines`), a
     dict per line and no model. It is driven from the backend's own generator rather than being
@@ -383,14 +384,18 @@ class StreamAttempt:
         self.chunks = len(pieces)
         return "".join(pieces[shown:])
 
-    async def end(self) -> Final:
+    async def release(self) -> None:
+        """After Ollama's final line: read the rest of the body, and give the connection back
+        for the next request when it ended cleanly."""
+        if self._final_line and self._lines is not None and await self._lines.drain():
+            assert self._response is not None
+            self._response.release()
+
+    def end(self) -> Final:
         """The attempt's `Final` once `take()` set `ended`, or what ended it, raised."""
         if self._failure is not None:
             raise self._failure
         assert self._final is not None
-        if self._final_line and self._lines is not None and await self._lines.drain():
-            assert self._response is not None
-            self._response.release()  # the connection serves the next request
         return self._final
 
     def close(self) -> None:

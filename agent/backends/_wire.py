@@ -120,8 +120,8 @@ class Connections(Generic[C]):
         )
         self.made = 0  # clients made so far (one per event loop that used this backend)
         # The last loop asked and its state: a `RunVar` look-up costs microseconds, and the
-        # generate path asks every step. A weak reference: a loop closed without its shutdown
-        # (which clears this) is not kept alive.
+        # generate path asks every step. The loop's shutdown clears it (`forget`); the loop is
+        # held weakly, as the loop's own id would be reused once it is gone.
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], LoopState[C]] | None = None
 
     async def current(self) -> LoopState[C]:
