@@ -219,6 +219,12 @@ class Backend(ABC):
     of a cancel scope around every chunk (a subclass whose `generate` lacks the keyword must set
     this back to False)."""
 
+    takes_chunked: ClassVar[bool] = False
+    """True when `generate` also takes `chunked=False`: the completion's text then comes in one
+    `TextChunk`, just before `Done`, however it arrived. For a caller that reads no chunk as it
+    comes (`Agent.run`): each chunk would otherwise climb every level of generators for
+    nothing."""
+
     @abstractmethod
     def generate(
         self, prompt: str, *, model: str, options: GenerateOptions

@@ -246,6 +246,7 @@ class OllamaBackend(Backend):
     # --- generate ------------------------------------------------------------------------------
 
     takes_deadline: ClassVar[bool] = True
+    takes_chunked: ClassVar[bool] = True
 
     async def generate(
         self,
@@ -254,11 +255,13 @@ class OllamaBackend(Backend):
         model: str,
         options: GenerateOptions,
         deadline: float | None = None,
+        chunked: bool = True,
     ) -> AsyncIterator[GenerateEvent]:
         """Stream the completion of the native `prompt` (which starts with `<|begin_of_text|>`).
 
         `deadline`: an `anyio.current_time()` by which the stream ends (`BackendTimeoutError`),
-        as `Timeouts.total` does; the earlier of the two holds.
+        as `Timeouts.total` does; the earlier of the two holds. `chunked=False`: the text in one
+        `TextChunk` before `Done` (`Backend.takes_chunked`).
         """
         # One async generator between the socket and the caller, this one: every layer costs
         # every read, so the loop of attempts and the reading of each live here, not in three.
@@ -317,7 +320,8 @@ class OllamaBackend(Backend):
                             await attempt.release()
                         if piece:
                             emitted.append(piece)
-                            yield TextChunk(text=piece)
+                            if chunked:
+                                yield TextChunk(text=piece)
                     final = attempt.end()
                     done = await self._finish(
                         final, model, text, continuation, sent, warnings, resumed_chunks, history
@@ -344,6 +348,8 @@ class OllamaBackend(Backend):
                 gate.release()
         # Last, outside every block: the connection and the gate are free before the caller
         # sees the end, and closing this generator here has nothing left to unwind.
+        if not chunked and emitted:
+            yield TextChunk(text="".join(emitted))
         yield done
 
     def _after_drop(

@@ -388,13 +388,13 @@ async def _step(
     # Which run asks, for a backend with several hosts (each step on the run's host); set only
     # around the call, as this generator may be resumed from other tasks and contexts.
     affinity = run_affinity.set(state.run_id)
+    extra: dict[str, Any] = {}
+    if handed:
+        extra["deadline"] = deadline
+    if not deltas and backend.takes_chunked:
+        extra["chunked"] = False  # nothing here reads a chunk before the text is whole
     try:
-        if handed:
-            stream = backend.generate(  # type: ignore[call-arg]
-                prompt, model=spec.model, options=spec.options, deadline=deadline
-            )
-        else:
-            stream = backend.generate(prompt, model=spec.model, options=spec.options)
+        stream = backend.generate(prompt, model=spec.model, options=spec.options, **extra)
     finally:
         run_affinity.reset(affinity)
     feed = parser.feed if parser is not None else None

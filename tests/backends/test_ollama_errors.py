@@ -62,10 +62,13 @@ def make_backend(url: str, transport: str, **kwargs: object) -> OllamaBackend:
     return OllamaBackend(url, retries=kwargs.pop("retries", FAST), **kwargs)  # type: ignore[arg-type]
 
 
-async def collect(backend: OllamaBackend, prompt: str = PROMPT) -> tuple[list[str], Done]:
+async def collect(
+    backend: OllamaBackend, prompt: str = PROMPT, *, chunked: bool = True
+) -> tuple[list[str], Done]:
     chunks: list[str] = []
     done: Done | None = None
-    async for event in backend.generate(prompt, model="llama3.1", options=GenerateOptions()):
+    events = backend.generate(prompt, model="llama3.1", options=GenerateOptions(), chunked=chunked)
+    async for event in events:
         if isinstance(event, TextChunk):
             chunks.append(event.text)
         else:
@@ -146,6 +149,22 @@ async def test_drop_after_text_resumes_where_it_broke(transport: str, emu: Ollam
     _first, second = emu.completions
     assert second.body["prompt"] == BODY + "one two"  # the model continues its own text
     assert done.usage.eval_count == 2 + (second.eval_count or 0)
+
+
+async def test_unchunked_text_comes_whole_before_done_resumed_or_not(
+    transport: str, emu: OllamaEmulator
+) -> None:
+    # `chunked=False` (Agent.run reads no chunk): one TextChunk, the whole text, then Done.
+    async with make_backend(emu.url, transport) as backend:
+        assert backend.takes_chunked
+        chunks, done = await collect(backend, chunked=False)
+        assert chunks == [REPLY]
+        assert done.warnings == ()
+        emu.inject(DropConnection(after_chunks=2))
+        chunks, done = await collect(backend, chunked=False)
+    assert chunks == [REPLY]  # what came before the break and after it, once
+    assert "resumed" in done.warnings[0]
+    assert emu.completions[-1].body["prompt"] == BODY + "one two"
 
 
 async def test_second_drop_is_a_stream_error(transport: str, emu: OllamaEmulator) -> None:
