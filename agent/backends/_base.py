@@ -223,7 +223,7 @@ class Backend(ABC):
     """True when `generate` also takes `chunked=False`: the completion's text then comes in one
     `TextChunk`, just before `Done`, however it arrived. For a caller that reads no chunk as it
     comes (`Agent.run`): each chunk would otherwise climb every level of generators for
-    nothing."""
+    nothing. A subclass whose `generate` lacks the keyword must set this back to False."""
 
     @abstractmethod
     def generate(
