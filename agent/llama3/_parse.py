@@ -95,6 +95,14 @@ def _names(names: tuple[str, ...]) -> frozenset[str]:
     return frozenset(names)
 
 
+# The stop reason each end token (`STOP_TOKENS`) gives.
+_ENDS: dict[str, StopReason] = {
+    EOM: "end_of_message",
+    EOT: "end_of_turn",
+    END_OF_TEXT: "end_of_turn",
+}
+
+
 class _Machine:
     def __init__(self, tools: Iterable[Any] | None) -> None:
         self.allowed = allowed_names(tools)
@@ -180,7 +188,7 @@ class _Machine:
 
     def _stop_reason(self, outcome: Outcome) -> StopReason:
         if self.stop is not None:
-            return "end_of_message" if self.stop == EOM else "end_of_turn"
+            return _ENDS[self.stop]
         if self.payloads or outcome.forms & {"json", "builtin", "code"}:
             return "end_of_message"
         return "end_of_turn"
@@ -203,13 +211,6 @@ def parse_completion(text: str, *, tools: Iterable[Any] | None = None) -> Parsed
         return machine.finish()
     except Exception:  # the promise is "never raises"; the fuzz tests keep this path unused
         return _fallback(text)
-
-
-_ENDS: dict[str, StopReason] = {
-    EOM: "end_of_message",
-    EOT: "end_of_turn",
-    END_OF_TEXT: "end_of_turn",
-}
 
 
 def _tagged_calls(text: str, allowed: frozenset[str] | None) -> ParsedCompletion | None:

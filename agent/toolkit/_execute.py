@@ -592,20 +592,12 @@ def _at_once(
     name: str, coroutine: Coroutine[Any, Any, Any], context: contextvars.Context
 ) -> Outcome:
     """Run a coroutine that cannot suspend to its end, in `context`, under the watchdog."""
-    key = next(_keys)
-    began = time.monotonic()
-    _watchdog.enter(key, name, began)
     try:
-        context.run(coroutine.send, None)
+        _watchdog.step(next(_keys), name, context.run, coroutine.send, None)
     except StopIteration as stop:
         return Outcome(value=stop.value)
     except BaseException as exc:  # the caller sorts it out, as an error raised in the task
         return Outcome(error=exc)
-    finally:
-        _watchdog.leave(key)
-        held = time.monotonic() - began
-        if held > BLOCKED_LOOP_WARNING:
-            logger.warning(_blocked_text(name, held, ended=True))
     coroutine.close()  # pragma: no cover - it yielded: `cannot_suspend` was wrong
     raise AssertionError(f"tool {name} suspended, though its code has no yield")
 
@@ -716,17 +708,13 @@ class _Watched:
         send: Any = None
         throw: BaseException | None = None
         while True:
-            began = time.monotonic()
-            _watchdog.enter(self._key, self._name, began)
             try:
-                yielded = steps.throw(throw) if throw is not None else steps.send(send)
+                if throw is not None:
+                    yielded = _watchdog.step(self._key, self._name, steps.throw, throw)
+                else:
+                    yielded = _watchdog.step(self._key, self._name, steps.send, send)
             except StopIteration as stop:
                 return stop.value
-            finally:
-                _watchdog.leave(self._key)
-                held = time.monotonic() - began
-                if held > BLOCKED_LOOP_WARNING:
-                    logger.warning(_blocked_text(self._name, held, ended=True))
             try:
                 send, throw = (yield yielded), None
             except GeneratorExit:
@@ -772,6 +760,19 @@ class _Watchdog:
                         target=self._watch, name="llama-agent loop watchdog", daemon=True
                     )
                     self._thread.start()
+
+    def step(self, key: int, name: str, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)`, one step of async tool `name`: named while it holds the event loop
+        too long, and warned about once it held it too long."""
+        began = time.monotonic()
+        self.enter(key, name, began)
+        try:
+            return call(*args)
+        finally:
+            self.leave(key)
+            held = time.monotonic() - began
+            if held > BLOCKED_LOOP_WARNING:
+                logger.warning(_blocked_text(name, held, ended=True))
 
     def leave(self, key: int) -> None:
         self._steps.pop(key, None)

@@ -122,6 +122,21 @@ class _CountingCounter:
         return count_tokens(text)
 
 
+async def shortfall(
+    history: PromptHistory, text: str, sent: int, reported: int, *, model: str = "m"
+) -> str | None:
+    """The history's warning for `text` (exact counts, num_ctx 8192), as the backend asks it."""
+    return await history.shortfall_warning(
+        model=model,
+        history=history.snapshot(model),
+        text=text,
+        sent=sent,
+        reported=reported,
+        num_ctx=8192,
+        exact=True,
+    )
+
+
 @pytest.mark.anyio
 async def test_history_tells_cache_hits_from_truncation() -> None:
     count = _CountingCounter()
@@ -176,29 +191,10 @@ async def test_a_cache_hit_on_the_previous_step_is_decided_without_counting() ->
     evaluated = sent - 1 - count_tokens(step)
     count.chars = 0
     for reported in (evaluated, evaluated - 3, 1):
-        assert (
-            await history.shortfall_warning(
-                model="m",
-                history=history.snapshot("m"),
-                text=text,
-                sent=sent,
-                reported=reported,
-                num_ctx=8192,
-                exact=True,
-            )
-            is None
-        )
+        assert await shortfall(history, text, sent, reported) is None
     assert count.chars == 0
     # A report the previous step cannot explain is looked at closely: counted, and a warning.
-    warning = await history.shortfall_warning(
-        model="m",
-        history=history.snapshot("m"),
-        text=text,
-        sent=sent,
-        reported=evaluated - 200,
-        num_ctx=8192,
-        exact=True,
-    )
+    warning = await shortfall(history, text, sent, evaluated - 200)
     assert warning is not None
     assert count.chars > 0
 
@@ -213,23 +209,12 @@ async def test_a_prompt_sent_whole_before_is_a_cache_hit_without_counting() -> N
     step = opening + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nDone."
     history.remember("m", step, tokens=count_tokens(step))
     sent = 1 + count_tokens(opening)
-
-    async def warn(text: str, reported: int) -> str | None:
-        return await history.shortfall_warning(
-            model="m",
-            history=history.snapshot("m"),
-            text=text,
-            sent=sent,
-            reported=reported,
-            num_ctx=8192,
-            exact=True,
-        )
-
     count.chars = 0
-    assert await warn(opening, 1) is None
+    assert await shortfall(history, opening, sent, 1) is None
     assert count.chars == 0
     # A text that was not sent before still gets its warning.
-    assert await warn("<|start_header_id|>user<|end_header_id|>\n\n" + "x " * 500, 1) is not None
+    other = "<|start_header_id|>user<|end_header_id|>\n\n" + "x " * 500
+    assert await shortfall(history, other, sent, 1) is not None
 
 
 @pytest.mark.anyio
@@ -247,24 +232,13 @@ async def test_a_step_pushed_out_by_many_other_runs_is_still_found_without_count
     text = step + "<|eom_id|><|start_header_id|>ipython<|end_header_id|>\n\n42<|eot_id|>"
     sent = 1 + count_tokens(text)
     evaluated = sent - 1 - count_tokens(step)
-
-    async def warn(reported: int, model: str = "m") -> str | None:
-        return await history.shortfall_warning(
-            model=model,
-            history=history.snapshot(model),
-            text=text,
-            sent=sent,
-            reported=reported,
-            num_ctx=8192,
-            exact=True,
-        )
-
     count.chars = 0
-    assert await warn(evaluated) is None
+    assert await shortfall(history, text, sent, evaluated) is None
     assert count.chars == 0
     # Remembered for another model only: no evidence for this one.
-    assert await warn(evaluated, model="other") is not None
-    assert await warn(evaluated - 200) is not None  # more missing than the step explains
+    assert await shortfall(history, text, sent, evaluated, model="other") is not None
+    # More missing than the step explains.
+    assert await shortfall(history, text, sent, evaluated - 200) is not None
 
 
 def test_history_keeps_the_best_count_of_a_text_and_a_bounded_depth() -> None:

@@ -3,6 +3,7 @@ pass through `await` as they would, and the caps are checked."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from typing import Any
 
@@ -65,8 +66,6 @@ async def test_a_returned_value_passes_through_many_steps() -> None:
 async def test_a_tool_starts_eagerly_in_its_own_task() -> None:
     """The first step runs before `execute` waits, already as the tool's task: what it sets in
     its context stays there, and `current_task` is not the caller's."""
-    import asyncio
-
     caller = asyncio.current_task()
     seen: list[object] = []
 
@@ -90,8 +89,6 @@ async def test_a_tool_starts_eagerly_in_its_own_task() -> None:
 async def test_a_tool_that_cannot_wait_runs_at_once_in_a_context_of_its_own() -> None:
     """No `await` in its code: nothing could stop it before it returns, so it gets no task (no
     scope, no timer); what it sets in its context still stays there."""
-    import asyncio
-
     caller = asyncio.current_task()
     seen: list[object] = []
 
